@@ -1,0 +1,353 @@
+"""The Lin-CAE autoencoder: ``encode`` audio to latents, ``decode`` latents to audio.
+
+Same public API as the official ``linear-cae`` package::
+
+    model = Autoencoder.from_pretrained("lin-cae")
+    z = model.encode(audio)                          # audio: Tensor[B, T] at 44.1 kHz -> z: Tensor[B, 64, Z]
+    y = model.decode(z, full_length=audio.shape[-1])  # Tensor[B, T]
+
+Latents are the encoder output times ``scale_factor`` (15, 33 or 40 for the official checkpoints).
+Audio longer than ``max_chunk_size`` is encoded as overlapping chunks, giving ``[B, N, C, Z]``;
+``decode`` joins such chunks with a linear crossfade.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from lincae.models.config import DiffusionConfig, FrontendConfig, GeneratorConfig
+from lincae.models.frontend import ScaledComplexSTFT
+from lincae.models.sampling import ConsistencySampler
+from lincae.models.unet import UNet
+
+DEFAULT_SAMPLE_RATE = 44100
+
+
+def _check_audio(x: Tensor, what: str = "audio") -> Tensor:
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise ValueError(f"{what} must be floating point (float32 at 44.1 kHz), got dtype {x.dtype}")
+    if x.dim() not in (1, 2):
+        hint = " (multichannel audio: use encode_channels)" if x.dim() == 3 else ""
+        raise ValueError(f"{what} must be [B, T] or [T], got shape {tuple(x.shape)}{hint}")
+    if x.numel() == 0:
+        raise ValueError(f"{what} is empty (shape {tuple(x.shape)})")
+    if not torch.isfinite(x).all():
+        bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"{what} contains {bad} NaN or Inf sample(s)")
+    return x if x.dim() == 2 else x.unsqueeze(0)
+
+
+def fold_channels(audio: Tensor) -> tuple[Tensor, int]:
+    """Multichannel audio ``[B, C, T]`` → a batch of mono signals ``[B * C, T]`` and ``C``."""
+    if audio.dim() != 3:
+        raise ValueError(f"expected multichannel audio [B, C, T], got shape {tuple(audio.shape)}")
+    b, c, t = audio.shape
+    return audio.reshape(b * c, t), c
+
+
+def unfold_channels(x: Tensor, channels: int) -> Tensor:
+    """Inverse of :func:`fold_channels` for any tensor whose first axis is ``B * C``."""
+    if x.shape[0] % channels:
+        raise ValueError(f"batch of {x.shape[0]} is not a multiple of {channels} channels")
+    return x.reshape(x.shape[0] // channels, channels, *x.shape[1:])
+
+
+def overlap_add_crossfade(chunks: Tensor, in_step: int, in_chunk_len: int, final_len: int) -> Tensor:
+    """Join decoded chunks ``[B, N, L]`` with linear crossfades → audio ``[B, final_len]``.
+
+    The hop between chunks is ``in_step`` scaled by ``L / in_chunk_len`` (the decoded chunk length
+    over the encoded one), as in the official implementation.
+    """
+    b, n, length = chunks.shape
+    step = length * in_step // in_chunk_len
+    overlap = length - step
+    out_len = step * (n - 1) + length
+    if overlap > 0 and n > 1:
+        fade_in = torch.linspace(0.0, 1.0, overlap, device=chunks.device, dtype=chunks.dtype)
+        chunks = chunks.clone()
+        chunks[:, 1:, :overlap] *= fade_in
+        chunks[:, :-1, -overlap:] *= 1.0 - fade_in
+        audio = torch.nn.functional.fold(
+            chunks.transpose(1, 2), output_size=(out_len, 1), kernel_size=(length, 1), stride=(step, 1)
+        ).reshape(b, out_len)
+    else:
+        audio = chunks.reshape(b, -1)
+    return audio[..., :final_len]
+
+
+class Autoencoder(nn.Module):
+    """Consistency autoencoder for 44.1 kHz mono audio.
+
+    Args:
+        frontend, generator, diffusion: configs (or plain dicts of the official constructor arguments).
+        max_batch_size: largest batch pushed through the network at once; bigger batches are split.
+        diffusion_steps: default number of decoding steps.
+        mixed_precision: run the network under CUDA autocast (``autocast_dtype``, default float16).
+        name: model id, used to look up the official latent scale factor when none is given.
+        max_chunk_size: audio longer than this (in samples) is encoded in overlapping chunks.
+        overlap_percentage: chunk overlap as a fraction of ``max_chunk_size``.
+        scale_factor: multiplies encoder outputs to give latents.
+        autocast_dtype: ``torch.float16`` or ``torch.bfloat16`` for ``mixed_precision``.
+    """
+
+    def __init__(
+        self,
+        frontend: FrontendConfig | dict[str, Any] | None = None,
+        generator: GeneratorConfig | dict[str, Any] | None = None,
+        diffusion: DiffusionConfig | dict[str, Any] | None = None,
+        max_batch_size: int = 1,
+        diffusion_steps: int = 1,
+        mixed_precision: bool = False,
+        enable_grad_denoise: bool = False,
+        name: str = "model",
+        max_chunk_size: int | None = None,
+        overlap_percentage: float = 0.25,
+        scale_factor: float | None = None,
+        autocast_dtype: torch.dtype = torch.float16,
+    ) -> None:
+        super().__init__()
+        from lincae.models.registry import OFFICIAL_SCALE_FACTORS
+
+        frontend_cfg = FrontendConfig.from_dict(frontend)
+        generator_cfg = GeneratorConfig.from_dict(generator)
+        diffusion_cfg = DiffusionConfig.from_dict(diffusion)
+        if frontend_cfg.hop_size != generator_cfg.hop:
+            raise ValueError(
+                f"frontend hop_size {frontend_cfg.hop_size} differs from generator hop {generator_cfg.hop}"
+            )
+        if generator_cfg.data_channels != 2:
+            raise ValueError(f"data_channels must be 2 (real, imaginary), got {generator_cfg.data_channels}")
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        if not 0.0 <= overlap_percentage < 1.0:
+            raise ValueError(f"overlap_percentage must be in [0, 1), got {overlap_percentage}")
+        self.frontend = ScaledComplexSTFT(frontend_cfg)
+        self.generator = UNet(generator_cfg)
+        self.diffusion = ConsistencySampler(diffusion_cfg)
+        self.diffusion_steps = diffusion_steps
+        self.enable_grad_denoise = enable_grad_denoise
+        self.mixed_precision = mixed_precision
+        self.autocast_dtype = autocast_dtype
+        self.name = name
+        self.max_batch_size = max_batch_size
+        self.max_chunk_size = max_chunk_size
+        self.overlap_percentage = overlap_percentage
+        self.scale_factor = float(scale_factor if scale_factor is not None else OFFICIAL_SCALE_FACTORS.get(name, 1.0))
+
+    # ----------------------------------------------------------------- description
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def sample_rate(self) -> int:
+        """Audio rate in Hz (the frontend's, else 44100)."""
+        return self.frontend.sample_rate or DEFAULT_SAMPLE_RATE
+
+    @property
+    def latent_channels(self) -> int:
+        return self.generator.config.bottleneck_channels
+
+    @property
+    def hop_length(self) -> int:
+        """Samples per latent frame (STFT hop times the temporal downsampling)."""
+        return self.frontend.hop_size * 2**self.generator.config.temporal_downsamples
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.generator.encoder
+
+    def get_latent_size(self, audio_length: int) -> int:
+        """Latent frames ``Z`` for ``audio_length`` samples (unchunked)."""
+        size = self.frontend.num_frames(audio_length)
+        for _ in range(self.generator.config.temporal_downsamples):
+            size = (size - 1) // 2 + 1
+        return size
+
+    def get_decoded_size(self, latent_length: int) -> int:
+        """Audio samples produced by decoding ``latent_length`` latent frames."""
+        return self.frontend.num_samples(2**self.generator.config.temporal_downsamples * latent_length)
+
+    def min_samples(self) -> int:
+        """Shortest audio that yields one latent frame (one FFT frame)."""
+        return self.frontend.n_fft
+
+    def config_dict(self) -> dict[str, Any]:
+        """Every constructor argument needed to rebuild this model (JSON-serialisable)."""
+        return {
+            "frontend": self.frontend.config.to_dict(),
+            "generator": self.generator.config.to_dict(),
+            "diffusion": self.diffusion.config.to_dict(),
+            "scale_factor": self.scale_factor,
+            "sample_rate": self.sample_rate,
+            "inference": {
+                "max_batch_size": self.max_batch_size,
+                "diffusion_steps": self.diffusion_steps,
+                "max_chunk_size": self.max_chunk_size,
+                "overlap_percentage": self.overlap_percentage,
+            },
+            "name": self.name,
+        }
+
+    # ----------------------------------------------------------------- encode
+    @contextlib.contextmanager
+    def _network_context(self) -> Iterator[None]:
+        use_amp = self.mixed_precision and self.device.type == "cuda"
+        with torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype, enabled=use_amp):
+            yield
+
+    def _batched(self, fn: Any, x: Tensor, max_batch_size: int | None) -> Tensor:
+        size = max_batch_size or self.max_batch_size
+        if x.shape[0] <= size:
+            return fn(x)
+        return torch.cat([fn(part) for part in torch.split(x, size, dim=0)], dim=0)
+
+    def _chunk_geometry(self) -> tuple[int, int]:
+        assert self.max_chunk_size is not None
+        overlap = int(self.max_chunk_size * self.overlap_percentage)
+        return self.max_chunk_size, self.max_chunk_size - overlap
+
+    def encode(self, x: Tensor, extract_features: bool = False, max_batch_size: int | None = None) -> Tensor:
+        """Audio ``[B, T]`` (or ``[T]``) at :attr:`sample_rate` → latents.
+
+        Returns:
+            ``[B, C, Z]``, or ``[B, N, C, Z]`` when ``T > max_chunk_size`` (``N`` overlapping chunks).
+            With ``extract_features`` the pre-bottleneck features ``[B, C * freq_dim, Z]`` replace the
+            latents (times ``scale_factor``, as in the official package).
+        """
+        x = _check_audio(x)
+        if x.shape[-1] < self.min_samples():
+            raise ValueError(f"audio of {x.shape[-1]} samples is shorter than one frame ({self.min_samples()} samples)")
+        x = x.to(self.device, torch.float32)
+
+        def run(rep: Tensor) -> Tensor:
+            with self._network_context():
+                out = self.generator.encoder(rep, extract_features=extract_features)
+            return out.float() * self.scale_factor  # features are scaled too, as in the official code
+
+        with torch.no_grad():
+            if self.max_chunk_size is None or x.shape[-1] <= self.max_chunk_size:
+                return self._batched(run, self.frontend.to_representation(x), max_batch_size)
+            b, t = x.shape
+            chunk_len, step = self._chunk_geometry()
+            pad = (step - (t - chunk_len) % step) % step
+            chunks = torch.nn.functional.pad(x, (0, pad)).unfold(-1, chunk_len, step)  # [B, N, chunk]
+            n = chunks.shape[1]
+            z = self._batched(run, self.frontend.to_representation(chunks.reshape(b * n, chunk_len)), max_batch_size)
+            return z.reshape(b, n, *z.shape[1:])
+
+    def encode_channels(self, audio: Tensor, max_batch_size: int | None = None) -> Tensor:
+        """Multichannel audio ``[B, C, T]`` → latents ``[B, C, 64, Z]`` (each channel encoded as mono)."""
+        mono, c = fold_channels(audio)
+        return unfold_channels(self.encode(mono, max_batch_size=max_batch_size), c)
+
+    def decode_channels(self, z: Tensor, full_length: int | None = None, **kwargs: Any) -> Tensor:
+        """Latents ``[B, C, 64, Z]`` from :meth:`encode_channels` → audio ``[B, C, T]``."""
+        c = z.shape[1]
+        flat = z.reshape(z.shape[0] * c, *z.shape[2:])
+        return unfold_channels(self.decode(flat, full_length=full_length, **kwargs), c)
+
+    # ----------------------------------------------------------------- decode
+    def decode(
+        self,
+        z: Tensor,
+        full_length: int | None = None,
+        diffusion_steps: int | None = None,
+        max_batch_size: int | None = None,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+    ) -> Tensor:
+        """Latents ``[B, C, Z]`` or chunked ``[B, N, C, Z]`` → audio ``[B, T]``.
+
+        Args:
+            full_length: output length in samples; required for chunked latents. Output is cut
+                (or zero-padded at the end) to it.
+            diffusion_steps: denoising steps (default :attr:`diffusion_steps`).
+            generator, seed: noise source, for reproducible decoding (``seed`` builds a CPU generator).
+                Without either, the global RNG is used.
+        """
+        if not isinstance(z, Tensor) or not z.is_floating_point():
+            raise ValueError(f"latents must be a floating-point torch.Tensor, got {getattr(z, 'dtype', type(z))}")
+        if z.dim() not in (3, 4):
+            raise ValueError(f"latents must be [B, C, Z] or chunked [B, N, C, Z], got shape {tuple(z.shape)}")
+        if z.shape[-2] != self.latent_channels:
+            raise ValueError(f"latents have {z.shape[-2]} channels, this model uses {self.latent_channels}")
+        if z.numel() == 0:
+            raise ValueError(f"latents are empty (shape {tuple(z.shape)})")
+        if not torch.isfinite(z).all():
+            raise ValueError("latents contain NaN or Inf values")
+        if full_length is not None and full_length < 1:
+            raise ValueError(f"full_length must be >= 1, got {full_length}")
+        if generator is None and seed is not None:
+            generator = torch.Generator().manual_seed(seed)
+        steps = diffusion_steps or self.diffusion_steps
+        z = z.to(self.device, torch.float32)
+
+        def run(lat: Tensor) -> Tensor:
+            with self._network_context():
+                rep = self.diffusion.sample(self.generator, lat / self.scale_factor, steps, generator)
+            return self.frontend.to_waveform(rep.float())
+
+        grad = torch.enable_grad() if self.enable_grad_denoise else torch.no_grad()
+        with grad:
+            if z.dim() == 3:
+                audio = self._batched(run, z, max_batch_size)
+                return _fit_length(audio, full_length)
+            if full_length is None:
+                raise ValueError("decoding chunked latents needs full_length: model.decode(z, full_length=T)")
+            if self.max_chunk_size is None:
+                raise ValueError("chunked latents need max_chunk_size set on the model (in samples)")
+            b, n = z.shape[:2]
+            chunk_len, step = self._chunk_geometry()
+            chunks = self._batched(run, z.reshape(b * n, *z.shape[2:]), max_batch_size)[..., :chunk_len]
+            audio = overlap_add_crossfade(chunks.reshape(b, n, -1), step, chunk_len, full_length)
+            return _fit_length(audio, full_length)
+
+    def generate(self, *args: Any, **kwargs: Any) -> Tensor:
+        """Disabled, as in the official package: use :meth:`encode` / :meth:`decode` (they handle scaling)."""
+        raise RuntimeError("Direct calls to `generate` are disabled. Use `encode`/`decode`.")
+
+    # ----------------------------------------------------------------- files
+    @classmethod
+    def from_pretrained(cls, model_id: str | Path = "default", ckpt_type: str = "last", **kwargs: Any) -> Autoencoder:
+        """Load a model: an official id (``"m2l"``, ``"lin-cae"``, ``"lin-cae-2"``), a shipped model name,
+        a local folder (official layout or ours) or a single file. See :mod:`lincae.models.registry`."""
+        from lincae.models.registry import load_pretrained
+
+        return load_pretrained(cls, model_id, ckpt_type=ckpt_type, **kwargs)
+
+    def save_pretrained(self, directory: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+        """Write ``model.safetensors`` + ``config.json`` (format-versioned) into ``directory``."""
+        from lincae.models.registry import save_pretrained
+
+        return save_pretrained(self, directory, metadata=metadata)
+
+
+def _fit_length(audio: Tensor, length: int | None) -> Tensor:
+    if length is None:
+        return audio
+    if audio.shape[-1] >= length:
+        return audio[..., :length]
+    return torch.nn.functional.pad(audio, (0, length - audio.shape[-1]))
+
+
+def num_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+__all__ = [
+    "DEFAULT_SAMPLE_RATE",
+    "Autoencoder",
+    "fold_channels",
+    "num_parameters",
+    "overlap_add_crossfade",
+    "unfold_channels",
+]

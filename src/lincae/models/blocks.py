@@ -1,0 +1,276 @@
+"""Building blocks of the consistency UNet.
+
+Module and parameter names follow the official implementation so that its state dicts load
+unchanged (``conv1``, ``norm1``, ``proj_emb``, ``att.mha``, ``c`` ...). Tensors are
+``[B, C, F, N]`` (2-D blocks) or ``[B, C, N]`` (1-D blocks).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with ``min(channels // 4, 32)`` groups, as used throughout the model."""
+    return nn.GroupNorm(min(channels // 4, 32), channels)
+
+
+def zero_init(module: nn.Module, enabled: bool = True) -> nn.Module:
+    """Zero every parameter of ``module`` (when ``enabled``) and return it."""
+    if enabled:
+        with torch.no_grad():
+            for p in module.parameters():
+                p.zero_()
+    return module
+
+
+def _conv(use_2d: bool) -> type[nn.Conv1d] | type[nn.Conv2d]:
+    return nn.Conv2d if use_2d else nn.Conv1d
+
+
+class FreqGain(nn.Module):
+    """Learned per-frequency-row gain ``scale: [1, 1, F, 1]``."""
+
+    def __init__(self, freq_dim: int) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones((1, 1, freq_dim, 1)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.scale
+
+
+class DownsampleConv(nn.Module):
+    """Stride-2 3×3 convolution: halves time (and, in 2-D, frequency)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int | None = None,
+        use_2d: bool = False,
+        normalize: bool = False,
+        padding_mode: str = "zeros",
+    ) -> None:
+        super().__init__()
+        self.normalize = normalize
+        if normalize:
+            self.norm = group_norm(in_channels)
+        self.c = _conv(use_2d)(
+            in_channels, out_channels or in_channels, kernel_size=3, stride=2, padding=1, padding_mode=padding_mode
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.c(self.norm(x) if self.normalize else x)
+
+
+class DownsampleFreqConv(nn.Module):
+    """(5, 1) convolution with stride 4 along frequency only."""
+
+    def __init__(self, in_channels: int, out_channels: int | None = None, normalize: bool = False) -> None:
+        super().__init__()
+        self.normalize = normalize
+        if normalize:
+            self.norm = group_norm(in_channels)
+        self.c = nn.Conv2d(in_channels, out_channels or in_channels, kernel_size=(5, 1), stride=(4, 1), padding=(2, 0))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.c(self.norm(x) if self.normalize else x)
+
+
+class UpsampleConv(nn.Module):
+    """Nearest ×2 upsampling (time, and frequency in 2-D) followed by a 3×3 convolution."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int | None = None,
+        use_2d: bool = False,
+        normalize: bool = False,
+        padding_mode: str = "zeros",
+    ) -> None:
+        super().__init__()
+        self.normalize = normalize
+        if normalize:
+            self.norm = group_norm(in_channels)
+        self.c = _conv(use_2d)(
+            in_channels, out_channels or in_channels, kernel_size=3, stride=1, padding="same", padding_mode=padding_mode
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.normalize:
+            x = self.norm(x)
+        return self.c(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+class UpsampleFreqConv(nn.Module):
+    """Nearest ×4 upsampling along frequency followed by a (5, 1) convolution."""
+
+    def __init__(self, in_channels: int, out_channels: int | None = None, normalize: bool = False) -> None:
+        super().__init__()
+        self.normalize = normalize
+        if normalize:
+            self.norm = group_norm(in_channels)
+        self.c = nn.Conv2d(in_channels, out_channels or in_channels, kernel_size=(5, 1), stride=1, padding="same")
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.normalize:
+            x = self.norm(x)
+        return self.c(F.interpolate(x, scale_factor=(4, 1), mode="nearest"))
+
+
+class GaussianFourierProjection(nn.Module):
+    """Random Fourier features of the (log) noise level: ``[B] → [B, size]``."""
+
+    def __init__(self, embedding_size: int = 128, scale: float = 0.02) -> None:
+        super().__init__()
+        self.W = nn.Parameter(torch.randn(embedding_size // 2) * scale, requires_grad=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        proj = x[:, None] * self.W[None, :] * 2.0 * math.pi
+        return torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1)
+
+
+class PositionalEmbedding(nn.Module):
+    """Sinusoidal embedding of the (log) noise level: ``[B] → [B, size]``. No parameters."""
+
+    def __init__(self, embedding_size: int = 128, max_positions: int = 10000) -> None:
+        super().__init__()
+        self.embedding_size = embedding_size
+        self.max_positions = max_positions
+
+    def forward(self, x: Tensor) -> Tensor:
+        half = self.embedding_size // 2
+        freqs = torch.arange(half, dtype=torch.float32, device=x.device) / (half - 1)
+        freqs = (1.0 / self.max_positions) ** freqs
+        x = torch.outer(x, freqs.to(x.dtype))
+        return torch.cat([torch.sin(x), torch.cos(x)], dim=-1)
+
+
+class Attention(nn.Module):
+    """Pre-normalised multi-head self-attention with a residual connection.
+
+    In 2-D it attends across frequency rows within each frame, in 1-D across time.
+    """
+
+    def __init__(
+        self, dim: int, heads: int = 4, normalize: bool = True, use_2d: bool = False, init_as_zero: bool = True
+    ) -> None:
+        super().__init__()
+        self.normalize = normalize
+        self.use_2d = use_2d
+        self.mha = nn.MultiheadAttention(embed_dim=dim, num_heads=heads, dropout=0.0, batch_first=True)
+        if init_as_zero:
+            zero_init(self.mha.out_proj)
+        if normalize:
+            self.norm = group_norm(dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        inp = x
+        if self.normalize:
+            x = self.norm(x)
+        if self.use_2d:
+            b, c, f, n = x.shape
+            seq = x.permute(0, 3, 2, 1).reshape(b * n, f, c)
+        else:
+            seq = x.transpose(1, 2)
+        seq = self.mha(seq, seq, seq, need_weights=False)[0]
+        if self.use_2d:
+            out = seq.reshape(b, n, f, c).permute(0, 3, 2, 1)
+        else:
+            out = seq.transpose(1, 2)
+        return out + inp
+
+
+class ResBlock(nn.Module):
+    """Pre-activation residual block, optionally noise-conditioned and followed by attention.
+
+    Args:
+        in_channels, out_channels: channel counts; a 1×1 ``res_conv`` bridges them when they differ.
+        cond_channels: size of the noise embedding added after ``conv1`` (``None``: unconditioned).
+        use_2d: 2-D (``[B, C, F, N]``) or 1-D (``[B, C, N]``) convolutions.
+        normalize_residual: take the residual after ``norm1`` instead of before.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        cond_channels: int | None = None,
+        kernel_size: int = 3,
+        downsample: bool = False,
+        upsample: bool = False,
+        normalize: bool = True,
+        leaky: bool = False,
+        attention: bool = False,
+        heads: int = 4,
+        use_2d: bool = False,
+        normalize_residual: bool = False,
+        min_res_dropout: int = 16,
+        dropout_rate: float = 0.0,
+        init_as_zero: bool = True,
+        padding_mode: str = "zeros",
+    ) -> None:
+        super().__init__()
+        conv = _conv(use_2d)
+        self.normalize = normalize
+        self.attention = attention
+        self.upsample = upsample
+        self.downsample = downsample
+        self.use_2d = use_2d
+        self.normalize_residual = normalize_residual
+        self.min_res_dropout = min_res_dropout
+        self.conv1 = conv(
+            in_channels, out_channels, kernel_size=kernel_size, stride=1, padding="same", padding_mode=padding_mode
+        )
+        self.conv2 = zero_init(
+            conv(
+                out_channels, out_channels, kernel_size=kernel_size, stride=1, padding="same", padding_mode=padding_mode
+            ),
+            init_as_zero,
+        )
+        self.res_conv: nn.Module = (
+            conv(in_channels, out_channels, kernel_size=1, stride=1, padding=0)
+            if in_channels != out_channels
+            else nn.Identity()
+        )
+        if normalize:
+            self.norm1 = group_norm(in_channels)
+            self.norm2 = group_norm(out_channels)
+        self.activation: nn.Module = nn.LeakyReLU(negative_slope=0.2) if leaky else nn.SiLU()
+        if cond_channels is not None:
+            self.proj_emb = zero_init(nn.Linear(cond_channels, out_channels), init_as_zero)
+        self.dropout = nn.Dropout(dropout_rate)
+        if attention:
+            self.att = Attention(out_channels, heads, use_2d=use_2d, init_as_zero=init_as_zero)
+
+    def _resample(self, x: Tensor) -> Tensor:
+        if self.downsample:
+            return F.avg_pool2d(x, 2, 2) if self.use_2d else F.avg_pool1d(x, 2, 2)
+        if self.upsample:
+            return F.interpolate(x, scale_factor=2, mode="nearest")
+        return x
+
+    def forward(self, x: Tensor, time_emb: Tensor | None = None) -> Tensor:
+        y = x
+        if self.normalize:
+            x = self.norm1(x)
+        if self.normalize_residual:
+            y = x
+        x = self._resample(self.activation(x))
+        y = self._resample(y)
+        x = self.conv1(x)
+        if time_emb is not None:
+            emb = self.proj_emb(time_emb)
+            x = x + (emb[:, :, None, None] if self.use_2d else emb[:, :, None])
+        if self.normalize:
+            x = self.norm2(x)
+        x = self.activation(x)
+        if x.shape[-1] <= self.min_res_dropout:
+            x = self.dropout(x)
+        x = self.conv2(x) + self.res_conv(y)
+        if self.attention:
+            x = self.att(x)
+        return x

@@ -1,0 +1,178 @@
+"""Typed, validated configuration of the autoencoder's three parts.
+
+The field names and defaults are those of the official ``linear-cae`` constructors
+(``ScaledComplexSTFT``, ``UNet`` and ``Diffusion``), so the YAML files that ship with the
+official checkpoints build the same model here. Unknown keys fail loudly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T", bound="_Config")
+
+
+class _Config:
+    """Shared ``from_dict``/``to_dict`` for the frozen config dataclasses below."""
+
+    @classmethod
+    def from_dict(cls: type[T], values: dict[str, Any] | T | None, *, where: str | None = None) -> T:
+        """Build from a plain mapping, rejecting keys the constructor does not know.
+
+        Args:
+            values: keyword arguments (e.g. loaded from YAML or JSON), or an instance to pass through.
+            where: a label for error messages (a file name, say).
+        """
+        if isinstance(values, cls):
+            return values
+        values = dict(values or {})
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(values) - known)
+        if unknown:
+            src = f" in {where}" if where else ""
+            raise ValueError(
+                f"unknown {cls.__name__} key(s){src}: {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
+            )
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/YAML-serialisable mapping of every field."""
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+
+def _require(cond: bool, cls: str, msg: str) -> None:
+    if not cond:
+        raise ValueError(f"{cls}: {msg}")
+
+
+@dataclass(frozen=True)
+class FrontendConfig(_Config):
+    """Scaled complex STFT (official ``ScaledComplexSTFT``).
+
+    Attributes:
+        hop_size: STFT hop in samples; the FFT size is ``n_fft_factor * hop_size``.
+        n_fft_factor: FFT size over hop.
+        alpha_rescale: magnitude compression exponent (``beta * |X| ** alpha``).
+        beta_rescale: magnitude scale after compression.
+        sample_rate: audio rate in Hz the model was trained at (``None`` in some official files).
+    """
+
+    hop_size: int = 256
+    n_fft_factor: int = 4
+    alpha_rescale: float = 0.3
+    beta_rescale: float = 1.5
+    sample_rate: int | None = None
+
+    def __post_init__(self) -> None:
+        n = type(self).__name__
+        _require(isinstance(self.hop_size, int) and self.hop_size > 0, n, f"hop_size must be > 0, got {self.hop_size}")
+        _require(self.n_fft_factor >= 1, n, f"n_fft_factor must be >= 1, got {self.n_fft_factor}")
+        _require(self.alpha_rescale > 0, n, f"alpha_rescale must be > 0, got {self.alpha_rescale}")
+        _require(self.beta_rescale > 0, n, f"beta_rescale must be > 0, got {self.beta_rescale}")
+        _require(
+            self.sample_rate is None or self.sample_rate > 0, n, f"sample_rate must be > 0, got {self.sample_rate}"
+        )
+
+
+@dataclass(frozen=True)
+class GeneratorConfig(_Config):
+    """Consistency UNet with its encoder and latent upsampler (official ``UNet``).
+
+    ``activation_bottleneck`` is the encoder's output non-linearity: ``"tanh"`` (the official
+    default) or ``"identity"``.
+    """
+
+    base_channels: int = 64
+    layers_list: list[int] = field(default_factory=lambda: [2, 2, 2, 2, 2])
+    multipliers_list: list[int] = field(default_factory=lambda: [1, 2, 4, 4, 4])
+    attention_list: list[int] = field(default_factory=lambda: [0, 0, 1, 1, 1])
+    freq_downsample_list: list[int] = field(default_factory=lambda: [1, 0, 0, 0])
+    layers_list_encoder: list[int] = field(default_factory=lambda: [1, 1, 1, 1, 1])
+    attention_list_encoder: list[int] = field(default_factory=lambda: [0, 0, 1, 1, 1])
+    bottleneck_base_channels: int = 512
+    bottleneck_channels: int = 64
+    num_bottleneck_layers: int = 4
+    bottleneck_layers: Any = None
+    hop: int = 256
+    data_channels: int = 2
+    cond_channels: int = 256
+    heads: int = 4
+    use_fourier: bool = False
+    fourier_scale: float = 0.2
+    normalization: bool = True
+    dropout_rate: float = 0.0
+    min_res_dropout: int = 16
+    pre_normalize_downsampling_encoder: bool = True
+    pre_normalize_2d_to_1d: bool = True
+    frequency_scaling: bool = True
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    sigma_data: float = 0.5
+    init_as_zero: bool = True
+    activation_bottleneck: str = "tanh"
+    padding_mode: str = "zeros"
+
+    def __post_init__(self) -> None:
+        n = type(self).__name__
+        levels = len(self.multipliers_list)
+        for name in ("layers_list", "attention_list", "layers_list_encoder", "attention_list_encoder"):
+            got = len(getattr(self, name))
+            _require(got == levels, n, f"{name} has {got} entries but multipliers_list has {levels}")
+        _require(
+            len(self.freq_downsample_list) == levels - 1,
+            n,
+            f"freq_downsample_list needs {levels - 1} entries (one per level transition), "
+            f"got {len(self.freq_downsample_list)}",
+        )
+        _require(all(v in (0, 1) for v in self.freq_downsample_list), n, "freq_downsample_list entries must be 0 or 1")
+        _require(self.bottleneck_layers is None, n, "bottleneck_layers (DynamicBottleneck) is not supported")
+        _require(
+            self.activation_bottleneck in ("tanh", "identity"),
+            n,
+            f"activation_bottleneck must be 'tanh' or 'identity', got {self.activation_bottleneck!r}",
+        )
+        for c in {self.base_channels * m for m in self.multipliers_list} | {self.bottleneck_base_channels}:
+            _require(c >= 4, n, f"every level needs >= 4 channels for GroupNorm, got {c}")
+        if any(self.attention_list) or any(self.attention_list_encoder):
+            for c in {self.base_channels * m for m in self.multipliers_list}:
+                _require(c % self.heads == 0 and c % 4 == 0, n, f"{c} channels not divisible by the heads")
+        _require(self.freq_dim >= 1, n, f"hop {self.hop} is too small for {levels - 1} downsampling steps")
+        _require(0 < self.sigma_min < self.sigma_max, n, "need 0 < sigma_min < sigma_max")
+
+    @property
+    def temporal_downsamples(self) -> int:
+        """Number of stride-2 steps in time between STFT frames and latent frames."""
+        return self.freq_downsample_list.count(0)
+
+    @property
+    def freq_dim(self) -> int:
+        """Frequency rows left at the bottleneck."""
+        f = (self.hop * 2) // (4 ** self.freq_downsample_list.count(1))
+        return f // (2**self.temporal_downsamples)
+
+
+@dataclass(frozen=True)
+class DiffusionConfig(_Config):
+    """Noise schedule of consistency training and sampling (official ``Diffusion``)."""
+
+    schedule: str = "exponential"
+    start_exp: float = 1.0
+    end_exp: float = 3.0
+    base_step: float = 0.1
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    rho: float = 7.0
+    p_mean: float = -1.1
+    p_std: float = 2.0
+    sigma_data: float = 0.5
+    use_lognormal: bool = True
+    total_iters: int | None = None
+    enable_grad_denoise: bool = False
+
+    def __post_init__(self) -> None:
+        n = type(self).__name__
+        _require(self.schedule in ("exponential", "constant"), n, "schedule must be 'exponential' or 'constant'")
+        _require(self.sigma_min > 0 and self.sigma_max > 0, n, "sigma_min and sigma_max must be positive")
+        _require(self.rho > 0, n, "rho must be positive")
