@@ -82,6 +82,13 @@ def shipped_models() -> dict[str, Path]:
 
 
 # --------------------------------------------------------------------------- loading
+def load_model(model_id: str | Path = DEFAULT_MODEL_ALIAS, **kwargs: Any) -> Autoencoder:
+    """``Autoencoder.from_pretrained`` without importing the class first."""
+    from lincae.models.autoencoder import Autoencoder
+
+    return load_pretrained(Autoencoder, model_id, **kwargs)
+
+
 def load_pretrained(
     cls: type[Autoencoder],
     model_id: str | Path,
