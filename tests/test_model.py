@@ -209,7 +209,7 @@ def test_unknown_id_and_missing_files(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelNotFoundError, match=r"holds no model"):
         Autoencoder.from_pretrained(tmp_path / "empty")
-    broken = tmp_path / "broken"
+    broken = tmp_path / "broken" / FIXTURE.name
     shutil.copytree(FIXTURE, broken)
     (broken / "generator_kwargs_last.yaml").unlink()
     with pytest.raises(ModelNotFoundError, match=r"missing generator_kwargs_last.yaml"):
@@ -218,7 +218,7 @@ def test_unknown_id_and_missing_files(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
 def test_corrupt_checkpoints_are_refused(tmp_path: Path, damage: str, tiny_model: Autoencoder) -> None:
-    official = tmp_path / "official"
+    official = tmp_path / "official" / FIXTURE.name
     shutil.copytree(FIXTURE, official)
     pth = official / "autoencoder_inference_model_last.pth"
     ours = tiny_model.save_pretrained(tmp_path / "ours") / "model.safetensors"
@@ -232,7 +232,7 @@ def test_corrupt_checkpoints_are_refused(tmp_path: Path, damage: str, tiny_model
 
 
 def test_mismatched_shapes_are_named(tmp_path: Path) -> None:
-    folder = tmp_path / "official"
+    folder = tmp_path / "official" / FIXTURE.name
     shutil.copytree(FIXTURE, folder)
     gen = yaml.safe_load((folder / "generator_kwargs_last.yaml").read_text())
     gen["bottleneck_base_channels"] = 64
@@ -252,7 +252,7 @@ class _Payload:
 
 
 def test_checkpoints_never_execute_code(tmp_path: Path) -> None:
-    folder = tmp_path / "evil"
+    folder = tmp_path / "evil" / FIXTURE.name
     shutil.copytree(FIXTURE, folder)
     marker = tmp_path / "code-ran"
     state = torch.load(FIXTURE / "autoencoder_inference_model_last.pth", weights_only=True)
