@@ -26,6 +26,11 @@ TINY_GENERATOR = dict(
 TINY_FRONTEND = dict(hop_size=32, sample_rate=44100)
 
 
+# Test models are tiny: one thread is as fast, and it keeps parallel jobs on small machines from
+# oversubscribing the cores.
+torch.set_num_threads(1)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="run tests marked slow")
 

@@ -41,6 +41,81 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset_synth(args: argparse.Namespace) -> int:
+    """Render procedural multi-instrument music with separate stems."""
+    from lincae.data.synth import write_synth_dataset
+
+    def report(done: int, total: int) -> None:
+        print(f"\rrendered {done}/{total} pieces", end="", file=sys.stderr, flush=True)
+
+    pieces = write_synth_dataset(
+        args.out,
+        hours=args.hours,
+        seed=args.seed,
+        piece_seconds=args.piece_seconds,
+        workers=args.workers,
+        progress=report,
+    )
+    print(f"\nwrote {len(pieces)} pieces to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train (or resume) a model; one process per device under torchrun."""
+    import torch
+
+    from lincae.training.config import TrainConfig
+    from lincae.training.data import FolderCrops
+    from lincae.training.trainer import Trainer, init_distributed
+
+    config = TrainConfig.from_yaml(args.config)
+    if args.seed is not None:
+        config = TrainConfig.from_dict({**config.to_dict(), "seed": args.seed})
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    info = init_distributed()
+    crop = config.crop_samples()
+    source = FolderCrops(args.data, crop, seed=config.seed, rms_floor=config.data.rms_floor)
+    # Validation clips: 2 s (at least one training crop) of held-out audio, the same every time.
+    val_len = max(crop, 2 * 44100)
+    val_source = FolderCrops(args.val_data or args.data, val_len, seed=config.seed, rms_floor=config.data.rms_floor)
+    val = val_source.fixed(config.data.val_pieces) if info.is_main else None
+    trainer = Trainer(
+        config,
+        args.out,
+        source,
+        val_audio=val,
+        device=args.device,
+        resume=args.resume,
+        progress=not args.no_progress,
+        dist_info=info,
+    )
+    trainer.fit(until=args.until)
+    if info.is_main:
+        print(f"step {trainer.step}/{config.steps}; run folder {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Score one or more models on held-out stems and write a side-by-side report."""
+    from lincae.data.audio_folder import StemFolder
+    from lincae.evaluation.suite import evaluate, write_report
+    from lincae.models.registry import load_model
+
+    folder = StemFolder(args.data)
+    count = len(folder) if args.pieces is None else min(args.pieces, len(folder))
+    pieces = [folder[i] for i in range(count)]
+    results = {}
+    for spec in args.models:
+        name, _, path = spec.rpartition("=") if "=" in spec else (Path(spec).name, "", spec)
+        model = load_model(path, max_batch_size=args.batch)
+        results[name or path] = evaluate(model, pieces, crop_seconds=args.seconds, seed=args.seed)
+        print(f"evaluated {name or path} on {count} pieces", file=sys.stderr)
+    write_report(results, args.out)
+    print((Path(args.out) / "results.md").read_text())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lincae import __version__
 
@@ -58,6 +133,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=4.0, help="length of the test signal")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=cmd_demo)
+
+    p = sub.add_parser("dataset", help="make datasets")
+    dsub = p.add_subparsers(dest="dataset_kind", required=True)
+    q = dsub.add_parser("synth", help="procedural multi-instrument music with separate stems (GM SoundFont)")
+    q.add_argument("--out", required=True, help="output folder")
+    q.add_argument("--hours", type=float, default=2.0, help="total length")
+    q.add_argument("--seed", type=int, default=0, help="same seed, same files")
+    q.add_argument("--piece-seconds", type=float, default=30.0, help="length of each piece")
+    q.add_argument("--workers", type=int, default=1, help="rendering processes")
+    q.set_defaults(handler=cmd_dataset_synth)
+
+    p = sub.add_parser("train", help="train a model (torchrun --nproc-per-node N -m lincae train ... for DDP)")
+    p.add_argument("--config", required=True, help="training configuration (YAML)")
+    p.add_argument("--data", required=True, help="folder of training audio")
+    p.add_argument("--val-data", help="folder of held-out audio for validation (default: crops of --data)")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt")
+    p.add_argument("--until", type=int, help="stop at this step (the schedules still span config.steps)")
+    p.add_argument("--seed", type=int, help="override the config's seed")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when present)")
+    p.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
+    p.set_defaults(handler=cmd_train)
+
+    p = sub.add_parser("eval", help="the paper's metrics for one or more models, side by side")
+    p.add_argument("models", nargs="+", help="model ids, folders or files; NAME=PATH to label a column")
+    p.add_argument("--data", required=True, help="held-out synth dataset (folders of mix + stems)")
+    p.add_argument("--out", default="eval", help="report folder (results.md, results.csv, plots)")
+    p.add_argument("--pieces", type=int, help="use only the first N pieces")
+    p.add_argument("--seconds", type=float, default=3.0, help="crop of each piece")
+    p.add_argument("--batch", type=int, default=8, help="max batch size through the model")
+    p.add_argument("--seed", type=int, default=0, help="decoder noise seed")
+    p.set_defaults(handler=cmd_eval)
     return parser
 
 

@@ -1,0 +1,184 @@
+"""Training configuration: one typed, validated object, saved beside every checkpoint.
+
+A YAML file holds the sections below (any may be left out to take the defaults)::
+
+    model:    {frontend: {...}, generator: {...}, diffusion: {...}}   # Autoencoder constructor arguments
+    data:     {crop_frames: 64, batch_size: 8, rms_floor: 0.001}
+    optim:    {lr: 1.0e-4, final_lr: 1.0e-6, warmup_steps: 500}
+    augment:  {mode: lin-cae}                                       # or m2l (no linearity augmentations)
+    steps: 3000
+    seed: 0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lincae.models.config import DiffusionConfig, FrontendConfig, GeneratorConfig, _Config
+
+CONFIG_VERSION = 1
+
+
+def _check(cond: bool, where: str, msg: str) -> None:
+    if not cond:
+        raise ValueError(f"{where}: {msg}")
+
+
+@dataclass(frozen=True)
+class ModelSection(_Config):
+    """Constructor arguments of the model being trained (see :class:`lincae.Autoencoder`)."""
+
+    frontend: dict[str, Any] = field(default_factory=dict)
+    generator: dict[str, Any] = field(default_factory=dict)
+    diffusion: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        FrontendConfig.from_dict(self.frontend, where="model.frontend")
+        GeneratorConfig.from_dict(self.generator, where="model.generator")
+        DiffusionConfig.from_dict(self.diffusion, where="model.diffusion")
+
+
+@dataclass(frozen=True)
+class DataSection(_Config):
+    """Training crops.
+
+    Attributes:
+        crop_frames: STFT frames per training example (the crop is ``hop * (crop_frames + n_fft_factor - 1)``
+            samples, so the representation has exactly this many frames).
+        batch_size: examples per step and process (doubled inside the step by the additivity augmentation).
+        rms_floor: crops quieter than this RMS (linear, full scale 1.0) are redrawn.
+        val_pieces: number of held-out crops used for validation.
+    """
+
+    crop_frames: int = 64
+    batch_size: int = 8
+    rms_floor: float = 0.001
+    val_pieces: int = 8
+
+    def __post_init__(self) -> None:
+        _check(self.crop_frames >= 8, "data.crop_frames", f"must be >= 8, got {self.crop_frames}")
+        _check(self.batch_size >= 2, "data.batch_size", f"must be >= 2 (mixtures pair examples), got {self.batch_size}")
+        _check(self.rms_floor >= 0, "data.rms_floor", f"must be >= 0, got {self.rms_floor}")
+        _check(self.val_pieces >= 1, "data.val_pieces", f"must be >= 1, got {self.val_pieces}")
+
+
+@dataclass(frozen=True)
+class OptimSection(_Config):
+    """RAdam with linear warm-up then cosine decay to ``final_lr``; EMA of the weights."""
+
+    lr: float = 1e-4
+    final_lr: float = 1e-6
+    warmup_steps: int = 500
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    grad_clip: float | None = None
+    ema_decay: float = 0.999
+    ema_every: int = 1
+    mixed_precision: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "betas", tuple(self.betas))
+        _check(self.lr > 0 and self.final_lr >= 0, "optim", "lr must be > 0 and final_lr >= 0")
+        _check(self.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0")
+        _check(0.0 < self.ema_decay < 1.0, "optim.ema_decay", f"must be in (0, 1), got {self.ema_decay}")
+        _check(self.ema_every >= 1, "optim.ema_every", "must be >= 1")
+        _check(self.grad_clip is None or self.grad_clip > 0, "optim.grad_clip", "must be > 0 or null")
+
+
+@dataclass(frozen=True)
+class AugmentSection(_Config):
+    """Lin-CAE's implicit linearity regularisation.
+
+    ``mode: lin-cae`` turns on both augmentations; ``mode: m2l`` trains the same model without them
+    (the Music2Latent baseline). Gains ``a ~ U[gain_min, gain_max]`` are drawn with probability
+    ``gain_prob`` (else 1), set to 0 below ``zero_threshold`` and capped so that ``peak(a·x) <= 1``.
+    With ``gain_decay`` the range is held for the first ``hold_fraction`` of training, annealed on a
+    cosine towards 1, and fixed at 1 for the last ``end_fraction``.
+    """
+
+    mode: str = "lin-cae"
+    additivity: bool | None = None
+    homogeneity: bool | None = None
+    gain_prob: float = 0.8
+    gain_min: float = 0.0
+    gain_max: float = 3.0
+    zero_threshold: float = 0.05
+    gain_decay: bool = True
+    hold_fraction: float = 0.2
+    end_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check(self.mode in ("lin-cae", "m2l"), "augment.mode", f"must be 'lin-cae' or 'm2l', got {self.mode!r}")
+        on = self.mode == "lin-cae"
+        if self.additivity is None:
+            object.__setattr__(self, "additivity", on)
+        if self.homogeneity is None:
+            object.__setattr__(self, "homogeneity", on)
+        _check(0.0 <= self.gain_prob <= 1.0, "augment.gain_prob", "must be in [0, 1]")
+        _check(0.0 <= self.gain_min <= 1.0 <= self.gain_max, "augment", "need 0 <= gain_min <= 1 <= gain_max")
+        _check(0.0 <= self.hold_fraction and 0.0 <= self.end_fraction, "augment", "fractions must be >= 0")
+        _check(self.hold_fraction + self.end_fraction <= 1.0, "augment", "hold_fraction + end_fraction must be <= 1")
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Config):
+    """Everything that defines a training run. ``steps`` is the total the schedules are built for."""
+
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    augment: AugmentSection = field(default_factory=AugmentSection)
+    steps: int = 3000
+    seed: int = 0
+    log_every: int = 10
+    val_every: int = 250
+    ckpt_every: int = 50
+    config_version: int = CONFIG_VERSION
+
+    def __post_init__(self) -> None:
+        sections = {"model": ModelSection, "data": DataSection, "optim": OptimSection, "augment": AugmentSection}
+        for name, cls in sections.items():
+            object.__setattr__(self, name, cls.from_dict(getattr(self, name), where=name))
+        _check(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
+        levels = 2 ** GeneratorConfig.from_dict(self.model.generator).temporal_downsamples
+        _check(
+            self.data.crop_frames % levels == 0,
+            "data.crop_frames",
+            f"must be a multiple of {levels} (the model halves time {levels.bit_length() - 1} times), "
+            f"got {self.data.crop_frames}",
+        )
+        _check(min(self.log_every, self.val_every, self.ckpt_every) >= 1, "train", "intervals must be >= 1")
+        _check(
+            self.config_version == CONFIG_VERSION,
+            "config_version",
+            f"{self.config_version} not supported (this lincae reads {CONFIG_VERSION})",
+        )
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: not valid YAML: {e}") from e
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        return cls.from_dict(values, where=str(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["optim"]["betas"] = list(self.optim.betas)
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def crop_samples(self) -> int:
+        """Audio samples per training crop: exactly ``crop_frames`` STFT frames."""
+        fe = FrontendConfig.from_dict(self.model.frontend)
+        return fe.hop_size * (self.data.crop_frames + fe.n_fft_factor - 1)

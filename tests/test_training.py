@@ -1,0 +1,364 @@
+"""Training: augmentations, schedules, objective, resume, divergence, DDP, and the command line."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+import yaml
+from conftest import TINY_FRONTEND, TINY_GENERATOR
+
+from lincae.cli import main
+from lincae.models.config import DiffusionConfig
+from lincae.training.augment import augment, cap_gains, mix_with_previous
+from lincae.training.config import TrainConfig
+from lincae.training.data import TensorCrops
+from lincae.training.objective import pseudo_huber
+from lincae.training.schedules import gain_range, learning_rate, lognormal_weights, sample_sigmas, step_size
+from lincae.training.trainer import DistInfo, Trainer, TrainingDiverged, step_generator
+
+
+def tiny_config(**overrides: object) -> TrainConfig:
+    values = {
+        "model": {"frontend": TINY_FRONTEND, "generator": TINY_GENERATOR},
+        "data": {"crop_frames": 8, "batch_size": 4, "val_pieces": 2},
+        "optim": {"lr": 1e-3, "warmup_steps": 2, "ema_decay": 0.9},
+        "steps": 40,
+        "log_every": 5,
+        "val_every": 1000,
+        "ckpt_every": 2,
+    }
+    values.update(overrides)
+    return TrainConfig.from_dict(values)
+
+
+def music(n: int, length: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(length) / 44100
+    f = 100 + 400 * torch.rand(n, 1, generator=g)
+    return 0.3 * torch.sin(2 * math.pi * f * t) + 0.01 * torch.randn(n, length, generator=g)
+
+
+# ----------------------------------------------------------------------------- augmentations
+def test_additivity_batch_is_exactly_the_described_mixture() -> None:
+    x = torch.randn(4, 100)
+    g = torch.Generator().manual_seed(5)
+    batch = augment(x, g, additivity=True, homogeneity=False)
+    w = torch.rand(4, generator=torch.Generator().manual_seed(5)) * 0.5 + 0.5  # the first draw
+    assert torch.equal(batch.mix_weights, w)
+    assert torch.all((w >= 0.5) & (w < 1.0))
+    expected = torch.stack([w[i] * x[i] + (1 - w[i]) * x[i - 1] for i in range(4)])
+    assert torch.allclose(batch.encoder_audio[4:], expected, atol=1e-7)
+    assert torch.equal(batch.encoder_audio[:4], x) and torch.equal(batch.target_audio, batch.encoder_audio)
+    assert torch.equal(batch.gains, torch.ones(8))
+    z = torch.randn(8, 3, 5)
+    replaced = batch.latents_for_decoder(z)
+    assert torch.equal(replaced[:4], z[:4])
+    assert torch.allclose(replaced[4:], mix_with_previous(z[:4], w), atol=1e-7)
+    assert torch.allclose(replaced[5], w[1] * z[1] + (1 - w[1]) * z[0], atol=1e-7)
+
+
+def test_homogeneity_gains_scale_targets_and_latents() -> None:
+    x = 0.1 * torch.randn(64, 50)
+    x[0] *= 9.0  # a loud example whose gain must be capped
+    batch = augment(
+        x,
+        torch.Generator().manual_seed(1),
+        additivity=False,
+        homogeneity=True,
+        gain_prob=0.8,
+        gain_lo=0.0,
+        gain_hi=3.0,
+        zero_threshold=0.05,
+    )
+    g = torch.Generator().manual_seed(1)
+    apply = torch.rand(64, generator=g) < 0.8
+    raw = torch.rand(64, generator=g) * 3.0
+    raw = torch.where(raw < 0.05, torch.zeros_like(raw), raw)
+    expected = cap_gains(torch.where(apply, raw, torch.ones_like(raw)), x)
+    assert torch.equal(batch.gains, expected)
+    assert (batch.gains == 1).sum() >= (~apply).sum() - 1  # unaugmented examples keep gain 1 (unless capped)
+    assert torch.all(batch.target_audio.abs().amax(-1) <= 1.0 + 1e-6)
+    assert batch.gains[0] < float(raw[0]) or not apply[0]
+    assert torch.allclose(batch.target_audio, x * batch.gains[:, None])
+    assert torch.equal(batch.encoder_audio, x)  # the encoder sees unscaled audio
+    z = torch.randn(64, 2, 3)
+    assert torch.allclose(batch.latents_for_decoder(z), z * batch.gains[:, None, None])
+
+
+def test_gains_below_the_threshold_become_zero() -> None:
+    batch = augment(
+        torch.full((200, 10), 0.1),
+        torch.Generator().manual_seed(0),
+        additivity=False,
+        homogeneity=True,
+        gain_prob=1.0,
+        gain_lo=0.0,
+        gain_hi=0.1,
+        zero_threshold=0.05,
+    )
+    assert torch.all((batch.gains == 0) | (batch.gains >= 0.05))
+    assert (batch.gains == 0).sum() > 50
+
+
+def test_m2l_mode_turns_both_augmentations_off() -> None:
+    aug = tiny_config(augment={"mode": "m2l"}).augment
+    assert aug.additivity is False and aug.homogeneity is False
+    lin = tiny_config().augment
+    assert lin.additivity is True and lin.homogeneity is True
+
+
+# ----------------------------------------------------------------------------- schedules
+def test_gain_range_holds_anneals_and_ends_at_one() -> None:
+    assert gain_range(100, 1000, 0.0, 3.0, True, 0.2, 0.1) == (0.0, 3.0)
+    lo, hi = gain_range(550, 1000, 0.0, 3.0, True, 0.2, 0.1)  # half way through the annealing
+    assert lo == pytest.approx(0.5) and hi == pytest.approx(2.0)
+    assert gain_range(950, 1000, 0.0, 3.0, True, 0.2, 0.1) == (1.0, 1.0)
+    assert gain_range(950, 1000, 0.0, 3.0, False, 0.2, 0.1) == (0.0, 3.0)
+
+
+def test_learning_rate_warms_up_then_decays() -> None:
+    assert learning_rate(0, 100, 1e-3, 1e-5, 10) == 0.0
+    assert learning_rate(5, 100, 1e-3, 1e-5, 10) == pytest.approx(5e-4)
+    assert learning_rate(10, 100, 1e-3, 1e-5, 10) == pytest.approx(1e-3)
+    assert learning_rate(100, 100, 1e-3, 1e-5, 10) == pytest.approx(1e-5)
+
+
+def test_noise_levels() -> None:
+    cfg = DiffusionConfig(end_exp=2.0)
+    assert step_size(0, 100, cfg) == pytest.approx(0.1) and step_size(100, 100, cfg) == pytest.approx(0.01)
+    sig, sig_step = sample_sigmas(5000, 0, 100, cfg, torch.Generator().manual_seed(0))
+    assert torch.all(sig > sig_step) and torch.all(sig_step >= cfg.sigma_min) and torch.all(sig <= cfg.sigma_max)
+    # Indices u are drawn with weights pdf_N(log sigma(u); p_mean, p_std) on a uniform grid (as in the
+    # official recipe): the share of draws per tenth of [0, 1] follows the share of the weights.
+    lo, hi = cfg.sigma_min ** (1 / cfg.rho), cfg.sigma_max ** (1 / cfg.rho)
+    u = (sig.double() ** (1 / cfg.rho) - lo) / (hi - lo)
+    drawn = torch.histc(u, bins=10, min=0, max=1) / u.numel()
+    w = lognormal_weights(cfg)
+    expected = torch.stack([part.sum() for part in torch.tensor_split(w, 10)]) / w.sum()
+    assert torch.allclose(drawn, expected.to(drawn.dtype), atol=0.02)
+
+
+def test_pseudo_huber_known_values() -> None:
+    x, y = torch.zeros(2, 4), torch.tensor([[0.0, 0.0, 0.0, 0.0], [3.0, 4.0, 0.0, 0.0]])
+    c = 0.00054 * 2.0
+    expected = torch.tensor([0.0, math.sqrt(25 + c * c) - c])
+    assert float(pseudo_huber(x, y)) == pytest.approx(float(expected.mean()), rel=1e-6)
+    assert float(pseudo_huber(x, y, torch.tensor([1.0, 2.0]))) == pytest.approx(float(expected[1]), rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- the loop
+def _trainer(tmp: Path, cfg: TrainConfig, resume: bool = False, audio: torch.Tensor | None = None) -> Trainer:
+    crops = audio if audio is not None else music(6, cfg.crop_samples() * 3)
+    source = TensorCrops(crops, cfg.crop_samples(), seed=0)
+    val = music(2, 4096, seed=9)
+    return Trainer(cfg, tmp, source, val_audio=val, device="cpu", resume=resume, progress=False)
+
+
+def _fixed_loss(trainer: Trainer) -> float:
+    """Distance of one-shot denoising from fixed noise levels to the clean target, on a fixed batch.
+
+    With the teacher at ``sigma_min`` (c_skip = 1, c_out = 0) the target is the clean representation
+    itself, so this yardstick does not move with the weights, unlike the training loss.
+    """
+    g = step_generator(123, 0, 0)
+    batch = augment(trainer.source.batch(0, 4), g, additivity=False, homogeneity=False)  # type: ignore[attr-defined]
+    sig = torch.tensor([0.5, 2.0, 10.0, 80.0])
+    sig_step = torch.full((4,), trainer.model.diffusion.config.sigma_min)
+    noise = torch.randn(trainer.objective.noise_shape(batch), generator=g)
+    with torch.no_grad():
+        return float(trainer.objective(batch, sig, sig_step, noise))
+
+
+def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(tmp_path: Path) -> None:
+    cfg = tiny_config(
+        augment={"mode": "m2l"}, steps=60, optim={"lr": 5e-3, "final_lr": 5e-3, "warmup_steps": 0, "ema_decay": 0.9}
+    )
+    crop = cfg.crop_samples()
+    trainer = _trainer(tmp_path, cfg, audio=music(4, crop, seed=3))  # one crop per row: a fixed batch
+    before = _fixed_loss(trainer)
+    trainer.fit()
+    after = _fixed_loss(trainer)
+    assert after < 0.95 * before, (before, after)  # measured: about 12 % lower after 60 steps
+    assert (tmp_path / "final" / "model.safetensors").is_file() and (tmp_path / "config.yaml").is_file()
+    history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert any("val_mrstft" in h for h in history) and any("loss" in h for h in history)
+    assert (tmp_path / "best" / "model.safetensors").is_file()
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path: Path) -> None:
+    cfg = tiny_config(steps=6)
+    straight = _trainer(tmp_path / "a", cfg)
+    straight.fit()
+    first = _trainer(tmp_path / "b", cfg)
+    first.fit(until=3)
+    resumed = _trainer(tmp_path / "b", cfg, resume=True)
+    assert resumed.step == 3
+    resumed.fit()
+    for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    for k, v in straight.ema.shadow.items():
+        assert torch.equal(v, resumed.ema.shadow[k]), k
+
+
+def test_resume_refuses_another_model_config(tmp_path: Path) -> None:
+    _trainer(tmp_path, tiny_config(steps=2)).fit()
+    other = tiny_config(model={"frontend": TINY_FRONTEND, "generator": {**TINY_GENERATOR, "cond_channels": 16}})
+    with pytest.raises(ValueError, match="another model configuration"):
+        _trainer(tmp_path, other, resume=True)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
+    cfg = tiny_config(steps=10, ckpt_every=2)
+    crop = cfg.crop_samples()
+
+    class Poisoned(TensorCrops):
+        def batch(self, step: int, batch_size: int, rank: int = 0) -> torch.Tensor:
+            out = super().batch(step, batch_size, rank)
+            return out * float("nan") if step >= 4 else out
+
+    trainer = Trainer(cfg, tmp_path, Poisoned(music(4, crop * 2), crop), device="cpu", progress=False)
+    with pytest.raises(TrainingDiverged, match=r"loss is nan at step 4.*last\.ckpt"):
+        trainer.fit()
+    state = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert state["step"] == 4
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_bad_training_config_names_the_field(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"data\.crop_frames: must be a multiple of 8"):
+        tiny_config(data={"crop_frames": 12})
+    with pytest.raises(ValueError, match=r"augment\.mode: must be 'lin-cae' or 'm2l'"):
+        tiny_config(augment={"mode": "linear"})
+    with pytest.raises(ValueError, match=r"unknown DataSection key.*batchsize"):
+        tiny_config(data={"batchsize": 4})
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"stepz": 3}))
+    with pytest.raises(ValueError, match=r"unknown TrainConfig key.*stepz"):
+        TrainConfig.from_yaml(path)
+
+
+# ----------------------------------------------------------------------------- DDP
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        cfg = tiny_config(steps=2)
+        crop = cfg.crop_samples()
+        trainer = Trainer(
+            cfg,
+            Path(out),
+            TensorCrops(music(6, crop * 3), crop),
+            device="cpu",
+            progress=False,
+            dist_info=DistInfo(rank, world, rank),
+        )
+        trainer.fit()
+        flat = torch.cat([p.detach().flatten() for p in trainer.model.generator.parameters()])
+        torch.save(flat, Path(out) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_with_gloo_on_two_processes_keeps_ranks_identical(tmp_path: Path) -> None:
+    tmp_path.mkdir(exist_ok=True)
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert torch.equal(a, b)
+    single = _trainer(tmp_path / "single", tiny_config(steps=2))
+    single.fit()
+    flat = torch.cat([p.detach().flatten() for p in single.model.generator.parameters()])
+    assert not torch.equal(a, flat)  # the ranks trained on different data than one process alone
+    assert (tmp_path / "last.ckpt").is_file() and not (tmp_path / "rank1").exists()
+
+
+# ----------------------------------------------------------------------------- command line
+def test_dataset_train_eval_from_the_command_line(tmp_path: Path) -> None:
+    pytest.importorskip("tinysoundfont")
+    data = tmp_path / "synth"
+    assert (
+        main(["dataset", "synth", "--out", str(data), "--hours", str(12 / 3600), "--seed", "0", "--piece-seconds", "6"])
+        == 0
+    )
+    pieces = sorted(p for p in data.iterdir() if p.is_dir())
+    assert len(pieces) == 2 and (pieces[0] / "mix.wav").is_file()
+    cfg = tiny_config(steps=3).to_dict()
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(tmp_path / "tiny.yaml"),
+                "--data",
+                str(data),
+                "--out",
+                str(run),
+                "--until",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert json.loads((run / "history.jsonl").read_text().splitlines()[-1])["step"] == 2
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(tmp_path / "tiny.yaml"),
+                "--data",
+                str(data),
+                "--out",
+                str(run),
+                "--resume",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert (run / "final" / "config.json").is_file() and (run / "best" / "config.json").is_file()
+    meta = json.loads((run / "final" / "config.json").read_text())["metadata"]
+    assert meta["step"] == 3 and meta["mode"] == "lin-cae" and meta["train_config"]["seed"] == 0
+    report = tmp_path / "report"
+    assert (
+        main(
+            [
+                "eval",
+                f"a={run / 'final'}",
+                f"b={run / 'best'}",
+                "--data",
+                str(data),
+                "--out",
+                str(report),
+                "--seconds",
+                "1",
+                "--pieces",
+                "1",
+            ]
+        )
+        == 0
+    )
+    table = (report / "results.md").read_text()
+    assert "| metric | unit | better | a | b |" in table and "separation" in table
+    rows = list(csv.DictReader((report / "results.csv").open()))
+    assert {"reconstruction/si_sdr", "enc_homogeneity/rel_l2_mean", "latent/erank"} <= {r["metric"] for r in rows}
+    assert all(math.isfinite(float(r["a"])) for r in rows if r["a"])
