@@ -362,3 +362,52 @@ def test_dataset_train_eval_from_the_command_line(tmp_path: Path) -> None:
     rows = list(csv.DictReader((report / "results.csv").open()))
     assert {"reconstruction/si_sdr", "enc_homogeneity/rel_l2_mean", "latent/erank"} <= {r["metric"] for r in rows}
     assert all(math.isfinite(float(r["a"])) for r in rows if r["a"])
+
+
+def test_torchrun_trains_with_two_processes(tmp_path: Path) -> None:
+    """``torchrun --nproc-per-node 2 -m lincae train`` on CPU (gloo): one run folder, written by rank 0."""
+    import shutil
+    import subprocess
+    import sys
+
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun is not installed")
+    data = tmp_path / "audio"
+    data.mkdir()
+    from lincae.data.synth import write_wav
+
+    for i in range(3):
+        write_wav(data / f"{i}.wav", music(1, 20000, seed=i)[0].numpy(), 44100)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(tiny_config(steps=2).to_dict()))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [
+            torchrun,
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            str(_free_port()),
+            "-m",
+            "lincae",
+            "train",
+            "--config",
+            str(tmp_path / "tiny.yaml"),
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "run"),
+            "--no-progress",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "step 2/2" in done.stderr
+    assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
+    # Only rank 0 logs: each logged step appears once.
+    lines = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    val_steps = [r["step"] for r in lines if "val_loss" in r]
+    assert val_steps == sorted(set(val_steps)) and val_steps[-1] == 2
