@@ -1,0 +1,1 @@
+"""The streaming engine: parameters, windowed latent mixing, live and offline drivers."""

@@ -1,0 +1,97 @@
+"""Configuration of the streaming engine: sources, windowing, crossfades, overload behaviour.
+
+Window, step and lookahead are counted in latent frames (the model's ``hop_length`` samples each);
+the crossfade in samples. The engine's declared latency follows from them (see
+:meth:`EngineConfig.latency_samples`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from lincae.models.config import _Config
+
+CROSSFADE_SHAPES = ("linear", "hann")
+FALLBACKS = ("dry", "silence")
+
+
+@dataclass(frozen=True)
+class EngineConfig(_Config):
+    """How the engine windows, mixes and recovers.
+
+    Attributes:
+        sources: channel count (1 or 2) of each source; stereo sources are encoded as two mono signals.
+        window_frames: latent frames encoded per window.
+        step_frames: latent frames between consecutive windows (new audio per step).
+        lookahead_frames: latent frames of right context kept after the emitted segment.
+        crossfade: samples over which consecutive windows' outputs crossfade.
+        crossfade_shape: ``linear`` or ``hann``; both are amplitude-complementary (fades sum to 1).
+        smoothing_ms: time for a parameter ramp across its full range; ramps advance per latent frame.
+        compute_budget: steps of time the worker may take per step before output would run dry
+            (part of the latency; above it the overload path drops windows).
+        fallback: what fills a gap when the worker is late: the ``dry`` input sum or ``silence``.
+        diffusion_steps: decoder steps per window.
+        seed: decoder noise of window ``k`` uses seed ``seed + k`` (reproducible runs).
+        output_channels: 0 = stereo if any source is stereo, else mono; or 1 or 2.
+    """
+
+    sources: list[int] = field(default_factory=lambda: [1])
+    window_frames: int = 8
+    step_frames: int = 4
+    lookahead_frames: int = 1
+    crossfade: int = 512
+    crossfade_shape: str = "hann"
+    smoothing_ms: float = 50.0
+    compute_budget: float = 1.0
+    fallback: str = "dry"
+    diffusion_steps: int = 1
+    seed: int = 0
+    output_channels: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sources", list(self.sources))
+
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise ValueError(f"engine: {msg}")
+
+        need(len(self.sources) >= 1, "need at least one source")
+        need(all(c in (1, 2) for c in self.sources), f"sources must be 1 or 2 channels each, got {self.sources}")
+        need(self.step_frames >= 1, f"step_frames must be >= 1, got {self.step_frames}")
+        need(self.lookahead_frames >= 0, f"lookahead_frames must be >= 0, got {self.lookahead_frames}")
+        need(self.crossfade >= 0, f"crossfade must be >= 0 samples, got {self.crossfade}")
+        need(self.crossfade_shape in CROSSFADE_SHAPES, f"crossfade_shape must be one of {CROSSFADE_SHAPES}")
+        need(self.fallback in FALLBACKS, f"fallback must be one of {FALLBACKS}, got {self.fallback!r}")
+        need(self.smoothing_ms >= 0, "smoothing_ms must be >= 0")
+        need(self.compute_budget >= 0.25, f"compute_budget must be >= 0.25 steps, got {self.compute_budget}")
+        need(self.diffusion_steps >= 1, "diffusion_steps must be >= 1")
+        need(self.output_channels in (0, 1, 2), f"output_channels must be 0, 1 or 2, got {self.output_channels}")
+
+    @property
+    def num_sources(self) -> int:
+        return len(self.sources)
+
+    @property
+    def out_channels(self) -> int:
+        return self.output_channels or max(self.sources)
+
+    def check_model(self, hop_length: int) -> None:
+        """Check that the window holds the step, lookahead and crossfade for a model's frame size."""
+        cross_frames = math.ceil(self.crossfade / hop_length)
+        if self.crossfade > self.step_frames * hop_length:
+            raise ValueError(
+                f"engine: crossfade {self.crossfade} is longer than a step ({self.step_frames * hop_length} samples)"
+            )
+        if self.window_frames < self.step_frames + self.lookahead_frames + cross_frames:
+            raise ValueError(
+                f"engine: window_frames {self.window_frames} must hold step ({self.step_frames}) + lookahead "
+                f"({self.lookahead_frames}) + crossfade ({cross_frames}) frames"
+            )
+
+    def latency_samples(self, hop_length: int, block: int = 0) -> int:
+        """Declared input-to-output latency: ``step · (1 + compute_budget) + lookahead + crossfade + block``."""
+        step = self.step_frames * hop_length
+        return (
+            round(step * (1.0 + self.compute_budget)) + self.lookahead_frames * hop_length + self.crossfade + block
+        )

@@ -1,0 +1,1 @@
+"""Audio devices, MIDI control and audio files."""
