@@ -92,6 +92,4 @@ class EngineConfig(_Config):
     def latency_samples(self, hop_length: int, block: int = 0) -> int:
         """Declared input-to-output latency: ``step · (1 + compute_budget) + lookahead + crossfade + block``."""
         step = self.step_frames * hop_length
-        return (
-            round(step * (1.0 + self.compute_budget)) + self.lookahead_frames * hop_length + self.crossfade + block
-        )
+        return round(step * (1.0 + self.compute_budget)) + self.lookahead_frames * hop_length + self.crossfade + block

@@ -1,0 +1,214 @@
+"""The latent mixer: one window in, one finished segment of output out.
+
+Window ``k`` ends at input sample ``end_k = (k + 1) · S`` (``S`` = step in samples) and spans the
+``W`` samples the model needs for ``window_frames`` latent frames. All sources' channels are encoded
+as one batch; per latent frame, the mix is ``z_out = Σ_i c_i · z_i`` with each coefficient ``c_i``
+(gain, polarity, mute, solo, master) ramped by :class:`Smoother`; the mix is decoded once per output
+channel with noise seeded by ``seed + k``. The emitted region ends ``L`` (lookahead) samples before the
+window's end; its first ``X`` samples crossfade with the previous window's held-back tail, so every
+step finalises ``S`` samples: absolute ``[k·S − L − X, (k+1)·S − L − X)``.
+
+Both drivers — :mod:`lincae.engine.stream` (live) and :mod:`lincae.engine.offline` — call
+:meth:`LatentMixer.process` with the same windows, so their outputs are identical.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from lincae.engine.config import EngineConfig
+from lincae.engine.params import ParameterRegistry, mixer_parameters, source_coefficients
+from lincae.models.autoencoder import Autoencoder
+
+
+def crossfade_curves(length: int, shape: str) -> tuple[np.ndarray, np.ndarray]:
+    """Fade-in and fade-out ``(length,)`` float32 with ``fade_in + fade_out == 1`` (amplitude-complementary)."""
+    if length == 0:
+        return np.zeros(0, np.float32), np.zeros(0, np.float32)
+    t = (np.arange(length, dtype=np.float64) + 0.5) / length
+    fade_in = t if shape == "linear" else np.sin(0.5 * math.pi * t) ** 2
+    return fade_in.astype(np.float32), (1.0 - fade_in).astype(np.float32)
+
+
+class Smoother:
+    """Linear ramps with a fixed duration: each new target is reached ``ramp`` steps after it is set.
+
+    ``advance(targets)`` returns the values for one more step (a latent frame); a value never moves
+    by more than ``|target − start| / ramp`` per step.
+    """
+
+    def __init__(self, initial: np.ndarray, ramp: int) -> None:
+        self.value = initial.astype(np.float64).copy()
+        self.target = self.value.copy()
+        self.increment = np.zeros_like(self.value)
+        self.remaining = np.zeros(self.value.shape, dtype=np.int64)
+        self.ramp = max(1, ramp)
+
+    def advance(self, targets: np.ndarray) -> np.ndarray:
+        changed = targets != self.target
+        if changed.any():
+            self.target = np.where(changed, targets, self.target)
+            self.increment = np.where(changed, (targets - self.value) / self.ramp, self.increment)
+            self.remaining = np.where(changed, self.ramp, self.remaining)
+        moving = self.remaining > 0
+        self.value = np.where(moving, self.value + self.increment, self.value)
+        self.remaining = np.where(moving, self.remaining - 1, 0)
+        self.value = np.where(moving & (self.remaining == 0), self.target, self.value)
+        return self.value.copy()
+
+
+class LatentMixer:
+    """Windowed encode → latent mix → decode → crossfade, shared by the live and offline engines.
+
+    Args:
+        model: the autoencoder (put in eval mode and moved to ``device``).
+        config: windowing, sources and behaviour.
+        registry: parameters to read (default: a fresh :func:`mixer_parameters` registry).
+        device: ``"cpu"``, ``"cuda"``... (default: CUDA when present).
+    """
+
+    def __init__(
+        self,
+        model: Autoencoder,
+        config: EngineConfig,
+        registry: ParameterRegistry | None = None,
+        device: str | torch.device | None = None,
+    ) -> None:
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.eval().to(self.device)
+        self.config = config
+        self.registry = registry or ParameterRegistry(mixer_parameters(config.num_sources))
+        self.hop = model.hop_length
+        config.check_model(self.hop)
+        self.step = config.step_frames * self.hop
+        self.lookahead = config.lookahead_frames * self.hop
+        self.xfade = config.crossfade
+        self.window = model.get_decoded_size(config.window_frames)
+        self.sample_rate = model.sample_rate
+        self.out_channels = config.out_channels
+        # Row r of a window holds channel rows[r][1] of source rows[r][0].
+        self.rows = [(i, c) for i, n in enumerate(config.sources) for c in range(n)]
+        self.fade_in, self.fade_out = crossfade_curves(self.xfade, config.crossfade_shape)
+        frame_ms = 1000.0 * self.hop / self.sample_rate
+        ramp = max(1, math.ceil(config.smoothing_ms / frame_ms))
+        values = self.registry.values()
+        self.coef = Smoother(np.array(source_coefficients(values, config.num_sources)), ramp)
+        self.wet = Smoother(np.array([values["mix.dry_wet"] / 100.0]), ramp)
+        self._coef_frames: dict[int, np.ndarray] = {}  # absolute latent frame → coefficients
+        self._wet_frames: dict[int, float] = {}
+        self._last_frame = -(10**9)
+        self.tail = np.zeros((self.out_channels, self.xfade), np.float32)
+        self.last_latents = np.zeros((config.num_sources, model.latent_channels), np.float32)
+        self.last_compute_s = 0.0
+
+    # ------------------------------------------------------------------ geometry
+    def window_end(self, k: int) -> int:
+        """Absolute input sample count at which window ``k`` is complete."""
+        return (k + 1) * self.step
+
+    def emitted_start(self, k: int) -> int:
+        """Absolute output index of the first sample window ``k`` finalises."""
+        return k * self.step - self.lookahead - self.xfade
+
+    @property
+    def first_output_index(self) -> int:
+        return self.emitted_start(0)
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.rows)
+
+    # ------------------------------------------------------------------ parameters per frame
+    def _frame_values(self, first: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """Coefficients ``[count, sources]`` and wet fractions ``[count]`` for absolute frames ``first..``.
+
+        Frames seen by an earlier window keep their values, so overlapping windows agree; new frames
+        advance the smoothers toward the current parameter targets.
+        """
+        values = self.registry.values()
+        targets = np.array(source_coefficients(values, self.config.num_sources))
+        wet_target = np.array([values["mix.dry_wet"] / 100.0])
+        coefs, wets = [], []
+        for f in range(first, first + count):
+            if f > self._last_frame:
+                self._coef_frames[f] = self.coef.advance(targets)
+                self._wet_frames[f] = float(self.wet.advance(wet_target)[0])
+                self._last_frame = f
+            coefs.append(self._coef_frames[f])
+            wets.append(self._wet_frames[f])
+        for f in [f for f in self._coef_frames if f < first]:
+            del self._coef_frames[f], self._wet_frames[f]
+        return np.stack(coefs), np.array(wets)
+
+    def restart_crossfade(self, tail: np.ndarray) -> None:
+        """After a gap, crossfade the next window from ``tail`` ``(out_channels, X)`` (e.g. the dry signal)."""
+        self.tail[...] = tail
+
+    # ------------------------------------------------------------------ one window
+    @torch.no_grad()
+    def process(self, k: int, window: np.ndarray) -> np.ndarray:
+        """Mix window ``k``: input ``window`` ``(rows, W)`` float32 → finalised output ``(out_channels, S)``."""
+        t0 = time.perf_counter()
+        cfg = self.config
+        frames = cfg.window_frames
+        first_frame = self.window_end(k) // self.hop - frames
+        coefs, wets = self._frame_values(first_frame, frames)  # [Z, sources], [Z]
+
+        x = torch.from_numpy(window).to(self.device)
+        z = self.model.encode(x)  # [rows, C, Z]
+        if z.shape[-1] != frames:
+            raise RuntimeError(f"window gave {z.shape[-1]} latent frames, expected {frames}")
+        c = torch.from_numpy(coefs.T.astype(np.float32)).to(self.device)  # [sources, Z]
+        mixed = []
+        for o in range(self.out_channels):
+            acc = torch.zeros_like(z[0])
+            for r, (i, ch) in enumerate(self.rows):
+                if ch == min(o, cfg.sources[i] - 1):
+                    acc += c[i] * z[r]
+            mixed.append(acc)
+        self.last_latents = np.stack(
+            [
+                z[[r for r, (i, _) in enumerate(self.rows) if i == s]].mean(0)[:, -1].cpu().numpy()
+                for s in range(cfg.num_sources)
+            ]
+        )
+        wet = (
+            self.model.decode(
+                torch.stack(mixed), full_length=self.window, diffusion_steps=cfg.diffusion_steps, seed=cfg.seed + k
+            )
+            .cpu()
+            .numpy()
+        )  # [out, W]
+
+        lo = self.window - self.lookahead - self.step - self.xfade
+        hi = self.window - self.lookahead
+        dry = self._dry(window[:, lo:hi])
+        # Wet fraction per sample: each latent frame's value over its hop, linearly interpolated.
+        frame_pos = (np.arange(lo, hi) - (self.window - frames * self.hop)) / self.hop
+        w = np.interp(frame_pos, np.arange(frames), wets).astype(np.float32)
+        seg = w * wet[:, lo:hi] + (1.0 - w) * dry
+        out = np.empty((self.out_channels, self.step), np.float32)
+        x_len = self.xfade
+        out[:, :x_len] = seg[:, :x_len] * self.fade_in + self.tail * self.fade_out
+        out[:, x_len:] = seg[:, x_len : self.step]
+        self.tail[...] = seg[:, self.step :]
+        self.last_compute_s = time.perf_counter() - t0
+        return out
+
+    def _dry(self, rows: np.ndarray) -> np.ndarray:
+        """Sum of the sources' input rows ``(rows, n)`` per output channel → ``(out_channels, n)``."""
+        out = np.zeros((self.out_channels, rows.shape[-1]), np.float32)
+        for o in range(self.out_channels):
+            for r, (i, ch) in enumerate(self.rows):
+                if ch == min(o, self.config.sources[i] - 1):
+                    out[o] += rows[r]
+        return out
+
+    def dry_segment(self, window: np.ndarray) -> np.ndarray:
+        """The dry sum over the region window ``k`` would emit, tail included: ``(out_channels, S + X)``."""
+        lo = self.window - self.lookahead - self.step - self.xfade
+        return self._dry(window[:, lo : self.window - self.lookahead])

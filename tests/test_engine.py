@@ -1,0 +1,266 @@
+"""The streaming engine: ring buffers, windowing, latent mixing, offline == live, overload, ramps."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_tiny_model
+from torch import nn
+
+from lincae.engine.config import EngineConfig
+from lincae.engine.mixer import LatentMixer, crossfade_curves
+from lincae.engine.offline import render
+from lincae.engine.params import ParameterRegistry, mixer_parameters
+from lincae.engine.ringbuffer import RingBuffer
+from lincae.engine.stream import StreamingEngine
+
+
+class LinearTestCodec(nn.Module):
+    """A perfectly linear stand-in for the autoencoder: latent frame j holds audio samples j·H..(j+1)·H.
+
+    Windows carry ``E`` extra leading samples (as the real model's STFT framing does), which decode to
+    zeros; the engine never emits them. Decoding is the identity, so the engine's output must equal its
+    input exactly: any error in windowing, crossfades or alignment shows.
+    """
+
+    hop_length = 256
+    latent_channels = 256
+    sample_rate = 44100
+    extra = 192
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        super().__init__()
+        self.delay_s = delay_s
+
+    def get_decoded_size(self, frames: int) -> int:
+        return frames * self.hop_length + self.extra
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        b = x.shape[0]
+        return x[:, self.extra :].reshape(b, -1, self.hop_length).transpose(1, 2)
+
+    def decode(self, z: torch.Tensor, full_length: int, **_: object) -> torch.Tensor:
+        audio = z.transpose(1, 2).reshape(z.shape[0], -1)
+        return torch.nn.functional.pad(audio, (self.extra, 0))[..., :full_length]
+
+
+CONFIG = dict(window_frames=8, step_frames=4, lookahead_frames=1, crossfade=256)
+
+
+def tones(channels: int, length: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(length) / 44100
+    f = rng.uniform(100, 1000, size=(channels, 1))
+    return (0.3 * np.sin(2 * np.pi * f * t) + 0.01 * rng.standard_normal((channels, length))).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- ring buffer
+@pytest.mark.parametrize("seed", range(5))
+def test_ring_buffer_matches_a_plain_list(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    ring = RingBuffer(2, 100)
+    model: list[float] = []  # what a reader can still get, oldest first
+    lost = underrun = 0
+    counter = 0
+    for _ in range(500):
+        if rng.random() < 0.5:
+            n = int(rng.integers(0, 140))
+            block = np.arange(counter, counter + n, dtype=np.float32)
+            counter += n
+            ring.write(np.stack([block, -block]))
+            model.extend(block.tolist())
+            if len(model) > 100:
+                lost += len(model) - 100
+                del model[: len(model) - 100]
+        else:
+            n = int(rng.integers(0, 60))
+            out = np.full((2, n), 7.0, np.float32)
+            got = ring.read(out)
+            expected = model[:n]
+            del model[:n]
+            underrun += n - len(expected)
+            assert got == len(expected)
+            assert out[0, :got].tolist() == expected and out[1, :got].tolist() == [-v for v in expected]
+            assert not out[:, got:].any()
+        assert ring.available == len(model)
+    assert ring.underruns == underrun
+    assert ring.overruns <= lost  # overruns are counted when the reader notices them
+
+
+def test_ring_buffer_read_at_refuses_overwritten_or_future_samples() -> None:
+    ring = RingBuffer(1, 10)
+    ring.write(np.arange(25, dtype=np.float32)[None])
+    out = np.zeros((1, 5), np.float32)
+    assert ring.read_at(15, out) and out[0].tolist() == [15, 16, 17, 18, 19]
+    assert not ring.read_at(14, out)  # overwritten
+    assert not ring.read_at(21, out)  # not written yet
+
+
+# ----------------------------------------------------------------------------- windowing
+@pytest.mark.parametrize("shape", ["linear", "hann"])
+def test_crossfades_are_amplitude_complementary(shape: str) -> None:
+    fade_in, fade_out = crossfade_curves(300, shape)
+    assert np.allclose(fade_in + fade_out, 1.0)
+    assert np.all(np.diff(fade_in) > 0) and fade_in[0] < 0.01 and fade_in[-1] > 0.99
+
+
+@pytest.mark.parametrize("shape", ["linear", "hann"])
+def test_linear_codec_passes_signals_unchanged(shape: str) -> None:
+    mixer = LatentMixer(LinearTestCodec(), EngineConfig(sources=[1], crossfade_shape=shape, **CONFIG), device="cpu")
+    constant = np.full((1, 9000), 0.25, np.float32)
+    assert np.allclose(render(mixer, [constant]), constant, atol=1e-6)
+    mixer = LatentMixer(LinearTestCodec(), EngineConfig(sources=[1], crossfade_shape=shape, **CONFIG), device="cpu")
+    x = tones(1, 9000, 0)
+    assert np.allclose(render(mixer, [x]), x, atol=1e-6)
+
+
+def test_latent_gain_scales_and_sources_add() -> None:
+    a, b = tones(1, 12000, 1), tones(2, 12000, 2)  # a mono and a stereo source
+    reg = ParameterRegistry(mixer_parameters(2))
+    reg.update({"source.1.gain_db": -6.0206, "source.2.gain_db": 0.0})
+    mixer = LatentMixer(LinearTestCodec(), EngineConfig(sources=[1, 2], **CONFIG), reg, device="cpu")
+    y = render(mixer, [a, b])
+    assert y.shape == (2, 12000)
+    # The smoother starts at the initial values, so the gains hold from the first sample.
+    assert np.allclose(y, 0.5 * a + b, atol=1e-5)
+
+
+def test_inverted_source_separates_by_subtraction() -> None:
+    stem, rest = tones(1, 10000, 3), tones(1, 10000, 4)
+    reg = ParameterRegistry(mixer_parameters(2))
+    reg.set("source.2.invert", 1)
+    mixer = LatentMixer(LinearTestCodec(), EngineConfig(sources=[1, 1], **CONFIG), reg, device="cpu")
+    assert np.allclose(render(mixer, [stem + rest, stem]), rest, atol=1e-5)
+
+
+def test_mute_solo_and_dry_wet() -> None:
+    a, b = tones(1, 8000, 5), tones(1, 8000, 6)
+    reg = ParameterRegistry(mixer_parameters(2))
+    reg.update({"source.2.solo": 1})
+    y = render(LatentMixer(LinearTestCodec(), EngineConfig(sources=[1, 1], **CONFIG), reg, device="cpu"), [a, b])
+    assert np.allclose(y, b, atol=1e-5)
+    reg = ParameterRegistry(mixer_parameters(2))
+    reg.update({"source.1.mute": 1, "mix.dry_wet": 0.0})  # fully dry: the plain input sum, mute or not
+    y = render(LatentMixer(LinearTestCodec(), EngineConfig(sources=[1, 1], **CONFIG), reg, device="cpu"), [a, b])
+    assert np.allclose(y, a + b, atol=1e-5)
+
+
+def test_declared_latency_and_config_checks() -> None:
+    cfg = EngineConfig(sources=[1], **CONFIG)
+    assert cfg.latency_samples(256, block=64) == 2 * 1024 + 256 + 256 + 64
+    with pytest.raises(ValueError, match="window_frames 5 must hold"):
+        LatentMixer(LinearTestCodec(), EngineConfig(sources=[1], **{**CONFIG, "window_frames": 5}), device="cpu")
+    with pytest.raises(ValueError, match="sources must be 1 or 2 channels"):
+        EngineConfig(sources=[3])
+    with pytest.raises(ValueError, match="unknown EngineConfig key"):
+        EngineConfig.from_dict({"window": 3})
+
+
+# ----------------------------------------------------------------------------- offline == live
+def stream_through(engine: StreamingEngine, sources: list[np.ndarray], block: int, extra: int) -> np.ndarray:
+    """Drive the engine block by block (worker run inline after each push): returns the output stream."""
+    rows = np.concatenate(sources)
+    total = rows.shape[-1] + extra
+    rows = np.pad(rows, ((0, 0), (0, extra)))
+    out = np.zeros((engine.out_channels, total), np.float32)
+    for i in range(0, total, block):
+        n = min(block, total - i)
+        engine.push(rows[:, i : i + n])
+        engine.pump()
+        engine.pull(out[:, i : i + n])
+    return out
+
+
+@pytest.mark.parametrize("block", [1, 64, 333, 4096, 8193])
+def test_streamed_output_equals_offline_shifted_by_the_latency(block: int) -> None:
+    model = make_tiny_model()
+    cfg = EngineConfig(sources=[1, 2], seed=7, **CONFIG)
+    reg = ParameterRegistry(mixer_parameters(2))
+    reg.update({"source.1.gain_db": -3.0, "source.2.invert": 1.0, "mix.dry_wet": 80.0})
+    sources = [tones(1, 5000, 8), tones(2, 5000, 9)]
+    offline = render(LatentMixer(model, cfg, reg, device="cpu"), sources)
+    engine = StreamingEngine(LatentMixer(model, cfg, reg, device="cpu"), block=block, max_block=max(block, 64))
+    d = engine.latency
+    assert d == cfg.latency_samples(model.hop_length, block)
+    live = stream_through(engine, sources, block, extra=d + block)
+    assert np.array_equal(live[:, d : d + 5000], offline)
+    assert engine.metrics.dropouts == 0 and engine.metrics.fallback_samples == 0
+    assert engine.metrics.windows > 0 and engine.metrics.rtf_last > 0
+    assert engine.metrics.latents is not None and engine.metrics.latents.shape == (2, 64)
+
+
+def test_parameter_ramps_never_step_more_than_the_smoothing_allows() -> None:
+    reg = ParameterRegistry(mixer_parameters(1))
+    cfg = EngineConfig(sources=[1], smoothing_ms=40.0, **CONFIG)
+    mixer = LatentMixer(LinearTestCodec(), cfg, reg, device="cpu")
+    ramp = mixer.coef.ramp
+    assert ramp == int(np.ceil(40.0 / (1000 * 256 / 44100)))
+    coefs = [mixer._frame_values(0, 8)[0][:, 0]]
+    reg.set("source.1.gain_db", -60.0)  # 1.0 → 0.0
+    coefs.append(mixer._frame_values(8, 12)[0][:, 0])
+    reg.set("source.1.gain_db", 12.0)  # 0.0 → 3.98
+    coefs.append(mixer._frame_values(20, 12)[0][:, 0])
+    c = np.concatenate(coefs)
+    steps = np.abs(np.diff(c))
+    assert steps[:8].max() <= 1.0 / ramp + 1e-9
+    assert steps[20:].max() <= 10 ** (12 / 20) / ramp + 1e-9
+    assert c[19] == 0.0 and c[-1] == pytest.approx(10 ** (12 / 20))
+    # Overlapping windows see the same value for the same frame.
+    assert np.array_equal(mixer._frame_values(28, 8)[0][:4, 0], c[28:32])
+
+
+def test_gain_ramp_in_audio_has_no_click() -> None:
+    """A sudden -60 dB request fades over the smoothing time instead of cutting the signal."""
+    reg = ParameterRegistry(mixer_parameters(1))
+    cfg = EngineConfig(sources=[1], smoothing_ms=50.0, **CONFIG)
+    engine = StreamingEngine(LatentMixer(LinearTestCodec(), cfg, reg, device="cpu"), block=256)
+    x = np.full((1, 30000), 0.5, np.float32)
+    out = np.zeros((1, 30000), np.float32)
+    for i in range(0, 30000, 256):
+        if i == 12800:
+            reg.set("source.1.gain_db", -60.0)
+        engine.push(x[:, i : i + 256])
+        engine.pump()
+        engine.pull(out[:, i : i + 256])
+    played = out[0, engine.latency :]
+    assert played.max() == pytest.approx(0.5, abs=1e-5) and played[-2000:].max() < 1e-6
+    # Gains move once per latent frame by at most |change| / ramp: with this identity codec that is a staircase
+    # of small steps (a decoder interpolates between frames), never the 0.5 cut of an unsmoothed change.
+    ramp = engine.mixer.coef.ramp
+    assert ramp >= 8
+    assert np.abs(np.diff(played)).max() <= 0.5 / ramp + 1e-5
+
+
+# ----------------------------------------------------------------------------- overload
+def test_overload_drops_windows_keeps_latency_and_recovers() -> None:
+    codec = LinearTestCodec()
+    cfg = EngineConfig(sources=[1], **CONFIG)
+    engine = StreamingEngine(LatentMixer(codec, cfg, device="cpu"), block=512)
+    step_s = engine.mixer.step / 44100
+    x = tones(1, int(44100 * 3.0), 10)
+    out = np.zeros_like(x)
+    engine.start()
+    try:
+        t0 = time.perf_counter()
+        slow_until = int(44100 * 1.2)
+        for i in range(0, x.shape[-1], 512):
+            codec.delay_s = 2.5 * step_s if i < slow_until else 0.0  # worker 2.5× slower than real time
+            engine.push(x[:, i : i + 512])
+            engine.pull(out[:, i : i + 512])
+            ahead = (i + 512) / 44100 - (time.perf_counter() - t0)
+            if ahead > 0:
+                time.sleep(ahead)  # play at the audio clock's pace
+    finally:
+        engine.stop()
+    m = engine.metrics
+    assert m.dropouts >= 1 and m.dropped_windows >= 1 and m.fallback_samples > 0
+    assert np.isfinite(out).all() and np.abs(out).max() < 1.0
+    # After recovery the output is the input delayed by exactly the declared latency: latency did not grow.
+    d = engine.latency
+    tail = slice(x.shape[-1] - 22050, x.shape[-1])
+    assert np.allclose(out[:, tail], x[:, tail.start - d : tail.stop - d], atol=1e-5)
