@@ -7,6 +7,7 @@ that ``lincae --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -170,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Spinning OpenMP threads stall badly when audio threads share a small CPU; this must be set
+    # before PyTorch loads (the sub-commands import it lazily).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
