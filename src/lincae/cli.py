@@ -117,6 +117,42 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_encode(args: argparse.Namespace) -> int:
+    """Encode an audio file into a latent file."""
+    from lincae.io.audiofile import AudioFileError
+    from lincae.io.latents import encode_file, save_latents
+    from lincae.models.registry import load_model
+
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise AudioFileError(f"{out}: already exists (pass --overwrite to replace it)")
+    model = load_model(args.model, max_batch_size=args.batch)
+    lf = encode_file(model, args.input, chunk_seconds=args.chunk_seconds)
+    save_latents(out, lf, overwrite=args.overwrite)
+    print(
+        f"wrote {out}: latents {tuple(lf.latents.shape)} of {lf.length / lf.sample_rate:.2f} s, "
+        f"{lf.channels} channel(s), model {lf.model}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    """Decode a latent file into audio."""
+    from lincae.io.audiofile import check_output_path, resample, write_audio
+    from lincae.io.latents import decode_latents, load_latents
+    from lincae.models.registry import load_model
+
+    out = check_output_path(args.output, args.overwrite)
+    lf = load_latents(args.input)
+    model = load_model(args.model, max_batch_size=args.batch)
+    audio = decode_latents(model, lf, seed=args.seed, force=args.force).numpy()
+    rate = args.rate or lf.source_sample_rate
+    write_audio(out, resample(audio, lf.sample_rate, rate), rate, overwrite=args.overwrite)
+    print(f"wrote {out}: {audio.shape[-1] / lf.sample_rate:.2f} s at {rate} Hz", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lincae import __version__
 
@@ -134,6 +170,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=4.0, help="length of the test signal")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=cmd_demo)
+
+    p = sub.add_parser("encode", help="audio file → latent file (.latent, safetensors with metadata)")
+    p.add_argument("input", help="audio file (wav, flac, mp3, ogg; any rate and channel count)")
+    p.add_argument("-o", "--output", required=True, help="latent file to write")
+    p.add_argument("--model", default="default", help="model id, folder or file (default: the shipped model)")
+    p.add_argument("--chunk-seconds", type=float, default=10.0, help="longer audio is encoded in overlapping chunks")
+    p.add_argument("--batch", type=int, default=4, help="max batch size through the model")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.set_defaults(handler=cmd_encode)
+
+    p = sub.add_parser("decode", help="latent file → audio file")
+    p.add_argument("input", help="latent file from `lincae encode` (or your own arithmetic on one)")
+    p.add_argument("-o", "--output", required=True, help="audio file to write (wav, flac, ogg)")
+    p.add_argument("--model", default="default", help="the model that made the latents")
+    p.add_argument("--rate", type=int, help="output sample rate (default: the original file's)")
+    p.add_argument("--seed", type=int, default=0, help="decoder noise seed")
+    p.add_argument("--batch", type=int, default=4, help="max batch size through the model")
+    p.add_argument("--force", action="store_true", help="decode with a model other than the one that encoded")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.set_defaults(handler=cmd_decode)
 
     p = sub.add_parser("dataset", help="make datasets")
     dsub = p.add_subparsers(dest="dataset_kind", required=True)

@@ -1,0 +1,202 @@
+"""Reading and writing audio files through ``pedalboard.io.AudioFile``.
+
+Reading: wav, flac, mp3, ogg (whatever pedalboard decodes), any rate and channel count, streamed in
+blocks and resampled to the rate asked for. Writing: wav, flac, ogg, to a temporary file in the target
+folder that is renamed into place only when complete, so a failed or interrupted write leaves no
+partial file; an existing file is kept unless ``overwrite`` is set.
+
+Audio is float32 ``(channels, samples)`` everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+READ_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif")
+WRITE_SUFFIXES = (".wav", ".flac", ".ogg")
+
+
+class AudioFileError(ValueError):
+    """An audio file cannot be read or written; the message names the file and the problem."""
+
+
+def _open(path: Path) -> Any:
+    from pedalboard.io import AudioFile
+
+    if not path.exists():
+        raise AudioFileError(f"{path}: no such file")
+    if path.is_dir():
+        raise AudioFileError(f"{path}: is a folder, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioFileError(f"{path}: the file is empty")
+    try:
+        return AudioFile(str(path))
+    except Exception as e:  # pedalboard raises ValueError/RuntimeError for unknown or corrupt data
+        raise AudioFileError(f"{path}: not a readable audio file ({e})") from e
+
+
+class AudioReader:
+    """Stream a file in blocks at ``sample_rate`` (resampled if needed): ``(channels, n)`` float32.
+
+    Raises :class:`AudioFileError` for missing, empty, corrupt or truncated files and for NaN/Inf samples.
+    """
+
+    def __init__(self, path: str | Path, sample_rate: int) -> None:
+        self.path = Path(path)
+        self._file = _open(self.path)
+        self.source_rate = float(self._file.samplerate)
+        self.channels = int(self._file.num_channels)
+        resample = round(self.source_rate) != sample_rate
+        self._reader = self._file.resampled_to(float(sample_rate)) if resample else self._file
+        self.sample_rate = sample_rate
+        self.frames = int(self._reader.frames)
+        if self.frames == 0:
+            self.close()
+            raise AudioFileError(f"{self.path}: holds no audio samples")
+        self.position = 0
+
+    def read(self, n: int) -> np.ndarray:
+        """Up to ``n`` samples ``(channels, m)``; ``m < n`` only at the end of the file."""
+        try:
+            block = np.asarray(self._reader.read(n), dtype=np.float32)
+        except Exception as e:
+            raise AudioFileError(
+                f"{self.path}: decoding failed at sample {self.position} ({e}); the file is corrupt or truncated"
+            ) from e
+        if not np.isfinite(block).all():
+            bad = int(self.position + np.argwhere(~np.isfinite(block))[0, 1])
+            raise AudioFileError(f"{self.path}: NaN or Inf sample at {bad / self.sample_rate:.3f} s")
+        self.position += block.shape[-1]
+        return block
+
+    def blocks(self, n: int) -> Iterator[np.ndarray]:
+        while self.position < self.frames:
+            block = self.read(n)
+            if block.shape[-1] == 0:
+                break
+            yield block
+
+    def close(self) -> None:
+        if self._reader is not self._file:
+            self._reader.close()
+        self._file.close()
+
+    def __enter__(self) -> AudioReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_audio(path: str | Path, sample_rate: int) -> np.ndarray:
+    """Whole file at ``sample_rate``: ``(channels, samples)`` float32."""
+    with AudioReader(path, sample_rate) as r:
+        return r.read(r.frames + 1)
+
+
+def check_output_path(path: str | Path, overwrite: bool = False) -> Path:
+    """Validate an output path before any work: suffix, existing file, writable folder."""
+    path = Path(path)
+    if path.suffix.lower() not in WRITE_SUFFIXES:
+        raise AudioFileError(
+            f"{path}: cannot write {path.suffix or 'files without a suffix'}; use one of {', '.join(WRITE_SUFFIXES)}"
+        )
+    if path.exists() and not overwrite:
+        raise AudioFileError(f"{path}: already exists (pass --overwrite to replace it)")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise AudioFileError(f"{path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise AudioFileError(f"{path}: folder {folder} is not writable")
+    return path
+
+
+class AtomicAudioWriter:
+    """Write blocks ``(channels, n)`` to a temporary file, renamed to ``path`` on a clean ``close``.
+
+    On an exception inside the ``with`` block (or :meth:`abort`), the temporary file is removed and
+    ``path`` is untouched.
+    """
+
+    def __init__(
+        self, path: str | Path, sample_rate: int, channels: int, overwrite: bool = False, bit_depth: int = 32
+    ) -> None:
+        from pedalboard.io import AudioFile
+
+        self.path = check_output_path(path, overwrite)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix, dir=self.path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        kwargs: dict[str, Any] = {"samplerate": sample_rate, "num_channels": channels}
+        if self.path.suffix.lower() in (".wav", ".flac"):
+            kwargs["bit_depth"] = bit_depth if self.path.suffix.lower() == ".wav" else min(bit_depth, 24)
+        try:
+            self._file = AudioFile(str(self.tmp), "w", **kwargs)
+        except Exception as e:
+            self.tmp.unlink(missing_ok=True)
+            raise AudioFileError(f"{self.path}: cannot write ({e})") from e
+        self.channels = channels
+        self.written = 0
+
+    def write(self, block: np.ndarray) -> None:
+        if block.shape[0] != self.channels:
+            raise ValueError(f"expected {self.channels} channels, got {block.shape[0]}")
+        try:
+            self._file.write(np.ascontiguousarray(block, dtype=np.float32))
+        except Exception as e:
+            self.abort()
+            raise AudioFileError(f"{self.path}: write failed ({e}); nothing was written") from e
+        self.written += block.shape[-1]
+
+    def close(self) -> Path:
+        try:
+            self._file.close()
+            os.replace(self.tmp, self.path)
+        except Exception as e:
+            self.abort()
+            raise AudioFileError(f"{self.path}: could not finish writing ({e}); nothing was written") from e
+        return self.path
+
+    def abort(self) -> None:
+        try:
+            self._file.close()
+        except Exception:
+            pass
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> AtomicAudioWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int, overwrite: bool = False) -> Path:
+    """Write ``audio`` ``(channels, samples)`` atomically."""
+    with AtomicAudioWriter(path, sample_rate, audio.shape[0], overwrite) as w:
+        w.write(audio)
+    return Path(path)
+
+
+def resample(audio: np.ndarray, source_rate: float, target_rate: float) -> np.ndarray:
+    """Band-limited resampling of ``(channels, samples)`` with pedalboard's resampler (whole signal)."""
+    if round(source_rate) == round(target_rate):
+        return audio
+    from pedalboard import Resample  # noqa: F401  (ensures the extension is present)
+    from pedalboard.io import StreamResampler
+
+    r = StreamResampler(float(source_rate), float(target_rate), audio.shape[0])
+    out = np.concatenate([r.process(np.ascontiguousarray(audio, dtype=np.float32)), r.process(None)], axis=-1)
+    return out.astype(np.float32)
