@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -23,11 +24,21 @@ def test_unknown_model_is_a_clean_error(capsys: pytest.CaptureFixture[str]) -> N
     assert "unknown model 'no-such-model'" in capsys.readouterr().err
 
 
-def test_demo_writes_audio_and_a_summary(tmp_path: Path) -> None:
-    assert main(["demo", "--out", str(tmp_path), "--model", str(FIXTURE), "--seconds", "1"]) == 0
-    for name in ("input", "reconstruction", "half_gain"):
-        assert (tmp_path / f"{name}.wav").stat().st_size > 44100 * 4
+def test_demo_renders_every_demonstration_into_a_page(tmp_path: Path) -> None:
+    pytest.importorskip("tinysoundfont")
+    assert main(["demo", "--out", str(tmp_path), "--model", str(FIXTURE), "--seconds", "2"]) == 0
+    page = (tmp_path / "index.html").read_text()
+    for key in ("reconstruction", "latent-sum", "volume-x0.1", "volume-x0.5", "volume-x2", "separation-minus-drums"):
+        assert f'src="{key}.wav"' in page and f'src="{key}-reference.png"' in page
+    # Every file the page references exists and is not empty.
+    refs = re.findall(r'src="([^"]+)"', page)
+    assert len(refs) >= 2 * 2 * 6 + 2 * 4
+    for ref in refs:
+        assert (tmp_path / ref).stat().st_size > 1000, ref
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["model"] == str(FIXTURE)
-    # Latent scaling by 0.5 changes the output level (a trained model halves it: tested with the shipped model).
-    assert summary["rms_dbfs"]["half_gain"] != summary["rms_dbfs"]["reconstruction"]
+    assert summary["model"] == str(FIXTURE) and len(summary["items"]) == 6
+    # The references encode the ideal: x0.1 is 20 dB below the mix, x2 6 dB above.
+    items = summary["items"]
+    rec = items["reconstruction"]["reference_rms_db"]
+    assert items["volume-x0.1"]["reference_rms_db"] == pytest.approx(rec - 20, abs=0.01)
+    assert items["volume-x2"]["reference_rms_db"] == pytest.approx(rec + 6.02, abs=0.01)

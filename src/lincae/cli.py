@@ -7,6 +7,7 @@ that ``lincae --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -34,11 +35,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Encode and decode a generated test signal; write input, reconstruction and half-gain WAVs."""
-    from lincae.demo import run_basic_demo
+    """Render the Lin-CAE demonstrations (reconstruction, latent sum, volume, separation) into a web page."""
+    from lincae.demo import run_demo
 
-    out = run_basic_demo(Path(args.out), model_id=args.model, seconds=args.seconds, seed=args.seed)
-    print(f"wrote {out}")
+    index = run_demo(Path(args.out), model_id=args.model, seconds=args.seconds, seed=args.seed)
+    print(f"open {index}")
     return 0
 
 
@@ -153,6 +154,115 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_gain(text: str, names: list[str]) -> tuple[int, float, bool]:
+    """``NAME=VALUE`` → (source number, gain in dB, inverted). VALUE is ``-6dB`` or a factor (``0.5``, ``-1``)."""
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise ValueError(f"--gain {text!r}: expected NAME=VALUE, e.g. vocals=-6dB or 2=0.5")
+    if name.isdigit() and 1 <= int(name) <= len(names):
+        index = int(name)
+    elif name in names:
+        index = names.index(name) + 1
+    else:
+        raise ValueError(f"--gain {text!r}: no source {name!r}; sources are {', '.join(names)} (or 1..{len(names)})")
+    v = value.strip().lower()
+    try:
+        if v.endswith("db"):
+            return index, float(v[:-2]), False
+        factor = float(v)
+    except ValueError:
+        raise ValueError(f"--gain {text!r}: {value!r} is neither a dB value (-6dB) nor a factor (0.5)") from None
+    db = 20 * math.log10(abs(factor)) if factor != 0 else -60.0
+    return index, max(-60.0, db), factor < 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    """Mix files in latent space (gains, inversion, presets) and write the result through effect chains."""
+    from lincae.models.registry import load_model
+    from lincae.presets import load_preset
+    from lincae.render.chains import parse_chain_arg
+    from lincae.render.files import render_files
+
+    names = [Path(p).stem for p in args.inputs]
+    engine = registry = None
+    pre: dict[int, object] = {}
+    post: object = None
+    model_id = args.model
+    if args.preset:
+        preset = load_preset(args.preset)
+        if preset.engine.num_sources != len(args.inputs):
+            raise ValueError(
+                f"preset {args.preset} is for {preset.engine.num_sources} source(s); "
+                f"got {len(args.inputs)} input file(s)"
+            )
+        pre_boards, post = preset.build_chains()
+        pre = dict(pre_boards)
+        registry = preset.registry((pre_boards, post))
+        engine = preset.engine
+        model_id = model_id or preset.model
+    values: dict[str, float] = {}
+    for text in args.gain:
+        index, db, inverted = parse_gain(text, names)
+        values[f"source.{index}.gain_db"] = db
+        values[f"source.{index}.invert"] = 1.0 if inverted else 0.0
+    for text in args.pre:
+        key, sep, chain = text.partition("=")
+        if not sep or not key.isdigit():
+            raise ValueError(f"--pre {text!r}: expected SOURCE_NUMBER=CHAIN, e.g. 1=noisegate(threshold_db=-50)")
+        pre[int(key)] = parse_chain_arg(chain)
+    if args.post:
+        post = parse_chain_arg(args.post)
+    model = load_model(model_id or "default", max_batch_size=8)
+    bar = _progress_bar(args.no_progress)
+    result = render_files(
+        model,
+        args.inputs,
+        args.output,
+        engine=engine,
+        parameters=values,
+        registry=registry,
+        pre=pre,
+        post=post,
+        output_rate=args.rate,
+        overwrite=args.overwrite,
+        progress=bar.update if bar else None,
+    )
+    if bar:
+        bar.close()
+    for err in result.plugin_errors:
+        print(f"warning: plugin bypassed after an error: {err}", file=sys.stderr)
+    print(
+        f"wrote {result.output}: {result.seconds:.2f} s, {result.channels} channel(s) at {result.sample_rate} Hz",
+        file=sys.stderr,
+    )
+    return 0
+
+
+class _Bar:
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=None, unit="s", unit_scale=False, dynamic_ncols=True, desc="render")
+
+    def update(self, done: int, total: int) -> None:
+        if self._bar.total is None:
+            self._bar.total = round(total / 44100, 1)
+        self._bar.n = round(done / 44100, 1)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _progress_bar(disabled: bool) -> _Bar | None:
+    if disabled:
+        return None
+    try:
+        return _Bar()
+    except ImportError:
+        return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lincae import __version__
 
@@ -164,12 +274,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="default", help="model id, folder or file (default: the shipped model)")
     p.set_defaults(handler=cmd_info)
 
-    p = sub.add_parser("demo", help="encode/decode a generated signal and write the results")
+    p = sub.add_parser("demo", help="render the Lin-CAE demonstrations of a generated piece into a web page")
     p.add_argument("--out", default="demo", help="output folder")
     p.add_argument("--model", default=None, help="model id, folder or file (default: the shipped model)")
-    p.add_argument("--seconds", type=float, default=4.0, help="length of the test signal")
+    p.add_argument("--seconds", type=float, default=8.0, help="length of the generated piece")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=cmd_demo)
+
+    p = sub.add_parser("render", help="mix files in latent space and write the result through effect chains")
+    p.add_argument("inputs", nargs="+", help="audio files, one source each (mono or stereo)")
+    p.add_argument("-o", "--output", required=True, help="output file (wav, flac, ogg)")
+    p.add_argument("--model", help="model id, folder or file (default: the preset's, else the shipped model)")
+    p.add_argument("--preset", help="preset name or JSON file (engine settings, parameters, chains)")
+    p.add_argument(
+        "--gain",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="latent gain of a source (file name without suffix, or number): -6dB, 0.5, or -1 to subtract",
+    )
+    p.add_argument(
+        "--pre",
+        action="append",
+        default=[],
+        metavar="N=CHAIN",
+        help="chain before encoding source N: 'noisegate(threshold_db=-50),compressor' or a JSON file",
+    )
+    p.add_argument("--post", help="chain after decoding: 'reverb(room_size=0.3),brickwalllimiter' or a JSON file")
+    p.add_argument("--rate", type=int, help="output sample rate (default: the first input's)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=cmd_render)
 
     p = sub.add_parser("encode", help="audio file → latent file (.latent, safetensors with metadata)")
     p.add_argument("input", help="audio file (wav, flac, mp3, ogg; any rate and channel count)")
