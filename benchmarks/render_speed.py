@@ -1,0 +1,106 @@
+"""Offline render speed (× real time) and peak memory for long inputs.
+
+    python benchmarks/render_speed.py --minutes 1 60 [--model PATH] [--data data/synth-test]
+
+Each length is rendered in a fresh process (so its peak RSS is its own) from a FLAC made by tiling the
+mixes of a synth dataset (or a generated signal when there is none), through the default engine
+settings and a post chain (reverb + brickwall limiter). Without --model the default model's
+architecture is used with random weights (speed does not depend on the weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+CHILD = r"""
+import json, resource, sys, time, torch
+torch.set_num_threads(int(sys.argv[4]))
+from lincae.render.files import render_files
+from lincae.models.registry import load_model
+from lincae.training.config import TrainConfig
+from lincae.models.autoencoder import Autoencoder
+if sys.argv[3]:
+    model = load_model(sys.argv[3])
+else:
+    cfg = TrainConfig.from_yaml("configs/small.yaml").model
+    model = Autoencoder(cfg.frontend, cfg.generator, cfg.diffusion)
+post = [{"plugin": "Reverb", "params": {"room_size": 0.3, "wet_level": 0.2}},
+        {"plugin": "BrickwallLimiter", "params": {}}]
+rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t = time.perf_counter()
+r = render_files(model, [sys.argv[1]], sys.argv[2], post=post, overwrite=True)
+wall = time.perf_counter() - t
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"seconds": r.seconds, "wall": wall, "peak_rss_mb": peak / 1024, "rss_before_render_mb": rss0 / 1024}))
+"""
+
+
+def make_input(path: Path, minutes: float, data: Path) -> None:
+    import numpy as np
+    from pedalboard.io import AudioFile
+
+    mixes = sorted(data.glob("*/mix.wav")) if data.is_dir() else []
+    need = int(minutes * 60 * 44100)
+    with AudioFile(str(path), "w", samplerate=44100, num_channels=1, bit_depth=16) as out:
+        written, i = 0, 0
+        while written < need:
+            if mixes:
+                with AudioFile(str(mixes[i % len(mixes)])) as f:
+                    block = f.read(f.frames)[:1]
+            else:
+                t = np.arange(30 * 44100) / 44100
+                block = (0.3 * np.sin(2 * np.pi * (220 + 20 * (i % 12)) * t))[None].astype(np.float32)
+            block = block[:, : need - written]
+            out.write(block)
+            written += block.shape[-1]
+            i += 1
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, nargs="+", default=[1.0, 60.0])
+    ap.add_argument("--model", default="")
+    ap.add_argument("--data", default="data/synth-test")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores; threads {args.threads}; model "
+        f"{args.model or 'configs/small.yaml architecture (random weights)'}"
+    )
+    print("| input | render wall s | × real time | peak RSS MB | RSS before render MB |")
+    print("|---|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for minutes in args.minutes:
+            src = Path(tmp) / f"in-{minutes:g}.flac"
+            make_input(src, minutes, Path(args.data))
+            env = {
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join([str(Path("src").resolve()), os.environ.get("PYTHONPATH", "")]),
+            }
+            done = subprocess.run(
+                [sys.executable, "-c", CHILD, str(src), str(Path(tmp) / "out.flac"), args.model, str(args.threads)],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
+            )
+            r = json.loads(done.stdout.strip().splitlines()[-1])
+            print(
+                f"| {minutes:g} min | {r['wall']:.1f} | {r['seconds'] / r['wall']:.2f} | {r['peak_rss_mb']:.0f} | "
+                f"{r['rss_before_render_mb']:.0f} |",
+                flush=True,
+            )
+            src.unlink()
+
+
+if __name__ == "__main__":
+    main()
