@@ -411,3 +411,21 @@ def test_torchrun_trains_with_two_processes(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     val_steps = [r["step"] for r in lines if "val_loss" in r]
     assert val_steps == sorted(set(val_steps)) and val_steps[-1] == 2
+
+
+def test_export_stores_half_precision_and_loads_as_float32(tmp_path: Path) -> None:
+    from lincae.models.registry import load_model
+    from lincae.training.export import export_model
+
+    trainer = _trainer(tmp_path / "run", tiny_config(steps=1))
+    trainer.fit()
+    out = export_model(tmp_path / "run" / "final", tmp_path / "shipped", name="tiny-shipped", default=True)
+    meta = json.loads((out / "config.json").read_text())["metadata"]
+    assert meta["default"] is True and meta["stored_dtype"] == "float16" and meta["step"] == 1
+    assert (out / "model.safetensors").stat().st_size < 0.6 * (
+        tmp_path / "run" / "final" / "model.safetensors"
+    ).stat().st_size
+    model = load_model(out)
+    assert model.name == "tiny-shipped" and all(p.dtype == torch.float32 for p in model.parameters())
+    x = music(1, 4096)
+    assert torch.allclose(model.encode(x), load_model(tmp_path / "run" / "final").encode(x), atol=0.05)
