@@ -263,6 +263,129 @@ def _progress_bar(disabled: bool) -> _Bar | None:
         return None
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a trained model folder (e.g. runs/small/best) as a compact model, optionally the shipped default."""
+    from lincae.training.export import export_model
+
+    out = export_model(args.source, args.dest, name=args.name, default=args.default, half=not args.float32)
+    size = sum(f.stat().st_size for f in Path(out).iterdir()) / 1e6
+    print(f"wrote {out} ({size:.1f} MB)", file=sys.stderr)
+    return 0
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    """List audio devices and MIDI input ports."""
+    from lincae.io.devices import list_audio_devices, list_midi_inputs
+
+    print("audio devices:")
+    for d in list_audio_devices():
+        print(f"  {d}")
+    print("MIDI inputs:")
+    try:
+        ports = list_midi_inputs()
+    except Exception as e:  # no MIDI API could start
+        print(f"  (unavailable: {e})")
+        ports = []
+    for port in ports:
+        print(f"  {port}")
+    if not ports:
+        print("  (none)")
+    return 0
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    """Mix live inputs in latent space, with MIDI control and a status line; Ctrl-C stops."""
+    import time
+
+    import torch
+
+    from lincae.engine.config import EngineConfig
+    from lincae.engine.mixer import LatentMixer
+    from lincae.engine.params import ParameterRegistry, mixer_parameters
+    from lincae.engine.stream import StreamingEngine
+    from lincae.io.live import LiveConfig, LiveSession, parse_sources
+    from lincae.models.registry import load_model
+    from lincae.presets import load_preset
+
+    torch.set_num_threads(args.threads)
+    sources = parse_sources(args.sources)
+    layout = [len(c) for c in sources]
+    engine_cfg = EngineConfig(sources=layout)
+    registry = ParameterRegistry(mixer_parameters(len(sources)))
+    mappings: list = []
+    model_id = args.model
+    if args.preset:
+        preset = load_preset(args.preset)
+        if preset.engine.num_sources != len(sources):
+            raise ValueError(
+                f"preset {args.preset} is for {preset.engine.num_sources} source(s), --sources gives {len(sources)}"
+            )
+        if preset.pre or preset.post:
+            print("note: this preset's effect chains run in offline renders only", file=sys.stderr)
+        engine_cfg = EngineConfig.from_dict({**preset.engine.to_dict(), "sources": layout})
+        registry = ParameterRegistry(mixer_parameters(len(sources)))
+        registry.update({k: v for k, v in preset.parameters.items() if k in registry})
+        mappings = list(preset.midi)
+        model_id = model_id or preset.model
+    model = load_model(model_id or "default", max_batch_size=8)
+    engine = StreamingEngine(
+        LatentMixer(model, engine_cfg, registry), block=args.block, max_block=max(4096, args.block)
+    )
+    outputs = tuple(int(c) for c in args.outputs.split(","))
+    config = LiveConfig(
+        input_device=_device_arg(args.input),
+        output_device=_device_arg(args.output),
+        source_channels=sources,
+        output_channels=outputs,
+        block=args.block,
+        sample_rate=model.sample_rate,
+    )
+    midi = None
+    if args.midi:
+        from lincae.io.midi import MidiController
+
+        midi = MidiController(
+            registry,
+            mappings,
+            api=args.midi_api,
+            on_program=lambda ch, prog: print(f"\nprogram change {prog} (channel {ch})", file=sys.stderr),
+        )
+        midi.watch(args.midi)
+    session = LiveSession(engine, config)
+    session.start()
+    print(f"live: {len(sources)} source(s), latency {engine.metrics.latency_ms:.0f} ms; Ctrl-C stops", file=sys.stderr)
+    started = time.monotonic()
+    last_print = 0.0
+    try:
+        while args.duration is None or time.monotonic() - started < args.duration:
+            if midi is not None:
+                midi.poll()
+            now = time.monotonic()
+            if now - last_print >= 0.5:
+                print("\r" + session.status_line()[:200].ljust(120), end="", file=sys.stderr, flush=True)
+                last_print = now
+            time.sleep(0.02)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        session.stop()
+        if midi is not None:
+            midi.close()
+    m = engine.metrics
+    print(
+        f"\nstopped after {time.monotonic() - started:.1f} s: windows {m.windows}, dropouts {m.dropouts}, "
+        f"xruns {m.xruns}, peak load {m.rtf_peak:.2f}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _device_arg(text: str | None) -> int | str | None:
+    if text is None:
+        return None
+    return int(text) if text.isdigit() else text
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lincae import __version__
 
@@ -280,6 +403,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=8.0, help="length of the generated piece")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=cmd_demo)
+
+    p = sub.add_parser("export", help="export a trained model folder as a compact (fp16) model")
+    p.add_argument("source", help="model folder, e.g. runs/small/best")
+    p.add_argument("dest", help="output folder, e.g. src/lincae/assets/models/lincae-small")
+    p.add_argument("--name", required=True, help="model name")
+    p.add_argument("--default", action="store_true", help="mark as the default model")
+    p.add_argument("--float32", action="store_true", help="keep float32 weights")
+    p.set_defaults(handler=cmd_export)
+
+    p = sub.add_parser("devices", help="list audio devices and MIDI input ports")
+    p.set_defaults(handler=cmd_devices)
+
+    p = sub.add_parser("live", help="mix live inputs in latent space (MIDI control, status line; Ctrl-C stops)")
+    p.add_argument("--input", help="input device: index or name substring (default: the system default)")
+    p.add_argument("--output", help="output device: index or name substring (default: the system default)")
+    p.add_argument("--sources", default="1", help="input channels per source: '1,2' two mono, '1+2' one stereo")
+    p.add_argument("--outputs", default="1,2", help="output channels, e.g. '1,2'")
+    p.add_argument("--block", type=int, default=256, help="frames per audio callback")
+    p.add_argument("--model", help="model id, folder or file (default: the preset's, else the shipped model)")
+    p.add_argument("--preset", help="preset name or JSON file")
+    p.add_argument("--midi", help="MIDI input port name substring (picked up when it appears)")
+    p.add_argument("--midi-api", choices=["jack", "alsa"], help="MIDI API (default: automatic)")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--threads", type=int, default=1, help="PyTorch threads for the inference worker")
+    p.set_defaults(handler=cmd_live)
 
     p = sub.add_parser("render", help="mix files in latent space and write the result through effect chains")
     p.add_argument("inputs", nargs="+", help="audio files, one source each (mono or stereo)")

@@ -144,6 +144,19 @@ class LatentMixer:
             del self._coef_frames[f], self._wet_frames[f]
         return np.stack(coefs), np.array(wets)
 
+    @torch.no_grad()
+    def warm_up(self, rounds: int = 2) -> None:
+        """Run the model on silent windows (first calls are slow: allocations, kernel selection).
+
+        The mixer's own state (smoothers, crossfade tail) is untouched.
+        """
+        x = torch.zeros(self.num_rows, self.window, device=self.device)
+        for _ in range(rounds):
+            z = self.model.encode(x)
+            self.model.decode(
+                z[: self.out_channels], full_length=self.window, diffusion_steps=self.config.diffusion_steps, seed=0
+            )
+
     def restart_crossfade(self, tail: np.ndarray) -> None:
         """After a gap, crossfade the next window from ``tail`` ``(out_channels, X)`` (e.g. the dry signal)."""
         self.tail[...] = tail

@@ -37,7 +37,8 @@ class EngineMetrics:
 
     Attributes:
         rtf_last, rtf_peak: worker compute time over the audio time of one step (1.0 = just real time).
-        latency_samples, latency_ms: declared input-to-output latency.
+        latency_samples, latency_ms: declared input-to-output latency (the engine's, plus the audio
+            device's once a live session reports it in ``device_latency_samples``).
         windows: windows processed; dropped_windows: windows skipped to catch up; dropouts: gaps.
         fallback_samples: output samples that came from the fallback instead of the decoder.
         input_overruns: input samples lost because the worker did not read them in time.
@@ -50,6 +51,7 @@ class EngineMetrics:
     rtf_peak: float = 0.0
     latency_samples: int = 0
     latency_ms: float = 0.0
+    device_latency_samples: int = 0
     windows: int = 0
     dropped_windows: int = 0
     dropouts: int = 0
@@ -232,10 +234,12 @@ class StreamingEngine:
                 self.metrics.error = f"{type(e).__name__}: {e}"
                 self._stop.wait(0.5)
 
-    def start(self) -> None:
-        """Start the inference worker thread."""
+    def start(self, warm_up: bool = True) -> None:
+        """Start the inference worker thread (after warming the model up, so the first window is not late)."""
         if self._thread is not None:
             return
+        if warm_up:
+            self.mixer.warm_up()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="lincae-worker", daemon=True)
         self._thread.start()

@@ -1,0 +1,254 @@
+"""Live audio: a sounddevice duplex stream around the streaming engine.
+
+The audio callback copies the mapped input channels into a preallocated buffer, calls the engine's
+non-blocking ``push`` and ``pull``, and copies the result to the output channels; it takes no lock,
+never waits, always fills its output (silence if anything goes wrong) and counts the xruns the
+device reports. A supervisor thread watches the stream: when the device errors or disappears it is
+reported in :attr:`LiveSession.status` and reopened with back-off, without blocking the caller.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lincae.engine.stream import StreamingEngine
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    """Where live audio comes from and goes to.
+
+    Attributes:
+        input_device, output_device: sounddevice device index or name substring (``None``: default).
+        source_channels: per source, the device input channels it takes (1-based), e.g. ``[[1], [2]]``
+            for two mono sources or ``[[1, 2]]`` for one stereo source.
+        output_channels: device output channels (1-based) that receive the engine's output channels.
+        block: frames per callback (0: the host chooses; the engine then assumes ``max_block``).
+        sample_rate: the device rate, which must equal the model's rate.
+        reopen_backoff: seconds between attempts to reopen a failed device (doubling, at most 8×).
+    """
+
+    input_device: int | str | None = None
+    output_device: int | str | None = None
+    source_channels: tuple[tuple[int, ...], ...] = ((1,),)
+    output_channels: tuple[int, ...] = (1, 2)
+    block: int = 256
+    sample_rate: int = 44100
+    reopen_backoff: float = 0.5
+    max_block: int = 4096
+
+    def __post_init__(self) -> None:
+        if not self.source_channels or any(len(c) not in (1, 2) for c in self.source_channels):
+            raise ValueError(f"each source takes 1 or 2 input channels, got {self.source_channels}")
+        if any(ch < 1 for c in self.source_channels for ch in c) or any(ch < 1 for ch in self.output_channels):
+            raise ValueError("device channels are counted from 1")
+        if not self.output_channels:
+            raise ValueError("need at least one output channel")
+        if self.block < 0 or self.block > self.max_block:
+            raise ValueError(f"block must be 0..{self.max_block}, got {self.block}")
+
+    @property
+    def source_layout(self) -> list[int]:
+        return [len(c) for c in self.source_channels]
+
+
+def parse_sources(text: str) -> tuple[tuple[int, ...], ...]:
+    """``"1,2"`` → two mono sources on channels 1 and 2; ``"1+2,3"`` → stereo 1+2 and mono 3."""
+    try:
+        sources = tuple(tuple(int(c) for c in part.split("+")) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"--sources {text!r}: expected channel numbers like 1,2 or 1+2,3") from None
+    if not sources:
+        raise ValueError("--sources: no channels given")
+    return sources
+
+
+class LiveSession:
+    """Runs a :class:`StreamingEngine` on an audio device until :meth:`stop`.
+
+    Args:
+        engine: the engine; its sources must match ``config.source_layout``.
+        config: devices and channel mapping.
+        stream_factory: builds the ``sounddevice.Stream`` (replaceable for other back ends).
+    """
+
+    def __init__(
+        self, engine: StreamingEngine, config: LiveConfig, stream_factory: Callable[..., Any] | None = None
+    ) -> None:
+        if engine.mixer.config.sources != config.source_layout:
+            raise ValueError(
+                f"engine sources {engine.mixer.config.sources} do not match the channel mapping {config.source_layout}"
+            )
+        if engine.mixer.sample_rate != config.sample_rate:
+            raise ValueError(
+                f"the device must run at the model's rate ({engine.mixer.sample_rate} Hz), not {config.sample_rate} Hz"
+            )
+        self.engine = engine
+        self.config = config
+        self._factory = stream_factory
+        self._in_index = [ch - 1 for chans in config.source_channels for ch in chans]
+        self._out_index = [ch - 1 for ch in config.output_channels]
+        self._rows = np.zeros((len(self._in_index), config.max_block), np.float32)
+        self._out = np.zeros((engine.out_channels, config.max_block), np.float32)
+        self._stream: Any = None
+        self._stop = threading.Event()
+        self._failed = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self.status = "stopped"
+        self.callback_errors = 0
+        self.reopens = 0
+
+    # ------------------------------------------------------------------ the audio callback
+    def _callback(self, indata: np.ndarray, outdata: np.ndarray, frames: int, _time: Any, status: Any) -> None:
+        try:
+            if status:
+                self.engine.metrics.xruns += 1
+            if frames > self.config.max_block:
+                raise ValueError(f"block of {frames} frames exceeds max_block")
+            rows = self._rows[:, :frames]
+            for r, ch in enumerate(self._in_index):
+                rows[r] = indata[:, ch]
+            out = self._out[:, :frames]
+            self.engine.push(rows)
+            self.engine.pull(out)
+            last = out.shape[0] - 1
+            for o in range(outdata.shape[1]):
+                outdata[:, o] = out[min(o, last)]
+        except Exception as e:  # never raise into the audio thread: silence, and report
+            outdata.fill(0.0)
+            self.callback_errors += 1
+            self.engine.metrics.error = f"audio callback: {type(e).__name__}: {e}"
+
+    # ------------------------------------------------------------------ stream management
+    def _open(self) -> None:
+        import sounddevice as sd
+
+        from lincae.io.devices import resolve_audio_device
+
+        cfg = self.config
+        factory = self._factory or sd.Stream
+        dev_in = resolve_audio_device(cfg.input_device, "input").index if cfg.input_device is not None else None
+        dev_out = resolve_audio_device(cfg.output_device, "output").index if cfg.output_device is not None else None
+        n_in = max(self._in_index) + 1
+        n_out = max(self._out_index) + 1
+        self._stream = factory(
+            device=(dev_in, dev_out),
+            samplerate=cfg.sample_rate,
+            blocksize=cfg.block,
+            channels=(n_in, n_out),
+            dtype="float32",
+            callback=self._callback,
+            finished_callback=self._failed.set,
+        )
+        self._stream.start()
+        self._failed.clear()
+        self._declare_latency()
+        self.status = "running"
+
+    def _declare_latency(self) -> None:
+        """Add the device's own input and output latency (as the host reports it) to the declared latency."""
+        reported = getattr(self._stream, "latency", (0.0, 0.0))
+        seconds = sum(reported) if isinstance(reported, tuple | list) else float(reported)
+        device = round(seconds * self.config.sample_rate)
+        m = self.engine.metrics
+        m.device_latency_samples = device
+        m.latency_samples = self.engine.latency + device
+        m.latency_ms = 1000.0 * m.latency_samples / self.config.sample_rate
+
+    @property
+    def latency(self) -> int:
+        """Declared input-to-output latency in samples: the engine's plus the device's."""
+        return self.engine.metrics.latency_samples
+
+    def _close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.abort(ignore_errors=True)
+                stream.close(ignore_errors=True)
+            except Exception:
+                pass
+
+    def _supervise(self) -> None:
+        delay = self.config.reopen_backoff
+        while not self._stop.is_set():
+            self._failed.wait(0.25)
+            if self._stop.is_set():
+                break
+            stream = self._stream
+            broken = stream is None or self._failed.is_set() or not getattr(stream, "active", False)
+            if not broken:
+                delay = self.config.reopen_backoff
+                continue
+            self._close()
+            self.status = f"device lost; reopening in {delay:.1f} s"
+            if self._stop.wait(delay):
+                break
+            try:
+                self._open()
+                self.reopens += 1
+            except Exception as e:
+                self.status = f"device unavailable ({type(e).__name__}: {e}); retrying"
+                delay = min(delay * 2, self.config.reopen_backoff * 8)
+
+    def start(self) -> None:
+        """Open the device, start the worker and the supervisor. Raises if the device cannot be opened."""
+        self.engine.start()
+        try:
+            self._open()
+        except Exception:
+            self.engine.stop()
+            raise
+        self._stop.clear()
+        self._supervisor = threading.Thread(target=self._supervise, name="lincae-audio-supervisor", daemon=True)
+        self._supervisor.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._failed.set()
+        if self._supervisor is not None:
+            self._supervisor.join(5.0)
+            self._supervisor = None
+        self._close()
+        self.engine.stop()
+        self.status = "stopped"
+
+    def __enter__(self) -> LiveSession:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ reporting
+    def status_line(self, source_names: Sequence[str] | None = None) -> str:
+        """One line for a terminal: latency, worker load, dropouts, xruns, levels."""
+        m = self.engine.metrics
+        names = source_names or [str(i + 1) for i in range(len(m.input_peak_db))]
+        levels = " ".join(f"{n}:{_fmt_db(v)}" for n, v in zip(names, m.input_peak_db, strict=False))
+        extra = f" | {self.status}" if self.status != "running" else ""
+        err = f" | {m.error}" if m.error else ""
+        return (
+            f"latency {m.latency_ms:.0f} ms | load {m.rtf_last:.2f} (peak {m.rtf_peak:.2f}) | "
+            f"dropouts {m.dropouts} | xruns {m.xruns} | in {levels} | out {_fmt_db(m.output_peak_db)}{extra}{err}"
+        )
+
+
+def _fmt_db(v: float) -> str:
+    return "-inf" if v <= -120 else f"{v:.1f}dB"
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
+    """Poll ``predicate`` until true or ``timeout`` seconds pass."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
