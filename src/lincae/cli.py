@@ -306,6 +306,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     from lincae.io.live import LiveConfig, LiveSession, parse_sources
     from lincae.models.registry import load_model
     from lincae.presets import load_preset
+    from lincae.render.chains import build_chain, parse_chain_arg
 
     torch.set_num_threads(args.threads)
     sources = parse_sources(args.sources)
@@ -313,6 +314,8 @@ def cmd_live(args: argparse.Namespace) -> int:
     engine_cfg = EngineConfig(sources=layout)
     registry = ParameterRegistry(mixer_parameters(len(sources)))
     mappings: list = []
+    pre: dict = {}
+    post = None
     model_id = args.model
     if args.preset:
         preset = load_preset(args.preset)
@@ -320,16 +323,22 @@ def cmd_live(args: argparse.Namespace) -> int:
             raise ValueError(
                 f"preset {args.preset} is for {preset.engine.num_sources} source(s), --sources gives {len(sources)}"
             )
-        if preset.pre or preset.post:
-            print("note: this preset's effect chains run in offline renders only", file=sys.stderr)
+        pre_boards, post = preset.build_chains()
+        pre = dict(pre_boards)
+        registry = preset.registry((pre_boards, post))
         engine_cfg = EngineConfig.from_dict({**preset.engine.to_dict(), "sources": layout})
-        registry = ParameterRegistry(mixer_parameters(len(sources)))
-        registry.update({k: v for k, v in preset.parameters.items() if k in registry})
         mappings = list(preset.midi)
         model_id = model_id or preset.model
+    for text in args.pre:
+        key, sep, chain = text.partition("=")
+        if not sep or not key.isdigit():
+            raise ValueError(f"--pre {text!r}: expected SOURCE_NUMBER=CHAIN, e.g. 1=noisegate(threshold_db=-50)")
+        pre[int(key)] = build_chain(parse_chain_arg(chain), f"pre.{key}")
+    if args.post:
+        post = build_chain(parse_chain_arg(args.post), "post")
     model = load_model(model_id or "default", max_batch_size=8)
     engine = StreamingEngine(
-        LatentMixer(model, engine_cfg, registry), block=args.block, max_block=max(4096, args.block)
+        LatentMixer(model, engine_cfg, registry), block=args.block, max_block=max(4096, args.block), pre=pre, post=post
     )
     outputs = tuple(int(c) for c in args.outputs.split(","))
     config = LiveConfig(
@@ -423,6 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--block", type=int, default=256, help="frames per audio callback")
     p.add_argument("--model", help="model id, folder or file (default: the preset's, else the shipped model)")
     p.add_argument("--preset", help="preset name or JSON file")
+    p.add_argument("--pre", action="append", default=[], metavar="N=CHAIN", help="chain before encoding source N")
+    p.add_argument("--post", help="chain after decoding, e.g. 'reverb(room_size=0.3),brickwalllimiter'")
     p.add_argument("--midi", help="MIDI input port name substring (picked up when it appears)")
     p.add_argument("--midi-api", choices=["jack", "alsa"], help="MIDI API (default: automatic)")
     p.add_argument("--duration", type=float, help="stop after this many seconds")

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +47,7 @@ class EngineMetrics:
         xruns: stream over/underflows reported by the audio device.
         input_peak_db: per source, peak level of the last input block (dBFS); output_peak_db likewise.
         latents: ``[sources, C]`` the latest latent frame of each source; mix_latents ``[C]`` of the mix.
+        plugin_errors: plugins bypassed after failing (the audio kept flowing around them).
     """
 
     rtf_last: float = 0.0
@@ -62,6 +65,7 @@ class EngineMetrics:
     output_peak_db: float = -200.0
     latents: np.ndarray | None = None
     mix_latents: np.ndarray | None = None
+    plugin_errors: list[str] = field(default_factory=list)
     error: str = ""
 
 
@@ -74,20 +78,48 @@ class StreamingEngine:
         max_block: the largest block ``push``/``pull`` will see (scratch buffers are sized for it).
     """
 
-    def __init__(self, mixer: LatentMixer, block: int = 0, max_block: int = 8192) -> None:
+    def __init__(
+        self,
+        mixer: LatentMixer,
+        block: int = 0,
+        max_block: int = 8192,
+        pre: Mapping[int, Any] | None = None,
+        post: Any = None,
+    ) -> None:
+        from lincae.render.chains import ChainProcessor, chain_latency
+
         self.mixer = mixer
         cfg = mixer.config
         self.rows = mixer.num_rows
         self.out_channels = mixer.out_channels
-        self.latency = cfg.latency_samples(mixer.hop, block)
+        sr = mixer.sample_rate
+        # Effect chains run in the worker: each source's pre chain once over its incoming audio (before
+        # windows are cut from it), the post chain over each finished segment. Their latency is declared.
+        self.pre = {i: ChainProcessor(b) for i, b in (pre or {}).items() if len(b)}
+        for i in self.pre:
+            if not 1 <= i <= cfg.num_sources:
+                raise ValueError(f"pre chain for source {i}, but the engine has {cfg.num_sources} source(s)")
+        self.post = ChainProcessor(post) if post is not None and len(post) else None
+        self.pre_latency = max(
+            (chain_latency(p.board, sr, channels=cfg.sources[i - 1]) for i, p in self.pre.items()), default=0
+        )
+        self.post_latency = chain_latency(self.post.board, sr, channels=self.out_channels) if self.post else 0
+        # The chains delay the signal themselves; the play head only accounts for the engine's own latency.
+        self.engine_latency = cfg.latency_samples(mixer.hop, block)
+        self.latency = self.engine_latency + self.pre_latency + self.post_latency
+        self._registry_version = -1
         slack = int(cfg.compute_budget + 4)
         self.inputs = RingBuffer(self.rows, mixer.window + (slack + 2) * mixer.step + max_block)
+        # Windows are cut from the pre-processed input (the raw input itself when there are no pre chains).
+        self.processed = RingBuffer(self.rows, self.inputs.capacity) if self.pre else self.inputs
+        self._pre_block = np.zeros((self.rows, max(mixer.step, 1)), np.float32)
+        self._source_rows = [[r for r, (i, _) in enumerate(mixer.rows) if i == s] for s in range(cfg.num_sources)]
         self.outputs = RingBuffer(self.out_channels, self.latency + (slack + 2) * mixer.step + max_block)
         self._first = mixer.first_output_index  # absolute index of output ring sample 0
         self._valid_from = self._first  # earliest output index that holds decoded samples
         self._tail_start = self._first  # the last window's held-back tail starts here (fallback fades from it)
         self._tail = np.zeros((self.out_channels, mixer.xfade), np.float32)
-        self.play = -self.latency  # output index of the next sample pull() returns
+        self.play = -self.engine_latency  # output index of the next sample pull() returns
         self.next_window = 0
         self._gain = 1.0  # 1 = decoded output, 0 = fallback (ramped per sample in pull)
         self._window = np.zeros((self.rows, mixer.window), np.float32)
@@ -175,6 +207,8 @@ class StreamingEngine:
             if mixer.emitted_start(k) + mixer.step <= self.play and newest > k:
                 self._skip_to(newest)
                 continue
+            self._apply_chain_parameters()
+            self._advance_pre(mixer.window_end(k))
             if not self._read_window(mixer.window_end(k) - mixer.window):
                 self._skip_to(newest)  # its input was overwritten while the worker was busy
                 continue
@@ -183,16 +217,64 @@ class StreamingEngine:
             done += 1
         return done
 
+    def _advance_pre(self, upto: int) -> None:
+        """Run the pre chains over raw input up to absolute sample ``upto`` (once per sample, in order)."""
+        if not self.pre:
+            return
+        buf = self._pre_block
+        sr = self.mixer.sample_rate
+        while self.processed.written < upto:
+            start = self.processed.written
+            n = min(upto - start, buf.shape[-1])
+            block = buf[:, :n]
+            if not self.inputs.read_at(start, block):
+                block[...] = 0.0  # overwritten while the worker was behind: the window will be skipped
+            for i, proc in self.pre.items():
+                rows = self._source_rows[i - 1]
+                block[rows] = proc.process(np.ascontiguousarray(block[rows]), sr)
+            self.processed.write(block)
+        self._collect_plugin_errors()
+
+    def _apply_chain_parameters(self) -> None:
+        """Copy registry values named ``pre.N.…`` / ``post.…`` onto the plugins when the registry changed."""
+        registry = self.mixer.registry
+        if registry.version == self._registry_version or not (self.pre or self.post):
+            return
+        from lincae.render.chains import apply_parameter
+
+        self._registry_version = registry.version
+        for name, value in registry.values().items():
+            head, _, rest = name.partition(".")
+            try:
+                if head == "post" and self.post is not None:
+                    apply_parameter(self.post.board, name, value)
+                elif head == "pre" and rest.split(".", 1)[0].isdigit() and int(rest.split(".", 1)[0]) in self.pre:
+                    apply_parameter(self.pre[int(rest.split(".", 1)[0])].board, name, value)
+            except ValueError as e:  # a stale or bad mapping must not stop the audio
+                self.metrics.error = str(e)
+
+    def _collect_plugin_errors(self) -> None:
+        procs = [*self.pre.values(), *([self.post] if self.post else [])]
+        count = sum(len(p.errors) for p in procs)
+        if count != len(self.metrics.plugin_errors):
+            self.metrics.plugin_errors = [f"{e.plugin}: {e.message}" for p in procs for e in p.errors]
+
     def _read_window(self, start: int) -> bool:
         w = self._window
         if start >= 0:
-            return self.inputs.read_at(start, w)
+            return self.processed.read_at(start, w)
         w[:, :-start] = 0.0
-        return self.inputs.read_at(0, w[:, -start:])
+        return self.processed.read_at(0, w[:, -start:])
 
     def _publish(self, k: int, out: np.ndarray) -> None:
         mixer = self.mixer
         self._tail[...] = mixer.tail
+        before = -mixer.emitted_start(k)
+        if before > 0:  # nothing is heard before the input starts (the decoder's answer to pre-roll silence)
+            out[:, : min(before, out.shape[-1])] = 0.0
+        if self.post is not None:
+            out = self.post.process(out, mixer.sample_rate)
+            self._collect_plugin_errors()
         self.outputs.write(out)
         self._tail_start = mixer.emitted_start(k) + mixer.step
         self.next_window = k + 1
@@ -214,6 +296,7 @@ class StreamingEngine:
             if gap > self.outputs.capacity:
                 self.outputs.written += gap - self.outputs.capacity
             self._valid_from = mixer.emitted_start(k)
+        self._advance_pre(mixer.window_end(k))
         start = mixer.window_end(k) - mixer.window
         head = np.zeros((self.out_channels, mixer.xfade), np.float32)
         if mixer.config.fallback == "dry" and self._read_window(start):

@@ -234,6 +234,8 @@ class LiveSession:
         levels = " ".join(f"{n}:{_fmt_db(v)}" for n, v in zip(names, m.input_peak_db, strict=False))
         extra = f" | {self.status}" if self.status != "running" else ""
         err = f" | {m.error}" if m.error else ""
+        if m.plugin_errors:
+            err += f" | {len(m.plugin_errors)} plugin(s) bypassed: {m.plugin_errors[-1]}"
         return (
             f"latency {m.latency_ms:.0f} ms | load {m.rtf_last:.2f} (peak {m.rtf_peak:.2f}) | "
             f"dropouts {m.dropouts} | xruns {m.xruns} | in {levels} | out {_fmt_db(m.output_peak_db)}{extra}{err}"

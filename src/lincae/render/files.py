@@ -23,7 +23,7 @@ from lincae.engine.params import ParameterRegistry, mixer_parameters
 from lincae.engine.stream import StreamingEngine
 from lincae.io.audiofile import AtomicAudioWriter, AudioReader, check_output_path
 from lincae.models.autoencoder import Autoencoder
-from lincae.render.chains import ChainProcessor, build_chain, chain_latency
+from lincae.render.chains import build_chain
 
 Progress = Callable[[int, int], None]
 
@@ -91,32 +91,15 @@ def render_files(
             registry = ParameterRegistry(mixer_parameters(len(readers)))
         registry.update(dict(parameters or {}))
         mixer = LatentMixer(model, cfg, registry)
-        stream = StreamingEngine(mixer, block=0, max_block=block)
-        sr = model.sample_rate
-        pre_proc = {i: ChainProcessor(_board(spec, f"pre.{i}")) for i, spec in (pre or {}).items()}
-        for i in pre_proc:
+        pre_boards = {i: _board(spec, f"pre.{i}") for i, spec in (pre or {}).items()}
+        for i in pre_boards:
             if not 1 <= i <= len(readers):
                 raise ValueError(f"pre chain for source {i}, but there are {len(readers)} source(s)")
-        post_board = _board(post or [], "post")
-        post_proc = ChainProcessor(post_board)
-        post_latency = chain_latency(post_board, sr, channels=cfg.out_channels) if len(post_board) else 0
+        # The chains run inside the engine, exactly as they do live.
+        stream = StreamingEngine(mixer, block=0, max_block=block, pre=pre_boards, post=_board(post or [], "post"))
         rate = output_rate or round(readers[0].source_rate)
         total = max(r.frames for r in readers)
-        return _run(
-            readers,
-            channels,
-            stream,
-            pre_proc,
-            post_proc,
-            post_latency,
-            sr,
-            rate,
-            total,
-            out_path,
-            overwrite,
-            block,
-            progress,
-        )
+        return _run(readers, channels, stream, model.sample_rate, rate, total, out_path, overwrite, block, progress)
     finally:
         for r in readers:
             r.close()
@@ -132,9 +115,6 @@ def _run(
     readers: list[AudioReader],
     channels: list[int],
     stream: StreamingEngine,
-    pre: Mapping[int, ChainProcessor],
-    post: ChainProcessor,
-    post_latency: int,
     sr: int,
     rate: int,
     total: int,
@@ -143,34 +123,24 @@ def _run(
     block: int,
     progress: Progress | None,
 ) -> RenderResult:
-    """The block loop: inputs → pre chains → engine → (drop the engine latency) → post chain → (drop its
-    latency) → resampler → file. The post chain sees the aligned signal from its first sample on."""
+    """The block loop: inputs → engine (chains included) → drop the declared latency → resampler → file."""
     from pedalboard.io import StreamResampler
 
     out_ch = stream.out_channels
     resampler = StreamResampler(float(sr), float(rate), out_ch) if rate != sr else None
     inp = np.zeros((sum(channels), block), np.float32)
     out = np.zeros((out_ch, block), np.float32)
-    engine_skip, post_skip = stream.latency, post_latency
+    skip = stream.latency
     kept = 0
     with AtomicAudioWriter(out_path, rate, out_ch, overwrite=overwrite) as writer:
         while kept < total:
-            _read_sources(readers, channels, pre, sr, inp)
+            _read_sources(readers, channels, inp)
             stream.push(inp)
             stream.pump()
             stream.pull(out)
-            y = out
-            if engine_skip:
-                drop = min(engine_skip, block)
-                engine_skip -= drop
-                y = y[:, drop:]
-            if y.shape[-1] and len(post.board):
-                y = post.process(np.ascontiguousarray(y), sr)
-            if post_skip and y.shape[-1]:
-                drop = min(post_skip, y.shape[-1])
-                post_skip -= drop
-                y = y[:, drop:]
-            y = y[:, : total - kept]
+            drop = min(skip, block)
+            skip -= drop
+            y = out[:, drop : drop + min(block - drop, total - kept)]
             kept += y.shape[-1]
             if resampler is not None and y.shape[-1]:
                 y = resampler.process(np.ascontiguousarray(y))
@@ -183,31 +153,23 @@ def _run(
             tail = tail[:, : max(0, math.floor(total * rate / sr + 0.5) - writer.written)]
             if tail.shape[-1]:
                 writer.write(tail)
-    errors = [f"{e.plugin}: {e.message}" for proc in (*pre.values(), post) for e in proc.errors]
     return RenderResult(
         output=out_path,
         seconds=total / sr,
         sample_rate=rate,
         channels=out_ch,
-        latency_samples=stream.latency + post_latency,
-        plugin_errors=errors,
+        latency_samples=stream.latency,
+        plugin_errors=list(stream.metrics.plugin_errors),
     )
 
 
-def _read_sources(
-    readers: list[AudioReader], channels: list[int], pre: Mapping[int, ChainProcessor], sr: int, inp: np.ndarray
-) -> None:
-    """Next block of every source (silence once a file has ended) through its pre chain, into ``inp``."""
+def _read_sources(readers: list[AudioReader], channels: list[int], inp: np.ndarray) -> None:
+    """Next block of every source into ``inp`` (silence once a file has ended)."""
     block = inp.shape[-1]
     inp[...] = 0.0
     r0 = 0
-    for i, (reader, ch) in enumerate(zip(readers, channels, strict=True)):
-        got = _fit_channels(reader.read(block), ch) if reader.position < reader.frames else None
-        if i + 1 in pre:  # after the end, silence keeps the chain's tail running
-            src = got if got is not None and got.shape[-1] == block else np.zeros((ch, block), np.float32)
-            if got is not None and got.shape[-1] < block:
-                src[:, : got.shape[-1]] = got
-            got = pre[i + 1].process(np.ascontiguousarray(src), sr)
-        if got is not None:
+    for reader, ch in zip(readers, channels, strict=True):
+        if reader.position < reader.frames:
+            got = _fit_channels(reader.read(block), ch)
             inp[r0 : r0 + ch, : got.shape[-1]] = got
         r0 += ch
