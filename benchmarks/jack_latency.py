@@ -41,6 +41,8 @@ def main() -> None:
         time.sleep(1.0)
         measure(args, env)
     finally:
+        if "sounddevice" in sys.modules:  # PortAudio must let go of the server before it stops
+            sys.modules["sounddevice"]._terminate()
         jackd.terminate()
         jackd.wait(10)
 
