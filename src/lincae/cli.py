@@ -68,7 +68,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from lincae.training.config import TrainConfig
     from lincae.training.data import FolderCrops
-    from lincae.training.trainer import Trainer, init_distributed
+    from lincae.training.trainer import Trainer, TrainingDiverged, init_distributed
 
     config = TrainConfig.from_yaml(args.config)
     if args.seed is not None:
@@ -92,7 +92,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         dist_info=info,
     )
-    trainer.fit(until=args.until)
+    try:
+        trainer.fit(until=args.until)
+    except TrainingDiverged as e:
+        raise ValueError(f"{e} (the last good checkpoint is {Path(args.out) / 'last.ckpt'})") from e
     if info.is_main:
         print(f"step {trainer.step}/{config.steps}; run folder {args.out}", file=sys.stderr)
     return 0
@@ -273,6 +276,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gui(args: argparse.Namespace) -> int:
+    try:
+        from lincae_gui.app import main as gui_main
+    except ImportError as e:
+        raise OSError(f"the GUI needs the gui extra (pip install 'lincae[gui]'): {e}") from e
+    return gui_main(args.gui_args)
+
+
 def cmd_devices(args: argparse.Namespace) -> int:
     """List audio devices and MIDI input ports."""
     from lincae.io.devices import list_audio_devices, list_midi_inputs
@@ -439,6 +450,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--threads", type=int, default=1, help="PyTorch threads for the inference worker")
     p.set_defaults(handler=cmd_live)
+
+    p = sub.add_parser("gui", help="the performer window (PyQt6): live mixing, MIDI learn, presets, renders")
+    p.add_argument("gui_args", nargs=argparse.REMAINDER, help="--preset P, --model M, --midi-api jack|alsa, --start")
+    p.set_defaults(handler=cmd_gui)
 
     p = sub.add_parser("render", help="mix files in latent space and write the result through effect chains")
     p.add_argument("inputs", nargs="+", help="audio files, one source each (mono or stereo)")

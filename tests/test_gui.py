@@ -1,0 +1,411 @@
+"""The PyQt6 GUI (``gui/lincae_gui``), offscreen with pytest-qt.
+
+Run: ``QT_QPA_PLATFORM=offscreen PYTHONPATH=src:gui python -m pytest tests/test_gui.py -q``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+pytest.importorskip("PyQt6.QtWidgets", reason="the gui extra (PyQt6) is not installed")
+pytest.importorskip("pytestqt", reason="pytest-qt is not installed")
+_GUI = Path(__file__).resolve().parents[1] / "gui"
+if str(_GUI) not in sys.path:
+    sys.path.insert(0, str(_GUI))
+
+from conftest import make_tiny_model  # noqa: E402
+from lincae_gui.main_window import MainWindow  # noqa: E402
+from lincae_gui.render_dialog import RenderDialog  # noqa: E402
+from lincae_gui.widgets import ParamKnob, ParamToggle  # noqa: E402
+from PyQt6.QtCore import QSettings  # noqa: E402
+from PyQt6.QtWidgets import QWidget  # noqa: E402
+
+from lincae.engine.config import EngineConfig  # noqa: E402
+from lincae.io.audiofile import write_audio  # noqa: E402
+
+pytest_plugins = ["jackd_fixture"]
+
+REPO = Path(__file__).resolve().parents[1]
+# Engine settings that fit the tiny test model (hop 32) and stay far below real time on a small machine.
+ENGINE = dict(window_frames=24, step_frames=16, lookahead_frames=2, crossfade=512, seed=3, compute_budget=3.0)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> QSettings:
+    return QSettings(str(tmp_path / "lincae-gui.ini"), QSettings.Format.IniFormat)
+
+
+@pytest.fixture
+def window(qtbot, settings: QSettings):  # type: ignore[no-untyped-def]
+    w = MainWindow(settings, engine_config=EngineConfig(sources=[1], **ENGINE), popups=False)
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    w.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("tiny-model")
+    make_tiny_model().save_pretrained(d)
+    return d
+
+
+def test_turning_a_knob_and_clicking_a_button_write_the_registry(window: MainWindow, qtbot) -> None:  # type: ignore[no-untyped-def]
+    knob = window.controls["source.1.gain_db"]
+    assert isinstance(knob, ParamKnob)
+    knob.set_value(-6.0)
+    assert window.registry.get("source.1.gain_db") == -6.0
+    assert knob.readout.text() == "-6.0 dB"
+    knob.dial.setValue(knob.dial.maximum())  # as a mouse drag or the arrow keys would
+    assert window.registry.get("source.1.gain_db") == 12.0
+    knob.dial.setValue(knob.dial.minimum())
+    assert window.registry.get("source.1.gain_db") == -60.0
+    assert knob.readout.text() == "-inf dB"
+    window.controls["mix.dry_wet"].set_value(25.0)
+    assert window.registry.get("mix.dry_wet") == 25.0
+    mute = window.controls["source.1.mute"]
+    assert isinstance(mute, ParamToggle)
+    from PyQt6.QtCore import Qt
+
+    qtbot.mouseClick(mute.button, Qt.MouseButton.LeftButton)
+    assert window.registry.get("source.1.mute") == 1.0
+    # every control carries a tooltip from its ParameterSpec description
+    for name, control in window.controls.items():
+        assert window.registry.spec(name).description in control.toolTip()
+
+
+def test_window_fits_a_1366x768_screen_and_has_shortcuts(window: MainWindow) -> None:
+    hint = window.minimumSizeHint()
+    assert hint.width() <= 1366 and hint.height() <= 740, hint
+    window.sources_box.setValue(4)
+    hint = window.minimumSizeHint()
+    assert hint.width() <= 1366 and hint.height() <= 740, hint
+    from PyQt6.QtWidgets import QAbstractButton, QAbstractSpinBox, QComboBox, QDial, QLineEdit
+
+    kinds = (QAbstractButton, QDial, QAbstractSpinBox, QComboBox, QLineEdit)
+    untipped = [
+        w.objectName() or w.accessibleName() or type(w).__name__
+        for w in window.findChildren(QWidget)
+        if isinstance(w, kinds)
+        and not w.objectName().startswith("qt_")  # Qt's own helpers
+        and not isinstance(w.parent(), QAbstractSpinBox)
+        and not w.toolTip()
+    ]
+    assert not untipped, untipped
+    shortcuts = {a.text(): a.shortcut().toString() for a in window.actions()}
+    assert shortcuts["&Start"] == "F5" and shortcuts["S&top"] == "Shift+F5"
+    assert shortcuts["&Open preset…"] == "Ctrl+O" and shortcuts["&Save preset"] == "Ctrl+S"
+    assert shortcuts["Save preset &as…"] == "Ctrl+Shift+S"
+
+
+def test_registry_changes_made_elsewhere_update_the_widgets(window: MainWindow, qtbot) -> None:  # type: ignore[no-untyped-def]
+    window.registry.set("master.gain_db", -12.0)
+    knob = window.controls["master.gain_db"]
+    assert knob.value() == -12.0 and knob.readout.text() == "-12.0 dB"
+    # from another thread (as a MIDI or control thread would): marshalled to the GUI thread by a signal
+    t = threading.Thread(target=lambda: window.registry.update({"source.1.solo": 1.0, "mix.dry_wet": 40.0}))
+    t.start()
+    t.join()
+    qtbot.waitUntil(lambda: window.controls["source.1.solo"].value() == 1.0, timeout=2000)
+    qtbot.waitUntil(lambda: window.controls["mix.dry_wet"].value() == 40.0, timeout=2000)
+    assert window.controls["source.1.solo"].button.isChecked()
+
+
+def test_midi_learn_binds_a_cc_from_the_midi_input_path_and_the_control_shows_it(window: MainWindow) -> None:
+    knob = window.controls["source.1.gain_db"]
+    knob.set_value(-6.0)
+    menu = knob.context_menu()  # right-click → "MIDI learn"
+    learn = next(a for a in menu.actions() if a.text() == "MIDI learn")
+    learn.trigger()
+    assert window.midi.learning == "source.1.gain_db"
+    assert knob.cc_label.text() == "learning…"
+    assert window.midi.handle_message([0xB0, 21, 10])  # what rtmidi delivers for CC 21 on channel 1
+    window.poll_midi()
+    assert window.midi.learning is None
+    assert [(m.parameter, m.cc) for m in window.midi.mappings] == [("source.1.gain_db", 21)]
+    assert knob.cc_label.text() == "CC 21 ch 1"
+    assert "MIDI: CC 21 ch 1" in knob.toolTip()
+    # soft takeover (from the controller): the knob at position 10 is far below -6 dB and does not jump it ...
+    window.midi.handle_message([0xB0, 21, 20])
+    window.poll_midi()
+    assert window.registry.get("source.1.gain_db") == -6.0
+    # ... until it crosses the current value; then it drives the parameter, and the GUI follows.
+    window.midi.handle_message([0xB0, 21, 127])
+    window.poll_midi()
+    assert window.registry.get("source.1.gain_db") == 12.0
+    assert knob.value() == 12.0 and knob.readout.text() == "+12.0 dB"
+    # toggles learn too; the button shows its CC
+    window.toggle_learn("source.1.mute")
+    window.midi.handle_message([0xB0, 64, 0])
+    window.poll_midi()
+    mute = window.controls["source.1.mute"]
+    assert mute.button.text() == "Mute CC64" and "MIDI: CC 64 ch 1" in mute.button.toolTip()
+    # forget
+    window.forget_mapping("source.1.gain_db")
+    assert knob.cc_label.text().strip() == ""
+
+
+def test_preset_save_and_load_restore_every_control(window: MainWindow, tmp_path: Path) -> None:
+    window.sources_box.setValue(2)
+    assert set(window.controls) == {
+        *(f"source.{i}.{p}" for i in (1, 2) for p in ("gain_db", "invert", "mute", "solo")),
+        "master.gain_db",
+        "mix.dry_wet",
+    }
+    chosen = {
+        "source.1.gain_db": -9.0,
+        "source.1.invert": 1.0,
+        "source.1.mute": 0.0,
+        "source.1.solo": 1.0,
+        "source.2.gain_db": 3.0,
+        "source.2.invert": 0.0,
+        "source.2.mute": 1.0,
+        "source.2.solo": 0.0,
+        "master.gain_db": -4.5,
+        "mix.dry_wet": 70.0,
+    }
+    for name, value in chosen.items():
+        window.controls[name].set_value(value)
+    window.toggle_learn("master.gain_db")
+    window.midi.handle_message([0xB0, 7, 0])
+    window.poll_midi()
+    path = tmp_path / "mine.json"
+    assert window.save_preset_as(path), window.last_error
+    assert window.windowTitle() == "lincae — mine (mine.json)"
+
+    for name in chosen:  # scramble everything, forget the mapping
+        spec = window.registry.spec(name)
+        window.controls[name].set_value(spec.maximum if spec.toggle else spec.minimum)
+    window.forget_all()
+    assert window.load_preset(path), window.last_error
+    for name, value in chosen.items():
+        assert window.registry.get(name) == pytest.approx(value, abs=1e-9), name
+        assert window.controls[name].value() == pytest.approx(value, abs=1e-9), name
+    assert window.controls["master.gain_db"].cc_label.text() == "CC 7 ch 1"
+    assert window.recent_presets()[0] == str(path.resolve())
+    assert window.recent_menu.actions()[0].text().endswith("mine.json")
+
+
+def test_bad_preset_and_failed_model_load_show_messages_without_crashing(
+    window: MainWindow, qtbot, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "lincae.preset", "schema_version": 1, "engine": {"step_frames": 0}}')
+    assert not window.load_preset(bad)
+    assert "Cannot load preset" in window.last_error and "engine.step_frames" in window.last_error
+    assert not window.load_preset(tmp_path / "missing.json")
+    with qtbot.waitSignal(window.error_shown, timeout=20000) as blocker:
+        window.load_model(str(tmp_path / "no-such-model"))
+    assert blocker.args[0].startswith("Model load failed")
+    assert "Traceback" not in window.last_error
+    window.start()  # no devices / model: a message, no exception
+    qtbot.waitUntil(lambda: window._loader is None, timeout=20000)
+    assert window.session is None
+
+
+def test_window_remembers_geometry_devices_and_recent_presets(qtbot, settings: QSettings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    w = MainWindow(settings, popups=False)
+    qtbot.addWidget(w)
+    w.resize(700, 500)
+    w.block_combo.setCurrentIndex(w.block_combo.findData(512))
+    w.select_device(w.input_combo, "my-interface")
+    w.model_edit.setText("/models/x")
+    w.save_preset_as(tmp_path / "p.json")
+    w.shutdown()
+    w2 = MainWindow(settings, popups=False)
+    qtbot.addWidget(w2)
+    assert w2.block_combo.currentData() == 512
+    assert w2.input_combo.currentData() == "my-interface"
+    assert "not found" in w2.input_combo.currentText()
+    assert w2.model_edit.text() == "/models/x"
+    assert (w2.width(), w2.height()) == (700, 500)
+    assert w2.recent_presets() == [str((tmp_path / "p.json").resolve())]
+    w2.shutdown()
+
+
+def test_render_dialog_renders_a_file_on_a_worker_thread(qtbot, tmp_path: Path, tiny_model_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    t = np.arange(22050) / 44100
+    src = tmp_path / "in.wav"
+    write_audio(src, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)[None], 44100)
+    dialog = RenderDialog(
+        model_id=str(tiny_model_dir),  # loaded on the worker thread
+        engine_config=EngineConfig(**ENGINE),
+        parameters={"source.1.gain_db": -3.0, "mix.dry_wet": 100.0},
+    )
+    qtbot.addWidget(dialog)
+    dialog.show()
+    dialog.add_inputs([src])
+    out = tmp_path / "out.wav"
+    dialog.output_edit.setText(str(out))
+    dialog.post_edit.setText("reverb(room_size=0.3)")
+    seen: list[int] = []
+    dialog.progress.valueChanged.connect(seen.append)
+    with qtbot.waitSignal(dialog.finished_render, timeout=60000) as blocker:
+        assert dialog.start_render()
+        assert not dialog.render_button.isEnabled()  # the GUI thread is free while the worker renders
+    assert blocker.args[0] == str(out), dialog.error
+    assert out.is_file() and out.stat().st_size > 1000
+    assert dialog.progress.value() == 1000 and seen
+    assert dialog.message.text().startswith("Wrote")
+    # a bad chain and an existing output are readable messages
+    dialog.post_edit.setText("nosuchplugin(x=1)")
+    assert not dialog.start_render()
+    assert dialog.message.text().startswith("⚠ Post chain")
+    dialog.post_edit.setText("")
+    with qtbot.waitSignal(dialog.finished_render, timeout=60000) as blocker:
+        dialog.start_render()
+    assert blocker.args[0] == "" and "exists" in dialog.error
+
+
+def test_starting_on_a_missing_device_is_a_readable_error(window: MainWindow) -> None:
+    window.set_model(make_tiny_model(), "tiny")
+    window.select_device(window.input_combo, "no-such-device-xyz")
+    window.start()
+    assert window.session is None
+    assert window.last_error.startswith("Cannot start audio: no audio input device matches 'no-such-device-xyz'")
+    assert "Traceback" not in window.last_error
+    assert window.start_button.isEnabled() and not window.stop_button.isEnabled()
+
+
+def test_render_dialog_opens_from_the_window_with_its_settings(window: MainWindow) -> None:
+    window.controls["master.gain_db"].set_value(-5.0)
+    window.act_render.trigger()  # Ctrl+R
+    dialogs = [w for w in window.findChildren(RenderDialog) if w.isVisible()]
+    assert len(dialogs) == 1
+    assert dialogs[0].parameters["master.gain_db"] == -5.0
+    assert dialogs[0].engine_config == window.engine_config
+    dialogs[0].close()
+
+
+def test_midi_learn_over_a_virtual_jack_port(qtbot, settings, jack_server) -> None:  # type: ignore[no-untyped-def]
+    rtmidi = pytest.importorskip("rtmidi")
+    w = MainWindow(settings, engine_config=EngineConfig(sources=[1], **ENGINE), midi_api="jack", popups=False)
+    qtbot.addWidget(w)
+    sender = rtmidi.MidiOut(rtapi=rtmidi.API_UNIX_JACK, name="gui-knob")
+    try:
+        before = set(jack_server.ports())
+        w.refresh_devices()
+        w.midi_combo.setCurrentIndex(w.midi_combo.findText("Virtual port (lincae:in)"))
+        w.midi_combo.activated.emit(w.midi_combo.currentIndex())
+        ours = [p for p in set(jack_server.ports()) - before if p.endswith(":in")]
+        assert len(ours) == 1, (ours, w.last_error)
+        sender.open_virtual_port("out")
+        jack_server.wait_for_port("gui-knob:out")
+        jack_server.connect("gui-knob:out", ours[0])
+        knob = w.controls["mix.dry_wet"]
+        next(a for a in knob.context_menu().actions() if a.text() == "MIDI learn").trigger()
+        sender.send_message([0xB2, 33, 100])  # CC 33 on channel 3
+        qtbot.waitUntil(lambda: knob.cc_label.text() == "CC 33 ch 3", timeout=5000)  # the GUI's MIDI timer polls
+        assert w.registry.get("mix.dry_wet") == 100.0  # soft takeover: the knob at 100/127 has not caught 100 %
+        sender.send_message([0xB2, 33, 127])  # reaches 100 % → caught
+        qtbot.waitUntil(lambda: w.midi.caught("mix.dry_wet"), timeout=5000)
+        sender.send_message([0xB2, 33, 0])  # now it drives the parameter
+        qtbot.waitUntil(lambda: w.registry.get("mix.dry_wet") == 0.0, timeout=5000)
+        assert knob.value() == 0.0 and knob.readout.text() == "0 %"
+    finally:
+        sender.close_port()
+        sender.delete()
+        w.shutdown()
+
+
+def _tone_player(jack_server):  # type: ignore[no-untyped-def]
+    """A JACK client that plays two tones with noise into lincae's input (so meters and latents move)."""
+    jack = pytest.importorskip("jack", reason="JACK-Client is installed by scripts/setup.sh (dev extra)")
+    client = jack.Client("gui-tone", no_start_server=True)
+    port = client.outports.register("out")
+    state = {"n": 0}
+    rng = np.random.default_rng(0)
+
+    def process(frames: int) -> None:
+        n = state["n"] + np.arange(frames)
+        env = 0.6 + 0.4 * np.sin(2 * np.pi * 0.7 * n / 44100)
+        sig = env * (0.3 * np.sin(2 * np.pi * 220 * n / 44100) + 0.15 * np.sin(2 * np.pi * 557 * n / 44100))
+        port.get_array()[:] = (sig + 0.02 * rng.standard_normal(frames)).astype(np.float32)
+        state["n"] += frames
+
+    client.set_process_callback(process)
+    client.activate()
+    return client
+
+
+def test_screenshot_of_the_main_window_with_audio_running_through_jack(
+    qtbot, settings, jack_server, tiny_model_dir
+) -> None:  # type: ignore[no-untyped-def]
+    w = MainWindow(settings, engine_config=EngineConfig(sources=[1], **ENGINE), popups=False)
+    qtbot.addWidget(w)
+    w.resize(1280, 720)
+    w.show()
+    try:
+        w.refresh_devices(rescan=False)
+        w.select_device(w.input_combo, "system")
+        w.select_device(w.output_combo, "system")
+        w.model_edit.setText(str(tiny_model_dir))
+        w.controls["source.1.gain_db"].set_value(-3.0)
+        w.controls["mix.dry_wet"].set_value(80.0)
+        with qtbot.waitSignal(w.session_started, timeout=30000):
+            w.start_button.click()  # loads the model on a worker thread, then starts
+        assert w.session is not None, w.last_error
+        player = _tone_player(jack_server)
+        try:
+            pa_in = sorted(p for p in jack_server.ports() if p.startswith("PortAudio:in_"))
+            for port in pa_in[:1]:
+                for other in jack_server.connections(port):
+                    jack_server.disconnect(other, port)
+                jack_server.connect("gui-tone:out", port)
+            qtbot.waitUntil(lambda: w.engine.metrics.windows > 0, timeout=20000)
+            qtbot.waitUntil(lambda: w.heatmap.frames >= w.heatmap.history - 10, timeout=20000)
+            assert w.strips[0].meter.level_db > -40
+            assert w.latency_label.text().endswith("ms")
+            assert w.run_label.text() == "running"
+            assert not w.start_button.isEnabled() and w.stop_button.isEnabled()
+            out = REPO / "artifacts" / "gui-main-window.png"
+            out.parent.mkdir(exist_ok=True)
+            assert w.grab().save(str(out))
+            (REPO / "docs").mkdir(exist_ok=True)
+            shutil.copyfile(out, REPO / "docs" / "screenshot.png")
+            assert out.stat().st_size > 10000
+        finally:
+            player.deactivate()
+            player.close()
+        # the device stops under us (as when it is unplugged): reported in the window, then reopened
+        w.session._stream.abort()
+        qtbot.waitUntil(lambda: any(e.startswith("⚠ device lost") for e in w.audio_events), timeout=10000)
+        qtbot.waitUntil(lambda: w.session.reopens >= 1 and w.run_label.text() == "running", timeout=10000)
+        w.stop_button.click()
+        assert w.session is None and w.run_label.text() == "stopped"
+    finally:
+        w.shutdown()
+
+
+def test_app_main_opens_the_window_and_exits_cleanly(qapp, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from lincae_gui import app as gui_app
+    from PyQt6.QtCore import QTimer
+    from PyQt6.QtWidgets import QApplication
+
+    # the default QSettings (organisation/application names) land in tmp_path
+    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
+        QSettings.setPath(fmt, QSettings.Scope.UserScope, str(tmp_path))
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # main() installs its own; restored afterwards
+    seen: list[str] = []
+
+    def close_it() -> None:
+        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+        seen.extend(w.windowTitle() for w in windows)
+        for w in windows:
+            w.close()
+        qapp.quit()
+
+    QTimer.singleShot(300, close_it)
+    assert gui_app.main(["--preset", "half-volume"]) == 0
+    assert seen and seen[0].startswith("lincae — ")
+    stored = QSettings("lincae", "lincae-gui")
+    assert stored.value("audio/block") is not None  # remembered on close
