@@ -407,6 +407,9 @@ def test_torchrun_trains_with_two_processes(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert "step 2/2" in done.stderr
     assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
+    # The final model's latent scale comes from rank 0's validation audio, not a rank without any (1.0).
+    final = json.loads((tmp_path / "run" / "final" / "config.json").read_text())
+    assert final["scale_factor"] != 1.0
     # Only rank 0 logs: each logged step appears once.
     lines = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     val_steps = [r["step"] for r in lines if "val_loss" in r]

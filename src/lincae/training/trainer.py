@@ -227,7 +227,7 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-        if self.step >= cfg.steps:
+        if self.step >= cfg.steps and self.dist.is_main:  # only rank 0 holds the validation audio
             self.export(self.out / "final")
 
     # ------------------------------------------------------------------ validation and export
