@@ -195,6 +195,19 @@ def test_preset_save_and_load_restore_every_control(window: MainWindow, tmp_path
     assert window.recent_menu.actions()[0].text().endswith("mine.json")
 
 
+def test_midi_program_change_loads_the_shipped_preset_of_that_number(window: MainWindow) -> None:
+    from lincae.presets import list_presets
+
+    program = list_presets().index("half-volume")
+    window.midi.handle_message([0xC0, program])  # program change on channel 1, as rtmidi delivers it
+    window.poll_midi()
+    assert window.preset is not None and window.preset.name == "Half volume"
+    assert window.controls["master.gain_db"].value() == pytest.approx(-6.0)
+    window.midi.handle_message([0xC0, 120])
+    window.poll_midi()
+    assert window.preset.name == "Half volume"  # no preset 120: nothing changes
+
+
 def test_bad_preset_and_failed_model_load_show_messages_without_crashing(
     window: MainWindow, qtbot, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]

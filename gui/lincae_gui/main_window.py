@@ -508,9 +508,20 @@ class MainWindow(QMainWindow):
             client_name="lincae",
             on_learned=self._on_learned,
             on_connection=self._on_midi_connection,
+            on_program=self._on_program_change,
         )
         self._open_midi_port(port)
         self._refresh_mapping_labels()
+
+    def _on_program_change(self, channel: int, program: int) -> None:
+        """Program change ``n`` loads the ``n``-th shipped preset (alphabetical, as in the File menu)."""
+        from lincae.presets import list_presets
+
+        names = list_presets()
+        if program < len(names):
+            self.load_preset(names[program])
+        else:
+            self.show_info(f"Program change {program} (channel {channel}): no preset; programs 0–{len(names) - 1}")
 
     def _midi_port_choice(self) -> str | None:
         text = self.midi_combo.currentText()

@@ -363,13 +363,14 @@ def cmd_live(args: argparse.Namespace) -> int:
     midi = None
     if args.midi:
         from lincae.io.midi import MidiController
+        from lincae.io.programs import ProgramRecall
 
-        midi = MidiController(
-            registry,
-            mappings,
-            api=args.midi_api,
-            on_program=lambda ch, prog: print(f"\nprogram change {prog} (channel {ch})", file=sys.stderr),
+        midi = MidiController(registry, mappings, api=args.midi_api)
+        programs = [p.strip() for p in args.programs.split(",")] if args.programs else None
+        recall = ProgramRecall(
+            registry, programs, num_sources=len(sources), report=lambda line: print(f"\n{line}", file=sys.stderr)
         )
+        recall.attach(midi)
         midi.watch(args.midi)
     session = LiveSession(engine, config)
     session.start()
@@ -447,6 +448,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--post", help="chain after decoding, e.g. 'reverb(room_size=0.3),brickwalllimiter'")
     p.add_argument("--midi", help="MIDI input port name substring (picked up when it appears)")
     p.add_argument("--midi-api", choices=["jack", "alsa"], help="MIDI API (default: automatic)")
+    p.add_argument(
+        "--programs",
+        help="presets recalled by MIDI program changes 0, 1, ... (comma-separated names or files; "
+        "default: the shipped presets in alphabetical order)",
+    )
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--threads", type=int, default=1, help="PyTorch threads for the inference worker")
     p.set_defaults(handler=cmd_live)
