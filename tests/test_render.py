@@ -116,12 +116,23 @@ def test_bad_inputs_fail_cleanly_and_write_nothing(
 ) -> None:
     good = str(write_audio(tmp_path / "good.wav", music(1, 0.5), 44100))
     (tmp_path / "corrupt.wav").write_bytes(b"RIFF" + os.urandom(400))
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not audio\n" * 50)
+    truncated = (tmp_path / "good.wav").read_bytes()[:30]  # a RIFF header cut before its data
+    (tmp_path / "truncated.wav").write_bytes(truncated)
+    inf = music(1, 0.5)
+    inf[0, 100] = np.inf
+    bad_inf = str(write_audio(tmp_path / "inf.wav", inf, 44100))
     nan = music(1, 0.5)
-    nan[0, 100] = np.inf
+    nan[0, 200] = np.nan
     bad_nan = str(write_audio(tmp_path / "nan.wav", nan, 44100))
     out = tmp_path / "out.wav"
     cases = [
         ([str(tmp_path / "corrupt.wav")], "not a readable audio file"),
+        ([str(tmp_path / "empty.wav")], "the file is empty"),
+        ([str(tmp_path / "truncated.wav")], "truncated.wav"),
+        ([str(tmp_path / "notes.txt")], "notes.txt"),
+        ([bad_inf], "NaN or Inf sample"),
         ([bad_nan], "NaN or Inf sample"),
         ([good, "--post", "vst3(path=/nonexistent/plug.vst3)"], "plug.vst3"),
         ([good, "--post", "reverbb"], "unknown plugin"),
@@ -136,6 +147,21 @@ def test_bad_inputs_fail_cleanly_and_write_nothing(
     write_audio(out, music(1, 0.1), 44100)
     assert main(["render", good, "-o", str(out), "--model", str(model_dir), "--no-progress"]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_render_into_a_read_only_folder_fails_cleanly(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As root, chmod cannot make a folder read-only; ``os.access`` is what the writer consults."""
+    good = str(write_audio(tmp_path / "good.wav", music(1, 0.5), 44100))
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != folder and real_access(p, mode, **kw))
+    code = main(["render", good, "-o", str(folder / "out.wav"), "--model", str(model_dir), "--no-progress"])
+    assert code == 2
+    assert "not writable" in capsys.readouterr().err
+    assert list(folder.iterdir()) == []
 
 
 def test_full_disk_during_render_leaves_no_file(tmp_path: Path, model_dir: Path) -> None:
