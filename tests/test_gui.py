@@ -422,3 +422,24 @@ def test_app_main_opens_the_window_and_exits_cleanly(qapp, tmp_path: Path, monke
     assert seen and seen[0].startswith("lincae — ")
     stored = QSettings("lincae", "lincae-gui")
     assert stored.value("audio/block") is not None  # remembered on close
+
+
+def test_dark_and_light_palettes(qapp, window: MainWindow) -> None:  # type: ignore[no-untyped-def]
+    from lincae_gui.theme import apply_theme, system_is_dark
+    from PyQt6.QtGui import QPalette
+
+    before = qapp.palette()
+    try:
+        assert apply_theme(qapp, "dark") == "dark"
+        qapp.processEvents()  # widgets take the new palette from a change event
+        assert window.palette().color(QPalette.ColorRole.Window).lightness() < 80
+        assert window.palette().color(QPalette.ColorRole.WindowText).lightness() > 180
+        assert apply_theme(qapp, "light") == "light"
+        qapp.processEvents()
+        assert window.palette().color(QPalette.ColorRole.Window).lightness() > 180
+        # "system" follows the platform's scheme (offscreen reports none: light)
+        assert apply_theme(qapp, "system") == ("dark" if system_is_dark() else "light")
+        with pytest.raises(ValueError, match="theme must be one of"):
+            apply_theme(qapp, "sepia")
+    finally:
+        qapp.setPalette(before)

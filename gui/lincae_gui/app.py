@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m lincae_gui [--preset NAME_OR_PATH] [--model ID_OR_PATH] [--midi-api jack|alsa]
+    python -m lincae_gui [--preset NAME_OR_PATH] [--model ID_OR_PATH] [--midi-api jack|alsa] [--theme system|light|dark]
 
 An exception that escapes a Qt slot would make PyQt abort the process; :func:`install_excepthook`
 turns it into a message box (and a log line) instead.
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model id, folder or file (default: the last one used, else the shipped model)")
     p.add_argument("--midi-api", choices=("jack", "alsa"), default=None, help="MIDI API (default: automatic)")
     p.add_argument("--start", action="store_true", help="start live audio right away")
+    p.add_argument("--theme", choices=("system", "light", "dark"), default="system", help="palette (default: system)")
     return p
 
 
@@ -51,12 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     from PyQt6.QtWidgets import QApplication
 
     from lincae_gui.main_window import APPLICATION, ORGANIZATION, MainWindow
+    from lincae_gui.theme import apply_theme
 
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "lincae"])
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)
     app.setApplicationDisplayName("lincae")
     install_excepthook()
+    apply_theme(app, args.theme)
     window = MainWindow(midi_api=args.midi_api)
     if args.model:
         window.model_edit.setText(args.model)
