@@ -314,3 +314,26 @@ def test_official_id_without_network_explains_local_loading(tmp_path: Path) -> N
 
 def test_load_error_is_a_model_download_error_type() -> None:
     assert issubclass(ModelDownloadError, OSError)
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [
+        (torch.nn.Tanh(), "tanh"),
+        (torch.nn.Identity(), "identity"),
+        (None, "identity"),
+        ("Tanh()", "tanh"),
+        ("tanh", "tanh"),
+    ],
+)
+def test_official_spellings_of_the_bottleneck_activation(value: object, stored: str) -> None:
+    from lincae.models.config import GeneratorConfig
+
+    assert GeneratorConfig(activation_bottleneck=value).activation_bottleneck == stored  # type: ignore[arg-type]
+
+
+def test_unknown_bottleneck_activation_is_refused() -> None:
+    from lincae.models.config import GeneratorConfig
+
+    with pytest.raises(ValueError, match="activation_bottleneck must be 'tanh' or 'identity'"):
+        GeneratorConfig(activation_bottleneck=torch.nn.Sigmoid())  # type: ignore[arg-type]

@@ -76,12 +76,22 @@ class FrontendConfig(_Config):
         )
 
 
+def _activation_name(value: Any) -> str | None:
+    """``"tanh"`` / ``"identity"`` for the spellings of the official bottleneck activations, else ``None``."""
+    if value is None:
+        return "identity"
+    text = value if isinstance(value, str) else type(value).__name__
+    key = text.strip().lower().removeprefix("torch.nn.").removeprefix("nn.").removesuffix("()")
+    return key if key in ("tanh", "identity") else None
+
+
 @dataclass(frozen=True)
 class GeneratorConfig(_Config):
     """Consistency UNet with its encoder and latent upsampler (official ``UNet``).
 
     ``activation_bottleneck`` is the encoder's output non-linearity: ``"tanh"`` (the official
-    default) or ``"identity"``.
+    default) or ``"identity"``. The official spellings are accepted too and stored as those names: an
+    ``nn.Tanh()`` / ``nn.Identity()`` module, ``None`` (identity), or their YAML text (``"Tanh()"``).
     """
 
     base_channels: int = 64
@@ -128,11 +138,13 @@ class GeneratorConfig(_Config):
         )
         _require(all(v in (0, 1) for v in self.freq_downsample_list), n, "freq_downsample_list entries must be 0 or 1")
         _require(self.bottleneck_layers is None, n, "bottleneck_layers (DynamicBottleneck) is not supported")
+        act = _activation_name(self.activation_bottleneck)
         _require(
-            self.activation_bottleneck in ("tanh", "identity"),
+            act is not None,
             n,
             f"activation_bottleneck must be 'tanh' or 'identity', got {self.activation_bottleneck!r}",
         )
+        object.__setattr__(self, "activation_bottleneck", act)
         for c in {self.base_channels * m for m in self.multipliers_list} | {self.bottleneck_base_channels}:
             _require(c >= 4, n, f"every level needs >= 4 channels for GroupNorm, got {c}")
         if any(self.attention_list) or any(self.attention_list_encoder):

@@ -211,7 +211,7 @@ def _load_official_folder(
             raise ValueError(f"{yml}: not valid YAML: {e}") from e
         if not isinstance(values, dict):
             raise ValueError(f"{yml}: expected a mapping of constructor arguments, got {type(values).__name__}")
-        parts[part] = _normalise_official(part, values)
+        parts[part] = dict(values)  # the configs read the official spellings
     name = name or _official_name_for(folder) or kwargs.get("name") or folder.name
     kwargs = {k: v for k, v in kwargs.items() if k != "name"}
     if "scale_factor" not in kwargs and name not in OFFICIAL_SCALE_FACTORS:
@@ -229,16 +229,6 @@ def _load_official_folder(
     )
     _load_state(model, _read_pth(weights), str(weights))
     return model.eval()
-
-
-def _normalise_official(part: str, values: dict[str, Any]) -> dict[str, Any]:
-    """Map YAML spellings of non-scalar arguments onto our config fields."""
-    values = dict(values)
-    if part == "generator" and "activation_bottleneck" in values:
-        act = values["activation_bottleneck"]
-        text = str(act).lower() if act is not None else "identity"
-        values["activation_bottleneck"] = "tanh" if "tanh" in text else "identity"
-    return values
 
 
 def _read_pth(path: Path) -> dict[str, torch.Tensor]:
