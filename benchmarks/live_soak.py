@@ -1,0 +1,153 @@
+"""Soak test: lincae live on a JACK server for many minutes, music in, counting every dropout and xrun.
+
+    python benchmarks/live_soak.py [--minutes 10] [--model default] [--sources 1] [--block 256]
+
+Starts its own JACK server (dummy backend, 44.1 kHz, period = --block), runs a live session with the
+default engine settings and the given model, and a second JACK client plays held-out music (the mixes of
+a ``lincae dataset synth`` folder, looped; a generated piece if none is given) into every source while
+the output is consumed. Once a minute it prints the counters since the start: worker load (RTF, mean of
+the minute and peak), windows, dropped windows, dropouts, xruns, input overruns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np
+
+
+def music(folder: str | None, seconds: float) -> np.ndarray:
+    """Mono float32 music at 44.1 kHz: the synth folder's mixes in order, or one generated piece."""
+    if folder:
+        from lincae.io.audiofile import read_audio
+
+        parts = []
+        for mix in sorted(Path(folder).glob("*/mix.wav")):
+            parts.append(read_audio(mix, 44100).mean(axis=0))
+            if sum(len(p) for p in parts) >= seconds * 44100:
+                break
+        return np.concatenate(parts).astype(np.float32)
+    from lincae.data.synth import SynthConfig, generate_piece
+
+    piece = generate_piece(2024, SynthConfig(seconds=min(seconds, 60.0)))
+    return np.sum(list(piece.stems.values()), axis=0).astype(np.float32)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--sources", type=int, default=1)
+    ap.add_argument("--block", type=int, default=256)
+    ap.add_argument("--music", help="a lincae synth folder (e.g. data/synth-test)")
+    args = ap.parse_args()
+    name = f"lincae-soak-{os.getpid()}"
+    env = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_AUDIO_RESERVATION": "1"}
+    channels = str(max(2, args.sources))
+    jackd = subprocess.Popen(
+        ["jackd", "-n", name, "-d", "dummy", "-r", "44100", "-p", str(args.block), "-C", channels, "-P", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.environ.update(JACK_DEFAULT_SERVER=name)
+    try:
+        time.sleep(1.0)
+        soak(args)
+    finally:
+        if "sounddevice" in sys.modules:  # PortAudio must let go of the server before it stops
+            sys.modules["sounddevice"]._terminate()
+        jackd.terminate()
+        jackd.wait(10)
+
+
+def soak(args: argparse.Namespace) -> None:
+    import jack
+    import torch
+
+    from lincae.engine.config import EngineConfig
+    from lincae.engine.mixer import LatentMixer
+    from lincae.engine.params import ParameterRegistry, mixer_parameters
+    from lincae.engine.stream import StreamingEngine
+    from lincae.io.live import LiveConfig, LiveSession
+    from lincae.models.registry import load_model
+
+    torch.set_num_threads(1)
+    model = load_model(args.model, max_batch_size=8)
+    signal = 0.5 * music(args.music, 120.0)
+    n = args.sources
+    reg = ParameterRegistry(mixer_parameters(n))
+    engine = StreamingEngine(LatentMixer(model, EngineConfig(sources=[1] * n), reg), block=args.block)
+    session = LiveSession(
+        engine,
+        LiveConfig(
+            input_device="system",
+            output_device="system",
+            block=args.block,
+            source_channels=tuple((i + 1,) for i in range(n)),
+            output_channels=(1,),
+        ),
+    )
+    pos = [0]
+    client = jack.Client("soak-player", no_start_server=True)
+    outs = [client.outports.register(f"out_{i + 1}") for i in range(n)]
+    inp = client.inports.register("in")
+    heard = [0.0]
+
+    def process(frames: int) -> None:
+        p = pos[0] % (len(signal) - frames)
+        for k, o in enumerate(outs):  # each source hears the music, offset so that they differ
+            q = (p + k * 44100 * 7) % (len(signal) - frames)
+            o.get_array()[:] = signal[q : q + frames]
+        heard[0] = max(heard[0], float(np.abs(inp.get_array()).max()))
+        pos[0] = p + frames
+
+    session.start()
+    try:
+        time.sleep(0.5)
+        client.set_process_callback(process)
+        client.activate()
+        ports = [p.name for p in client.get_ports("PortAudio")]
+        pa_ins = sorted((p for p in ports if ":in_" in p), key=lambda p: int(p.rsplit("_", 1)[1]))
+        pa_out = min((p for p in ports if ":out_" in p), key=lambda p: int(p.rsplit("_", 1)[1]))
+        for k, pa_in in enumerate(pa_ins[:n]):
+            for c in client.get_all_connections(pa_in):
+                client.disconnect(c, pa_in)
+            client.connect(outs[k], pa_in)
+        client.connect(pa_out, inp)
+        m = engine.metrics
+        print(
+            f"model {args.model}, {n} source(s), block {args.block}, declared latency {session.latency} samples "
+            f"({1000 * session.latency / 44100:.1f} ms), {args.minutes:g} minutes"
+        )
+        print("| minute | RTF mean | RTF peak | windows | dropped windows | dropouts | xruns | input overruns |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        start = time.monotonic()
+        minute, rtf_sum, rtf_n, last_windows = 1, 0.0, 0, 0
+        while time.monotonic() - start < 60 * args.minutes:
+            time.sleep(0.05)
+            if m.windows != last_windows:
+                rtf_sum, rtf_n, last_windows = rtf_sum + m.rtf_last, rtf_n + 1, m.windows
+            if time.monotonic() - start >= 60 * minute or time.monotonic() - start >= 60 * args.minutes:
+                print(
+                    f"| {minute} | {rtf_sum / max(rtf_n, 1):.3f} | {m.rtf_peak:.3f} | {m.windows} | "
+                    f"{m.dropped_windows} | {m.dropouts} | {m.xruns} | {m.input_overruns} |",
+                    flush=True,
+                )
+                minute, rtf_sum, rtf_n = minute + 1, 0.0, 0
+    finally:
+        client.deactivate()
+        client.close()
+        session.stop()
+    print(f"output peak heard by the player: {20 * np.log10(heard[0] + 1e-12):.1f} dBFS")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
