@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -360,3 +361,66 @@ def test_parameter_specs_and_apply_by_name() -> None:
         apply_parameter(board, "post.0.reverb.size", 0.5)
     with pytest.raises(ValueError, match="no slot 9"):
         apply_parameter(board, "post.9.reverb.room_size", 0.5)
+
+
+def test_process_ramped_moves_a_parameter_linearly_in_sub_blocks() -> None:
+    board = build_chain([{"plugin": "Gain", "params": {"gain_db": 0.0}}])
+    proc = ChainProcessor(board)
+    x = np.full((1, 1024), 0.5, np.float32)
+    y = proc.process_ramped(x, SR, [("post.0.gain.gain_db", 0.0, -24.0)])  # 8 sub-blocks of 128 samples
+    assert y.shape == x.shape and board[0].gain_db == pytest.approx(-24.0)
+    levels = 0.5 * 10 ** (-3.0 * np.arange(1, 9) / 20)  # -3, -6, ... -24 dB: |Δ| / 8 per sub-block
+    np.testing.assert_allclose(y[0], np.repeat(levels, 128), rtol=1e-5)
+    # A write the plugin refuses drops that ramp and is reported; the audio still flows.
+    y = proc.process_ramped(x, SR, [("post.0.gain.gain_db", -24.0, 500.0)])
+    assert "outside the valid range" in proc.parameter_errors[0]
+    np.testing.assert_allclose(y, x * 10 ** (-24 / 20), rtol=1e-5)
+    # Continuous parameters are marked smoothed; switches and re-initialising ones are not.
+    specs = {s.name: s for s in chain_parameter_specs(build_chain([{"plugin": "Reverb"}]), "post")}
+    assert specs["post.0.reverb.room_size"].smoothed and not specs["post.0.reverb.freeze_mode"].smoothed
+    assert not specs["post.0.bypass"].smoothed
+
+
+def test_plugins_that_fail_to_load_can_be_bypassed_instead(tmp_path: Path) -> None:
+    not_a_plugin = tmp_path / "Broken.vst3"
+    not_a_plugin.write_text("not a plugin")
+    spec = [
+        {"plugin": "vst3", "path": str(tmp_path / "Nope.vst3"), "params": {"mix": 0.5}},
+        {"plugin": "vst3", "path": str(not_a_plugin)},
+        {"plugin": "Convolution", "params": {"impulse_response_filename": str(tmp_path / "ir.wav")}},
+        {"plugin": "Gain", "params": {"gain_db": -6.0}},
+    ]
+    with pytest.raises(FileNotFoundError, match=r"Nope\.vst3"):
+        build_chain(spec)  # strict by default
+    with pytest.raises(chains.PluginLoadError, match=r"chain\[0\]: could not load vst3 plugin .*Broken.vst3"):
+        build_chain(spec[1:])
+    board = build_chain(spec, on_load_error="bypass")
+    assert len(board) == 4 and all(isinstance(p, chains.UnloadedPlugin) for p in list(board)[:3])
+    assert [is_bypassed(board, i) for i in range(4)] == [True, True, True, False]
+    failures = chains.load_failures(board)
+    labels = [(f.index, f.plugin) for f in failures]
+    assert labels == [(0, "vst3:Nope.vst3"), (1, "vst3:Broken.vst3"), (2, "Convolution")]
+    assert "failed to load, bypassed: chain[0]: vst3 plugin not found" in failures[0].message
+    assert "unsupported plugin format" in failures[1].message and "file not found" in failures[2].message
+    proc = ChainProcessor(board)
+    assert proc.errors == failures and proc.failed == [0, 1, 2]
+    x = noise(0.05)
+    np.testing.assert_allclose(stream(proc, x, [512]), pedalboard.Gain(gain_db=-6.0)(x, SR), atol=1e-6)
+    proc.retry_failed()  # loading is not retried: still bypassed
+    np.testing.assert_allclose(proc.process(x, SR), pedalboard.Gain(gain_db=-6.0)(x, SR), atol=1e-6)
+    assert chain_latency(board, SR) == 0
+    # Saving writes the entries back as given; only bypass is exposed for the slots that did not load,
+    # and a preset's values for them are accepted and ignored.
+    assert chain_to_spec(board)[:3] == validate_chain_spec(spec)[:3]
+    names = [s.name for s in chain_parameter_specs(board, "post")]
+    assert names[:3] == ["post.0.bypass", "post.1.bypass", "post.2.bypass"] and "post.3.gain.gain_db" in names
+    assert apply_parameter(board, "post.0.nope_vst3.mix", 0.25) == 0.25
+    apply_parameter(board, "post.0.bypass", 0.0)
+    assert is_bypassed(board, 0)
+    # Mistakes in the spec itself still raise: they are typos, not missing files.
+    with pytest.raises(ValueError, match=r"unknown plugin 'Reverbb'; built-in plugins: .*Reverb"):
+        build_chain([{"plugin": "Reverbb"}], on_load_error="bypass")
+    with pytest.raises(ValueError, match="Gain has no parameter 'gain'; its parameters: gain_db"):
+        build_chain([{"plugin": "Gain", "params": {"gain": 1.0}}], on_load_error="bypass")
+    with pytest.raises(ValueError, match="on_load_error must be one of raise, bypass"):
+        build_chain(spec, on_load_error="ignore")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+import tracemalloc
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -264,3 +266,39 @@ def test_overload_drops_windows_keeps_latency_and_recovers() -> None:
     d = engine.latency
     tail = slice(x.shape[-1] - 22050, x.shape[-1])
     assert np.allclose(out[:, tail], x[:, tail.start - d : tail.stop - d], atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- real-time discipline
+def test_push_and_pull_do_not_allocate_arrays_even_through_a_dropout() -> None:
+    """The audio-callback side works in preallocated buffers: per call, tracemalloc's peak stays at numpy's
+    constant per-call overhead (about 1 KB) instead of growing with the block, gaps and fades included."""
+    block = 4096
+    cfg = EngineConfig(sources=[1, 2], fallback="dry", **CONFIG)  # a mono and a stereo source, stereo out
+    engine = StreamingEngine(LatentMixer(LinearTestCodec(), cfg, device="cpu"), block=block, max_block=block)
+    cycle = 30  # blocks per cycle; in each the worker stalls for 4 of them (output runs dry: fallback, fades)
+    x = np.concatenate([tones(1, 2 * cycle * block, 20), tones(2, 2 * cycle * block, 21)])
+    out = np.zeros((2, block), np.float32)
+    peaks = {"push": 0, "pull": 0}
+
+    def measured(name: str, call: Callable[[], None]) -> None:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        call()
+        peaks[name] = max(peaks[name], tracemalloc.get_traced_memory()[1] - before)
+
+    tracemalloc.start()
+    try:
+        for i in range(2 * cycle):
+            if i == cycle:  # the first cycle is the warm-up
+                peaks = {"push": 0, "pull": 0}
+                fallback, dropouts = engine.metrics.fallback_samples, engine.metrics.dropouts
+            measured("push", lambda i=i: engine.push(x[:, i * block : (i + 1) * block]))
+            if not 15 <= i % cycle < 19:
+                engine.pump()  # worker side: allowed to allocate, not measured
+            measured("pull", lambda: engine.pull(out))
+    finally:
+        tracemalloc.stop()
+    assert engine.metrics.fallback_samples > fallback and engine.metrics.dropouts > dropouts
+    assert engine._gain == 1.0  # faded out to the fallback and back in
+    # One temporary row of one block would be 16 KB.
+    assert peaks["push"] < 4096 and peaks["pull"] < 4096, peaks

@@ -92,6 +92,11 @@ class LatentMixer:
         self.out_channels = config.out_channels
         # Row r of a window holds channel rows[r][1] of source rows[r][0].
         self.rows = [(i, c) for i, n in enumerate(config.sources) for c in range(n)]
+        # Output channel o's dry sum adds these rows (a mono source feeds every output channel).
+        self._dry_rows = [
+            [r for r, (i, ch) in enumerate(self.rows) if ch == min(o, config.sources[i] - 1)]
+            for o in range(self.out_channels)
+        ]
         self.fade_in, self.fade_out = crossfade_curves(self.xfade, config.crossfade_shape)
         frame_ms = 1000.0 * self.hop / self.sample_rate
         ramp = max(1, math.ceil(config.smoothing_ms / frame_ms))
@@ -214,11 +219,19 @@ class LatentMixer:
 
     def _dry(self, rows: np.ndarray) -> np.ndarray:
         """Sum of the sources' input rows ``(rows, n)`` per output channel → ``(out_channels, n)``."""
-        out = np.zeros((self.out_channels, rows.shape[-1]), np.float32)
-        for o in range(self.out_channels):
-            for r, (i, ch) in enumerate(self.rows):
-                if ch == min(o, self.config.sources[i] - 1):
-                    out[o] += rows[r]
+        out = np.empty((self.out_channels, rows.shape[-1]), np.float32)
+        return self.dry_into(rows, out)
+
+    def dry_into(self, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Like :meth:`_dry`, into ``out`` ``(out_channels, n)`` float32 without allocating arrays; returns ``out``.
+
+        Safe to call from the audio callback (it only writes ``out``, row by row, in place).
+        """
+        out[...] = 0.0
+        for o, rs in enumerate(self._dry_rows):
+            acc = out[o]
+            for r in rs:
+                np.add(acc, rows[r], out=acc)
         return out
 
     def dry_segment(self, window: np.ndarray) -> np.ndarray:

@@ -11,6 +11,10 @@ Output sample ``m`` is the mixer's output ``y[m − D]`` with ``D`` the declared
 behind, it skips to the newest window (counting a dropout), the callback fills the gap with the
 configured fallback (dry input or silence) through short fades, and the next window crossfades back
 in: latency stays ``D``.
+
+Real time: :meth:`StreamingEngine.push` and :meth:`StreamingEngine.pull` (the callback side) work in
+buffers allocated at construction (sized by ``max_block``) with ``out=`` arguments, gaps and fades
+included; only the worker allocates.
 """
 
 from __future__ import annotations
@@ -33,6 +37,11 @@ def _db(x: float) -> float:
     return 20.0 * math.log10(x) if x > 1e-10 else -200.0
 
 
+def _peak(x: np.ndarray) -> float:
+    """``max |x|`` of a non-empty array without the temporary that ``np.abs(x).max()`` allocates."""
+    return float(max(x.max(), -x.min()))
+
+
 @dataclass
 class EngineMetrics:
     """What a GUI or status line polls; plain attributes written by the worker or the audio thread.
@@ -47,7 +56,8 @@ class EngineMetrics:
         xruns: stream over/underflows reported by the audio device.
         input_peak_db: per source, peak level of the last input block (dBFS); output_peak_db likewise.
         latents: ``[sources, C]`` the latest latent frame of each source; mix_latents ``[C]`` of the mix.
-        plugin_errors: plugins bypassed after failing (the audio kept flowing around them).
+        plugin_errors: plugins bypassed after failing to load or while running (the audio kept flowing
+            around them), as ``"{plugin}: {message}"``; slots that failed to load are listed from the start.
     """
 
     rtf_last: float = 0.0
@@ -76,6 +86,11 @@ class StreamingEngine:
         mixer: the shared mixer (model, config, parameters).
         block: the audio block size in samples, counted in the declared latency (0 if unknown).
         max_block: the largest block ``push``/``pull`` will see (scratch buffers are sized for it).
+        pre: effect chains by source number (from 1), run on each source's input before encoding.
+        post: an effect chain run on the decoded mix. Chains are boards as from
+            :func:`~lincae.render.chains.build_chain` (``on_load_error="bypass"`` keeps a live session
+            running when a plugin file does not load). Their registry parameters (``pre.N.…``,
+            ``post.…``) are applied once per window; continuous ones ramp over a step.
     """
 
     def __init__(
@@ -108,6 +123,9 @@ class StreamingEngine:
         self.engine_latency = cfg.latency_samples(mixer.hop, block)
         self.latency = self.engine_latency + self.pre_latency + self.post_latency
         self._registry_version = -1
+        self._chain_values: dict[str, float] = {}  # chain parameter values the plugins hold
+        # Pending ramps per chain ("post" or a source number): (name, from, to), run over its next block.
+        self._ramps: dict[int | str, list[tuple[str, float, float]]] = {}
         slack = int(cfg.compute_budget + 4)
         self.inputs = RingBuffer(self.rows, mixer.window + (slack + 2) * mixer.step + max_block)
         # Windows are cut from the pre-processed input (the raw input itself when there are no pre chains).
@@ -123,11 +141,14 @@ class StreamingEngine:
         self.next_window = 0
         self._gain = 1.0  # 1 = decoded output, 0 = fallback (ramped per sample in pull)
         self._window = np.zeros((self.rows, mixer.window), np.float32)
-        self._scratch = np.zeros((self.out_channels, max_block), np.float32)
+        # Scratch for push()/pull(), which run in the audio callback and must not allocate arrays.
+        self._scratch = np.zeros((self.out_channels, max_block), np.float32)  # the fallback signal
+        self._blend = np.zeros((1, max(mixer.xfade, 1)), np.float32)
         self._dry = np.zeros((self.rows, max_block), np.float32)
-        self._ramp = np.zeros(max_block, np.float32)
-        self._have = np.zeros(max_block, dtype=bool)
-        self._missing = np.zeros(max_block, dtype=bool)
+        self._ramp = np.zeros(max_block, np.float32)  # per-sample decoded-vs-fallback gain
+        self._one_minus = np.zeros(max_block, np.float32)
+        self._steps = np.arange(1, max_block + 1, dtype=np.float32) / FADE  # exact: multiples of 2**-8
+        self._fade_out_rest = (1.0 - mixer.fade_out).astype(np.float32)
         self.max_block = max_block
         self.metrics = EngineMetrics(
             latency_samples=self.latency,
@@ -137,63 +158,113 @@ class StreamingEngine:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._collect_plugin_errors()  # plugins that failed to load show before any audio runs
 
     # ------------------------------------------------------------------ audio side
+    # push() and pull() run in the sound-card callback: they only copy into preallocated buffers
+    # (ring buffers, scratch sized from max_block) and compute with ``out=`` arguments.
     def push(self, block: np.ndarray) -> None:
-        """Append input ``(rows, n)`` float32 (rows: each source's channels in order). Never blocks."""
+        """Append input ``(rows, n)`` float32 (rows: each source's channels in order), ``n <= max_block``.
+
+        Never blocks or allocates arrays.
+        """
         self.inputs.write(block)
         peaks = self.metrics.input_peak_db
-        for r, (i, _) in enumerate(self.mixer.rows):
-            p = _db(float(np.abs(block[r]).max())) if block.shape[-1] else -200.0
-            peaks[i] = p if r == 0 or self.mixer.rows[r - 1][0] != i else max(peaks[i], p)
+        rows = self.mixer.rows
+        n = block.shape[-1]
+        for r, (i, _) in enumerate(rows):
+            p = _db(_peak(block[r])) if n else -200.0
+            peaks[i] = p if r == 0 or rows[r - 1][0] != i else max(peaks[i], p)
         self._wake.set()
 
     def pull(self, out: np.ndarray) -> None:
-        """Fill ``out`` ``(out_channels, n)`` with the next output samples. Never blocks; always fills."""
+        """Fill ``out`` ``(out_channels, n)`` with the next output samples, ``n <= max_block``.
+
+        Never blocks, always fills, and does not allocate arrays (gaps included).
+        """
         n = out.shape[-1]
         start = self.play
         valid_lo = max(self._valid_from, start)
         valid_hi = min(self._first + self.outputs.written, start + n)
-        have = self._have[:n]
-        missing = self._missing[:n]
-        have[...] = False
         out[...] = 0.0
+        # The block is [0, pre) pre-roll (silence, neither decoded nor missing), then missing samples
+        # around the decoded ones [have_lo, have_hi) (all missing when nothing is decoded).
+        pre = max(0, min(n, self._first - start))
+        have_lo = have_hi = n
         if valid_hi > valid_lo:  # decoded samples where they exist
             self.outputs.read_at(valid_lo - self._first, out[:, valid_lo - start : valid_hi - start])
-            have[valid_lo - start : valid_hi - start] = True
-        np.logical_not(have, out=missing)
-        missing[: max(0, min(n, self._first - start))] = False  # the pre-roll before the first window is silence
-        if self._gain < 1.0 or missing.any():
-            self._fill_gaps(out, start, have, missing)
+            have_lo, have_hi = valid_lo - start, valid_hi - start
+        missing = (have_lo - pre) + (n - have_hi)
+        if self._gain < 1.0 or missing:
+            self._fill_gaps(out, start, pre, have_lo, have_hi)
+            self.metrics.fallback_samples += missing
         self.play = start + n
-        self.metrics.output_peak_db = _db(float(np.abs(out).max())) if n else -200.0
+        self.metrics.output_peak_db = _db(_peak(out)) if n else -200.0
 
-    def _fill_gaps(self, out: np.ndarray, start: int, have: np.ndarray, missing: np.ndarray) -> None:
-        """Blend the fallback into samples the worker has not produced, with short fades both ways."""
+    def _fill_gaps(self, out: np.ndarray, start: int, pre: int, have_lo: int, have_hi: int) -> None:
+        """Blend the fallback into samples the worker has not produced, with short fades both ways.
+
+        ``out`` ``(out_channels, n)`` holds decoded samples in ``[have_lo, have_hi)`` and zeros elsewhere;
+        ``[0, pre)`` is pre-roll, ``[pre, have_lo)`` and ``[have_hi, n)`` are missing. Allocation-free.
+        """
         n = out.shape[-1]
         fallback = self._scratch[:, :n]
         fallback[...] = 0.0
         if self.mixer.config.fallback == "dry":
             rows = self._dry[:, :n]
             if self.inputs.read_at(start, rows):
-                fallback[...] = self.mixer._dry(rows)
+                self.mixer.dry_into(rows, fallback)
         # Continue the last window's tail (what would have crossfaded into the next window) where it applies.
         t0, xf = self._tail_start, self.mixer.xfade
         lo, hi = max(start, t0), min(start + n, t0 + xf)
         if hi > lo:
-            sel = slice(lo - start, hi - start)
-            fade = self.mixer.fade_out[lo - t0 : hi - t0]
-            fallback[:, sel] = self._tail[:, lo - t0 : hi - t0] * fade + fallback[:, sel] * (1.0 - fade)
-        # Per-sample gain ramps towards 1 where decoded output exists, towards 0 where it does not.
-        ramp = self._ramp[:n]
+            fade, rest = self.mixer.fade_out[lo - t0 : hi - t0], self._fade_out_rest[lo - t0 : hi - t0]
+            faded = self._blend[0, : hi - lo]
+            # Row by row: a broadcast (channels, n) · (n,) ufunc may allocate an iteration buffer.
+            for c in range(self.out_channels):
+                seg = fallback[c, lo - start : hi - start]
+                np.multiply(self._tail[c, lo - t0 : hi - t0], fade, out=faded)
+                np.multiply(seg, rest, out=seg)
+                np.add(faded, seg, out=seg)
+        # Per-sample gain ramps towards 1 where decoded output exists, towards 0 where it does not, by
+        # 1/FADE per sample; it holds through the pre-roll. Missing samples are the fallback alone.
         g = self._gain
-        step = 1.0 / FADE
-        for j in range(n):
-            g = min(1.0, g + step) if have[j] else max(0.0, g - step) if missing[j] else g
-            ramp[j] = g
+        self._ramp[:pre] = g
+        g = self._fade(pre, have_lo, g, down=True)
+        fallback_at = out[:, pre:have_lo]
+        fallback_at[...] = fallback[:, pre:have_lo]
+        self._blend_decoded(out, fallback, 0, pre)
+        g = self._fade(have_lo, have_hi, g, down=False)
+        self._blend_decoded(out, fallback, have_lo, have_hi)
+        g = self._fade(have_hi, n, g, down=True)
+        out[:, have_hi:n] = fallback[:, have_hi:n]
         self._gain = g
-        out[...] = np.where(missing, fallback, out * ramp + fallback * (1.0 - ramp))
-        self.metrics.fallback_samples += int(missing.sum())
+
+    def _fade(self, lo: int, hi: int, g: float, down: bool) -> float:
+        """``ramp[lo:hi]`` = ``g`` moved by 1/FADE per sample towards 0 (``down``) or 1, clamped; returns the end."""
+        if hi <= lo:
+            return g
+        ramp = self._ramp[lo:hi]
+        steps = self._steps[: hi - lo]
+        if down:
+            np.subtract(g, steps, out=ramp)
+            np.maximum(ramp, 0.0, out=ramp)
+        else:
+            np.add(steps, g, out=ramp)
+            np.minimum(ramp, 1.0, out=ramp)
+        return float(ramp[-1])
+
+    def _blend_decoded(self, out: np.ndarray, fallback: np.ndarray, lo: int, hi: int) -> None:
+        """``out[:, lo:hi] = out · ramp + fallback · (1 − ramp)`` in place (``fallback`` is overwritten there)."""
+        if hi <= lo:
+            return
+        ramp, rest = self._ramp[lo:hi], self._one_minus[lo:hi]
+        np.subtract(1.0, ramp, out=rest)
+        for c in range(out.shape[0]):  # row by row, as in _fill_gaps
+            dec, fb = out[c, lo:hi], fallback[c, lo:hi]
+            np.multiply(dec, ramp, out=dec)
+            np.multiply(fb, rest, out=fb)
+            np.add(dec, fb, out=dec)
 
     # ------------------------------------------------------------------ worker side
     def pump(self) -> int:
@@ -222,7 +293,6 @@ class StreamingEngine:
         if not self.pre:
             return
         buf = self._pre_block
-        sr = self.mixer.sample_rate
         while self.processed.written < upto:
             start = self.processed.written
             n = min(upto - start, buf.shape[-1])
@@ -231,12 +301,39 @@ class StreamingEngine:
                 block[...] = 0.0  # overwritten while the worker was behind: the window will be skipped
             for i, proc in self.pre.items():
                 rows = self._source_rows[i - 1]
-                block[rows] = proc.process(np.ascontiguousarray(block[rows]), sr)
+                block[rows] = self._run_chain(i, proc, np.ascontiguousarray(block[rows]))
             self.processed.write(block)
         self._collect_plugin_errors()
 
+    def _run_chain(self, key: int | str, proc: Any, block: np.ndarray) -> np.ndarray:
+        """Run one chain over ``block`` ``(channels, n)``, ramping the parameters that changed since its last."""
+        ramps = self._ramps.pop(key, None)
+        if not ramps:
+            return proc.process(block, self.mixer.sample_rate)
+        out = proc.process_ramped(block, self.mixer.sample_rate, ramps)
+        if proc.parameter_errors:
+            self.metrics.error = proc.parameter_errors[-1]
+            proc.parameter_errors.clear()
+        return out
+
+    def _chain_for(self, name: str) -> tuple[int | str, Any] | None:
+        """The chain (key, processor) a registry name ``pre.N.…`` / ``post.…`` addresses, if the engine has it."""
+        head, _, rest = name.partition(".")
+        if head == "post":
+            return ("post", self.post) if self.post is not None else None
+        index = rest.split(".", 1)[0]
+        if head == "pre" and index.isdigit() and int(index) in self.pre:
+            return int(index), self.pre[int(index)]
+        return None
+
     def _apply_chain_parameters(self) -> None:
-        """Copy registry values named ``pre.N.…`` / ``post.…`` onto the plugins when the registry changed."""
+        """Bring the plugins to the registry's ``pre.N.…`` / ``post.…`` values, once per window.
+
+        Only values that changed are touched. Continuous ones (``smoothed``, not toggles) ramp
+        linearly from the old value to the new over the chain's next block, one step of audio
+        (:meth:`~lincae.render.chains.ChainProcessor.process_ramped`); switches, choices and unsmoothed
+        parameters change at the block boundary. The first call applies every value at once.
+        """
         registry = self.mixer.registry
         if registry.version == self._registry_version or not (self.pre or self.post):
             return
@@ -244,14 +341,27 @@ class StreamingEngine:
 
         self._registry_version = registry.version
         for name, value in registry.values().items():
-            head, _, rest = name.partition(".")
-            try:
-                if head == "post" and self.post is not None:
-                    apply_parameter(self.post.board, name, value)
-                elif head == "pre" and rest.split(".", 1)[0].isdigit() and int(rest.split(".", 1)[0]) in self.pre:
-                    apply_parameter(self.pre[int(rest.split(".", 1)[0])].board, name, value)
-            except ValueError as e:  # a stale or bad mapping must not stop the audio
-                self.metrics.error = str(e)
+            old = self._chain_values.get(name)
+            if old == value:
+                continue
+            target = self._chain_for(name)
+            if target is None:
+                continue
+            self._chain_values[name] = value
+            key, proc = target
+            spec = registry.spec(name)
+            if old is None or spec.toggle or not spec.smoothed:
+                try:
+                    apply_parameter(proc.board, name, value)
+                except ValueError as e:  # a stale or bad mapping must not stop the audio
+                    self.metrics.error = str(e)
+                continue
+            ramps = self._ramps.setdefault(key, [])
+            pending = next((j for j, r in enumerate(ramps) if r[0] == name), None)
+            if pending is None:
+                ramps.append((name, old, value))
+            else:  # moved again before the ramp ran: ramp from where it started to the newest value
+                ramps[pending] = (name, ramps[pending][1], value)
 
     def _collect_plugin_errors(self) -> None:
         procs = [*self.pre.values(), *([self.post] if self.post else [])]
@@ -273,7 +383,7 @@ class StreamingEngine:
         if before > 0:  # nothing is heard before the input starts (the decoder's answer to pre-roll silence)
             out[:, : min(before, out.shape[-1])] = 0.0
         if self.post is not None:
-            out = self.post.process(out, mixer.sample_rate)
+            out = self._run_chain("post", self.post, out)
             self._collect_plugin_errors()
         self.outputs.write(out)
         self._tail_start = mixer.emitted_start(k) + mixer.step

@@ -21,11 +21,16 @@ directory).
 
 :func:`build_chain` turns a spec into an :class:`EffectChain` (a :class:`pedalboard.Pedalboard` that
 remembers bypass flags and how external plugins were loaded); :func:`chain_to_spec` reads a board back
-(every constructor argument of a built-in, at its current value). :class:`ChainProcessor` runs a board
-block by block for streaming (``reset=False``, so reverb tails continue across blocks) and bypasses
-any plugin that fails. :func:`chain_parameter_specs` and :func:`apply_parameter` expose the plugins'
-numeric parameters to the :class:`~lincae.engine.params.ParameterRegistry` (MIDI, presets, GUI) under
-names like ``post.0.reverb.room_size``; ``post.0.bypass`` switches a slot.
+(every constructor argument of a built-in, at its current value). ``build_chain(spec,
+on_load_error="bypass")`` (for live use) keeps going when a plugin *file* fails to load: the slot holds
+a bypassed :class:`UnloadedPlugin` carrying the error, reported by :func:`load_failures` and
+:class:`ChainProcessor` like a plugin that fails while running; the default ``"raise"`` fails
+loudly. Spec mistakes (an unknown plugin name or parameter) raise either way.
+:class:`ChainProcessor` runs a board block by block for streaming (``reset=False``, so reverb tails
+continue across blocks), bypasses any plugin that fails, and ramps parameter changes
+(:meth:`ChainProcessor.process_ramped`). :func:`chain_parameter_specs` and :func:`apply_parameter`
+expose the plugins' numeric parameters to the :class:`~lincae.engine.params.ParameterRegistry` (MIDI,
+presets, GUI) under names like ``post.0.reverb.room_size``; ``post.0.bypass`` switches a slot.
 
 Latency. Pedalboard compensates plugin latency when a whole buffer is processed with ``reset=True``,
 but when streaming, a plugin that buffers internally (``BrickwallLimiter``'s lookahead, ``Resample``,
@@ -58,10 +63,14 @@ __all__ = [
     "BUILTIN_RANGES",
     "DEFAULT_BUFFER_SIZE",
     "EXTERNAL_KINDS",
+    "RAMP_BLOCK",
+    "UNSMOOTHED",
     "ChainProcessor",
     "ChainSpecError",
     "EffectChain",
     "PluginFailure",
+    "PluginLoadError",
+    "UnloadedPlugin",
     "apply_parameter",
     "available_plugins",
     "build_chain",
@@ -70,6 +79,7 @@ __all__ = [
     "chain_to_spec",
     "is_bypassed",
     "load_chain_file",
+    "load_failures",
     "parse_chain_arg",
     "plugin_parameters",
     "set_bypass",
@@ -78,6 +88,7 @@ __all__ = [
 
 EXTERNAL_KINDS = ("vst3", "au")
 DEFAULT_BUFFER_SIZE = 512  # largest chunk handed to a plugin at once (see ChainProcessor)
+RAMP_BLOCK = 128  # a parameter ramp holds each intermediate value for this many samples at most
 _BUILTIN_KEYS = {"plugin", "params", "bypass"}
 _EXTERNAL_KEYS = {"plugin", "path", "name", "params", "state", "bypass"}
 _CHAIN_FILE_KEYS = {"format", "name", "description", "chain"}
@@ -101,6 +112,14 @@ _UNIT = (0.0, 1.0, 0.0, 1.0, "")
 _FREQ = (1.0, 200_000.0, 20.0, 20_000.0, "Hz")
 _MS = (0.0, 10_000.0, 1.0, 1000.0, "ms")
 _ATTACK = (0.0, 10_000.0, 0.1, 100.0, "ms")
+
+#: Built-in float parameters that act as switches or re-initialise the plugin: they change at a block
+#: boundary instead of ramping (``ParameterSpec.smoothed`` is false for them).
+UNSMOOTHED: dict[str, set[str]] = {
+    "MP3Compressor": {"vbr_quality"},
+    "Resample": {"target_sample_rate"},
+    "Reverb": {"freeze_mode"},
+}
 
 #: ``plugin: {parameter: (valid_min, valid_max, control_min, control_max, unit)}``. The valid range is
 #: enforced when a spec is validated or a parameter applied (pedalboard itself accepts e.g. a negative
@@ -173,6 +192,10 @@ BUILTIN_RANGES: dict[str, dict[str, tuple[float, float, float, float, str]]] = {
 
 class ChainSpecError(ValueError):
     """A chain spec (or a parameter write) that cannot be honoured; the message says where and why."""
+
+
+class PluginLoadError(ChainSpecError):
+    """A plugin file that exists but cannot be loaded: not a plugin, the wrong kind, or a state it refuses."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -480,6 +503,8 @@ class _SlotInfo:
     path: str | None = None
     name: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    load_error: str | None = None  # why the plugin could not be loaded (the slot holds an UnloadedPlugin)
+    entry: dict[str, Any] | None = None  # the validated spec entry of an unloaded slot, written back as is
 
 
 class EffectChain(pedalboard.Pedalboard):
@@ -513,11 +538,14 @@ def _slot_info(board: Any, plugin: Any) -> _SlotInfo | None:
 
 def _bypassed(board: Any, plugin: Any) -> bool:
     info = _slot_info(board, plugin)
-    return bool(info and info.bypass)
+    return bool(info and (info.bypass or info.load_error))
 
 
 def is_bypassed(board: Any, index: int) -> bool:
-    """Whether slot ``index`` of ``board`` is bypassed (always false on a plain Pedalboard)."""
+    """Whether slot ``index`` of ``board`` is bypassed (always false on a plain Pedalboard).
+
+    A slot whose plugin failed to load is always bypassed, whatever its bypass flag says.
+    """
     return _bypassed(board, list(board)[index])
 
 
@@ -586,7 +614,7 @@ def _configure_external(plugin: Any, entry: Mapping[str, Any], where: str) -> No
         try:
             plugin.raw_state = base64.b64decode(entry["state"], validate=True)
         except Exception as e:
-            raise ChainSpecError(f"{where}: {label}: could not restore its state: {e}") from e
+            raise PluginLoadError(f"{where}: {label}: could not restore its state: {e}") from e
     known = plugin.parameters
     for name, value in (entry.get("params") or {}).items():
         if name not in known:
@@ -604,40 +632,103 @@ def _load_external(entry: Mapping[str, Any], where: str) -> Any:
     if not Path(path).exists():
         raise FileNotFoundError(f"{where}: {kind} plugin not found: {path}")
     if kind == "au" and not hasattr(pedalboard, "AudioUnitPlugin"):
-        raise ChainSpecError(f"{where}: Audio Unit plugins need macOS; cannot load {path}")
+        raise PluginLoadError(f"{where}: Audio Unit plugins need macOS; cannot load {path}")
     try:
         plugin = pedalboard.load_plugin(path, plugin_name=entry.get("name"))
     except Exception as e:
-        raise ChainSpecError(f"{where}: could not load {kind} plugin {path}: {e}") from e
+        raise PluginLoadError(f"{where}: could not load {kind} plugin {path}: {e}") from e
     if _kind_of(plugin) != kind:
-        raise ChainSpecError(f"{where}: {path} is a {_kind_of(plugin)} plugin, not {kind}")
+        raise PluginLoadError(f"{where}: {path} is a {_kind_of(plugin)} plugin, not {kind}")
     _configure_external(plugin, entry, where)
     return plugin
 
 
-def build_chain(spec: Any, where: str = "chain") -> EffectChain:
+class UnloadedPlugin(pedalboard.Pedalboard):
+    """Stands in for a plugin that failed to load (``build_chain(..., on_load_error="bypass")``).
+
+    An empty board (it would pass audio through unchanged); its slot is always bypassed, reports
+    :attr:`error` through :func:`load_failures` and :class:`ChainProcessor.errors`, and is written back
+    by :func:`chain_to_spec` as the original :attr:`entry`, so saving a preset does not lose the plugin.
+    """
+
+    def __init__(self, kind: str, entry: Mapping[str, Any], error: str) -> None:
+        super().__init__([])
+        self.kind, self.entry, self.error = kind, dict(entry), error
+
+    @property
+    def name(self) -> str:
+        """The plugin's file name (external plugins) or kind (built-ins)."""
+        path = self.entry.get("path")
+        return Path(path).name if path else self.kind
+
+    def __repr__(self) -> str:
+        return f"<UnloadedPlugin {self.kind}:{self.name}: {self.error}>"
+
+
+ON_LOAD_ERROR = ("raise", "bypass")
+
+
+def build_chain(spec: Any, where: str = "chain", *, on_load_error: str = "raise") -> EffectChain:
     """Validate ``spec`` and build its plugins (loading external ones) into an :class:`EffectChain`.
+
+    Args:
+        spec: a chain spec (see the module docstring).
+        where: prefix of error messages (``chain[2]: ...``).
+        on_load_error: what to do when a plugin *file* cannot be loaded — an external plugin whose file
+            is missing, is not a plugin or is of the wrong kind, whose ``state`` it refuses, or a
+            ``Convolution`` whose impulse response is missing. ``"raise"`` (the default, for renders
+            that must fail loudly): raise. ``"bypass"`` (for live use, where the audio must keep
+            flowing): put an :class:`UnloadedPlugin` in the slot, permanently bypassed and carrying the
+            error, which :func:`load_failures` and :class:`ChainProcessor` (so the engine's
+            ``metrics.plugin_errors``) report. Mistakes in the spec itself — an unknown plugin name or
+            parameter, a bad value — raise in both modes.
 
     Raises:
         ChainSpecError: unknown plugin or parameter, bad value (naming plugin, parameter and value), or
-            a plugin that refused its settings.
-        FileNotFoundError: an external plugin file or a ``Convolution`` impulse response is missing.
+            a plugin that refused its settings; :class:`PluginLoadError` (a ChainSpecError) for a file
+            that is not a loadable plugin, unless bypassed.
+        FileNotFoundError: an external plugin file or a ``Convolution`` impulse response is missing
+            (unless bypassed).
     """
+    if on_load_error not in ON_LOAD_ERROR:
+        raise ValueError(f"on_load_error must be one of {', '.join(ON_LOAD_ERROR)}, got {on_load_error!r}")
     entries = validate_chain_spec(spec, where)
     board = EffectChain()
     for i, entry in enumerate(entries):
         w = f"{where}[{i}]"
         kind = entry["plugin"]
-        if kind in EXTERNAL_KINDS:
-            plugin = _load_external(entry, w)
-            info = _SlotInfo(plugin, kind, path=entry["path"], name=entry.get("name"), params=dict(entry["params"]))
-        else:
-            plugin = _make_builtin(kind, entry["params"], w)
-            info = _SlotInfo(plugin, kind, params=dict(entry["params"]))
+        try:
+            if kind in EXTERNAL_KINDS:
+                plugin = _load_external(entry, w)
+                info = _SlotInfo(plugin, kind, path=entry["path"], name=entry.get("name"), params=dict(entry["params"]))
+            else:
+                plugin = _make_builtin(kind, entry["params"], w)
+                info = _SlotInfo(plugin, kind, params=dict(entry["params"]))
+        except (FileNotFoundError, PluginLoadError) as e:
+            if on_load_error == "raise":
+                raise
+            plugin = UnloadedPlugin(kind, entry, str(e))
+            info = _SlotInfo(
+                plugin, kind, path=entry.get("path"), name=entry.get("name"), load_error=str(e), entry=dict(entry)
+            )
         info.bypass = bool(entry.get("bypass", False))
         board.append(plugin)
         board._lincae_slots[id(plugin)] = info
     return board
+
+
+def load_failures(board: Sequence[Any]) -> list[PluginFailure]:
+    """The slots of ``board`` whose plugin failed to load (built with ``on_load_error="bypass"``).
+
+    Each is a :class:`PluginFailure` with ``block`` 0 and a message starting ``failed to load``.
+    """
+    out = []
+    for i, plugin in enumerate(board):
+        info = _slot_info(board, plugin)
+        if info is not None and info.load_error:
+            label = f"{info.kind}:{plugin.name}" if info.kind in EXTERNAL_KINDS else info.kind
+            out.append(PluginFailure(i, label, f"failed to load, bypassed: {info.load_error}", 0))
+    return out
 
 
 def _clean(v: Any) -> Any:
@@ -685,7 +776,9 @@ def chain_to_spec(board: Sequence[Any], where: str = "chain") -> list[dict]:
         info = _slot_info(board, plugin)
         kind = info.kind if info else _kind_of(plugin)
         entry: dict[str, Any]
-        if kind in EXTERNAL_KINDS:
+        if info is not None and info.entry is not None:  # failed to load: the spec as it was given
+            entry = {k: v for k, v in info.entry.items() if k != "bypass"}
+        elif kind in EXTERNAL_KINDS:
             if info is None or info.path is None:
                 raise ChainSpecError(
                     f"{w}: external plugin {plugin!r} has no known file path; build it with build_chain"
@@ -866,6 +959,9 @@ def chain_parameter_specs(board: Sequence[Any], prefix: str) -> list[ParameterSp
     include the current value) and their switches as toggles; external plugins expose float parameters
     over the range pedalboard detected and boolean ones as toggles (text-valued ones are left out).
     Defaults are the current values, so a registry built from these starts where the board is.
+    Continuous parameters are ``smoothed`` (the engine ramps them, see
+    :meth:`ChainProcessor.process_ramped`); toggles, discrete external parameters and the built-ins of
+    :data:`UNSMOOTHED` are not (they switch at a block boundary).
     """
     if not prefix or any(c.isspace() for c in prefix):
         raise ValueError(f"prefix {prefix!r} must be non-empty without spaces")
@@ -888,6 +984,8 @@ def chain_parameter_specs(board: Sequence[Any], prefix: str) -> list[ParameterSp
                     smoothed=False,
                 )
             )
+        if info is not None and info.load_error:
+            continue  # not loaded: its parameters are unknown
         if kind in _builtins():
             ranges = BUILTIN_RANGES.get(kind, {})
             for arg in _builtins()[kind].args:
@@ -903,7 +1001,15 @@ def chain_parameter_specs(board: Sequence[Any], prefix: str) -> list[ParameterSp
                     lo_valid, hi_valid, lo, hi, unit = ranges[arg.name]
                     cur = min(hi_valid, max(lo_valid, _clean(float(getattr(plugin, arg.name)))))
                     specs.append(
-                        ParameterSpec(name, min(lo, cur), max(hi, cur), cur, unit, description=f"{label} {arg.name}")
+                        ParameterSpec(
+                            name,
+                            min(lo, cur),
+                            max(hi, cur),
+                            cur,
+                            unit,
+                            description=f"{label} {arg.name}",
+                            smoothed=arg.name not in UNSMOOTHED.get(kind, ()),
+                        )
                     )
         elif kind in EXTERNAL_KINDS:
             for pname, param in plugin.parameters.items():
@@ -922,7 +1028,13 @@ def chain_parameter_specs(board: Sequence[Any], prefix: str) -> list[ParameterSp
                     unit = param.label or ""
                     specs.append(
                         ParameterSpec(
-                            name, float(lo), float(hi), cur, unit.replace(" ", ""), description=f"{label} {pname}"
+                            name,
+                            float(lo),
+                            float(hi),
+                            cur,
+                            unit.replace(" ", ""),
+                            description=f"{label} {pname}",
+                            smoothed=not getattr(param, "is_discrete", False),  # choices switch, never ramp
                         )
                     )
     return specs
@@ -933,7 +1045,8 @@ def apply_parameter(board: Sequence[Any], name: str, value: float) -> float:
 
     ``name`` ends in ``{slot}.{plugin}.{param}`` or ``{slot}.bypass``; the plugin part must match the slot
     (a stale mapping fails instead of driving the wrong plugin). Returns the value applied. Raises
-    :class:`ChainSpecError` naming the parameter and value when it is unknown or out of range.
+    :class:`ChainSpecError` naming the parameter and value when it is unknown or out of range. A slot
+    whose plugin failed to load (an :class:`UnloadedPlugin`) accepts and ignores its parameters.
     """
     plugins = list(board)
     m = _PARAM_RE.search(name)
@@ -955,11 +1068,13 @@ def apply_parameter(board: Sequence[Any], name: str, value: float) -> float:
         set_bypass(board, index, v >= 0.5)  # type: ignore[arg-type]
         return 1.0 if v >= 0.5 else 0.0
     assert m is not None
+    info = _slot_info(board, plugin)
+    if info is not None and info.load_error:
+        return v  # the plugin did not load: a preset's values for it are accepted and ignored
     slug, pname = m.group(2), m.group(3)
     actual = _slug(plugin, board)
     if slug != actual:
         raise ChainSpecError(f"{name}: slot {index} holds {actual}, not {slug}")
-    info = _slot_info(board, plugin)
     kind = info.kind if info else _kind_of(plugin)
     if kind in _builtins():
         b = _builtins()[kind]
@@ -1039,7 +1154,10 @@ def chain_latency(
 
 @dataclass(frozen=True)
 class PluginFailure:
-    """A plugin that raised (or produced non-finite samples) and is bypassed from then on."""
+    """A plugin that raised (or produced non-finite samples) and is bypassed from then on.
+
+    ``block`` counts the processor's blocks before the failure (0 for a plugin that failed to load).
+    """
 
     index: int
     plugin: str
@@ -1082,6 +1200,7 @@ class _Stream:
     deficit: int = 0  # samples the plugin holds back: the slot's share of the latency
     failed: bool = False
     delay: _Delay | None = None
+    unloaded: bool = False  # the plugin failed to load: bypassed for good
 
 
 class ChainProcessor:
@@ -1096,7 +1215,8 @@ class ChainProcessor:
     every output block is as long as its input and the stream is delayed by :attr:`latency` samples.
 
     A plugin that raises, returns the wrong shape or produces NaN/inf is bypassed from then on: the
-    failure is appended to :attr:`errors`, the audio continues unmodified through that slot (delayed by
+    failure is appended to :attr:`errors` (which starts with the slots that failed to load, see
+    ``build_chain(..., on_load_error="bypass")``), the audio continues unmodified through that slot (delayed by
     the slot's latency so far, keeping the stream's timing) and the other plugins keep running.
     Bypass flags of an :class:`EffectChain` are read at every block. The plugin list is fixed when the
     processor is made; make a new one after inserting or removing plugins.
@@ -1114,14 +1234,16 @@ class ChainProcessor:
         self.board = board
         self.buffer_size = int(buffer_size)
         self.check_finite = check_finite
-        self.errors: list[PluginFailure] = []
+        self.errors: list[PluginFailure] = load_failures(board)  # slots that failed to load come first
+        self.parameter_errors: list[str] = []  # parameter writes refused during process_ramped
         self.blocks = 0
         self._streams = []
         for i, plugin in enumerate(board):
             info = _slot_info(board, plugin)
             kind = info.kind if info else _kind_of(plugin)
             label = f"{kind}:{getattr(plugin, 'name', '?')}" if kind in EXTERNAL_KINDS else kind
-            self._streams.append(_Stream(i, plugin, label))
+            unloaded = info is not None and info.load_error is not None
+            self._streams.append(_Stream(i, plugin, label, failed=unloaded, unloaded=unloaded))
 
     @property
     def latency(self) -> int:
@@ -1144,9 +1266,12 @@ class ChainProcessor:
             s.ready, s.has_run, s.deficit, s.delay = None, False, 0, None
 
     def retry_failed(self) -> None:
-        """Run failed slots again (after fixing what made them fail); they restart from a reset."""
+        """Run failed slots again (after fixing what made them fail); they restart from a reset.
+
+        Slots whose plugin failed to load stay bypassed (build the chain again to retry loading).
+        """
         for s in self._streams:
-            if s.failed:
+            if s.failed and not s.unloaded:
                 s.failed, s.ready, s.deficit, s.delay = False, None, 0, None  # _prime resets it
 
     def _fail(self, s: _Stream, message: str) -> None:
@@ -1209,6 +1334,48 @@ class ChainProcessor:
         if np.may_share_memory(x, block):
             x = x.copy()  # nothing processed it: never hand back the caller's buffer
         return x[0] if one_d else x
+
+    def process_ramped(
+        self,
+        block: np.ndarray,
+        sample_rate: float,
+        ramps: Sequence[tuple[str, float, float]],
+        *,
+        sub_block: int = RAMP_BLOCK,
+    ) -> np.ndarray:
+        """Process one block while parameters move linearly, instead of jumping, to new values.
+
+        ``ramps`` holds ``(name, start, end)`` with registry names as for :func:`apply_parameter`. The
+        block ``(channels, n)`` (1-D is mono) is split into ``K = ceil(n / sub_block)`` sub-blocks
+        processed in order (``reset=False``: state and tails continue); before sub-block ``j`` (0-based)
+        each parameter is set to ``start + (end − start)·(j + 1)/K``, so it moves by ``|end − start|/K``
+        per sub-block and holds ``end`` in the last. A ramp whose ``end`` the plugin refuses is dropped
+        before any audio (the message goes to :attr:`parameter_errors`); the audio still flows. Returns
+        the same shape.
+        """
+        if sub_block < 1:
+            raise ValueError(f"sub_block must be >= 1 sample, got {sub_block}")
+        x = np.asarray(block)
+        n = x.shape[-1]
+        active = []
+        for ramp in ramps:  # check the targets first (the first sub-block's value then replaces them)
+            try:
+                apply_parameter(self.board, ramp[0], ramp[2])
+                active.append(ramp)
+            except ChainSpecError as e:
+                self.parameter_errors.append(str(e))
+        k = max(1, math.ceil(n / sub_block))
+        parts = []
+        for j in range(k):
+            for ramp in list(active):
+                name, start, end = ramp
+                try:
+                    apply_parameter(self.board, name, end if j == k - 1 else start + (end - start) * (j + 1) / k)
+                except ChainSpecError as e:  # an external plugin refusing a value between two it accepts
+                    self.parameter_errors.append(str(e))
+                    active.remove(ramp)
+            parts.append(self.process(x[..., n * j // k : n * (j + 1) // k], sample_rate))
+        return parts[0] if k == 1 else np.concatenate(parts, axis=-1)
 
     def flush(self, samples: int, sample_rate: float, channels: int | None = None) -> np.ndarray:
         """Process ``samples`` of silence (reverb tails, buffered latency) and return it."""
