@@ -334,7 +334,7 @@ def cmd_live(args: argparse.Namespace) -> int:
             raise ValueError(
                 f"preset {args.preset} is for {preset.engine.num_sources} source(s), --sources gives {len(sources)}"
             )
-        pre_boards, post = preset.build_chains()
+        pre_boards, post = preset.build_chains(on_load_error="bypass")  # live: a missing plugin is bypassed
         pre = dict(pre_boards)
         registry = preset.registry((pre_boards, post))
         engine_cfg = EngineConfig.from_dict({**preset.engine.to_dict(), "sources": layout})
@@ -344,9 +344,9 @@ def cmd_live(args: argparse.Namespace) -> int:
         key, sep, chain = text.partition("=")
         if not sep or not key.isdigit():
             raise ValueError(f"--pre {text!r}: expected SOURCE_NUMBER=CHAIN, e.g. 1=noisegate(threshold_db=-50)")
-        pre[int(key)] = build_chain(parse_chain_arg(chain), f"pre.{key}")
+        pre[int(key)] = build_chain(parse_chain_arg(chain), f"pre.{key}", on_load_error="bypass")
     if args.post:
-        post = build_chain(parse_chain_arg(args.post), "post")
+        post = build_chain(parse_chain_arg(args.post), "post", on_load_error="bypass")
     model = load_model(model_id or "default", max_batch_size=8)
     engine = StreamingEngine(
         LatentMixer(model, engine_cfg, registry), block=args.block, max_block=max(4096, args.block), pre=pre, post=post
@@ -375,6 +375,8 @@ def cmd_live(args: argparse.Namespace) -> int:
     session = LiveSession(engine, config)
     session.start()
     print(f"live: {len(sources)} source(s), latency {engine.metrics.latency_ms:.0f} ms; Ctrl-C stops", file=sys.stderr)
+    for err in engine.metrics.plugin_errors:
+        print(f"live: plugin bypassed: {err}", file=sys.stderr)
     started = time.monotonic()
     last_print = 0.0
     try:

@@ -529,12 +529,16 @@ class Preset:
 
     # -- using -------------------------------------------------------------------------------------
 
-    def build_chains(self) -> tuple[dict[int, EffectChain], EffectChain]:
-        """Build the pre chains (by source number) and the post chain, with chain parameters applied."""
+    def build_chains(self, on_load_error: str = "raise") -> tuple[dict[int, EffectChain], EffectChain]:
+        """Build the pre chains (by source number) and the post chain, with chain parameters applied.
+
+        ``on_load_error`` is :func:`lincae.render.chains.build_chain`'s: ``"bypass"`` (live use) keeps a
+        plugin file that does not load as a bypassed slot that reports its error, instead of raising.
+        """
         from lincae.render.chains import apply_parameter, build_chain
 
-        pre = {k: build_chain(v, f"chains.pre.{k}") for k, v in self.pre.items()}
-        post = build_chain(self.post, "chains.post")
+        pre = {k: build_chain(v, f"chains.pre.{k}", on_load_error=on_load_error) for k, v in self.pre.items()}
+        post = build_chain(self.post, "chains.post", on_load_error=on_load_error)
         for name, value in self.parameters.items():
             m = _CHAIN_NAME.match(name)
             if m:

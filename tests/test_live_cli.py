@@ -1,0 +1,53 @@
+"""``lincae live`` as a user runs it, on a real JACK server: MIDI program changes and a plugin that won't load."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import make_tiny_model
+
+from lincae.presets import Preset, load_preset
+
+pytest_plugins = ["jackd_fixture"]
+
+
+def test_live_command_with_midi_program_changes_and_a_missing_plugin(jack_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rtmidi = pytest.importorskip("rtmidi")
+    model = make_tiny_model().save_pretrained(tmp_path / "tiny")
+    start = Preset(
+        name="with a missing plugin",
+        engine=load_preset("half-volume").engine,
+        post=[{"plugin": "vst3", "path": str(tmp_path / "gone.vst3")}, {"plugin": "Gain", "params": {"gain_db": -3.0}}],
+    )
+    start.save(tmp_path / "start.json")
+    sender = rtmidi.MidiOut(rtapi=rtmidi.API_UNIX_JACK, name="stagectl")
+    sender.open_virtual_port("out")
+    stop = threading.Event()
+
+    def press_program_1() -> None:  # program 1 = the second entry of --programs, until lincae has seen it
+        while not stop.wait(0.3):
+            sender.send_message([0xC0, 1])
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    args = ["--input", "system", "--output", "system", "--model", str(model), "--duration", "6"]
+    args += ["--preset", str(tmp_path / "start.json"), "--midi", "stagectl", "--midi-api", "jack"]
+    args += ["--programs", f"{tmp_path / 'start.json'},half-volume"]
+    presser = threading.Thread(target=press_program_1, daemon=True)
+    presser.start()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "lincae", "live", *args], env=env, capture_output=True, text=True, timeout=120
+        )
+    finally:
+        stop.set()
+        presser.join()
+        sender.close_port()
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "plugin bypassed" in done.stderr and "gone.vst3" in done.stderr
+    assert "program 1: preset Half volume" in done.stderr
+    assert "stopped after" in done.stderr
