@@ -350,6 +350,46 @@ def _tone_player(jack_server):  # type: ignore[no-untyped-def]
     return client
 
 
+def test_a_presets_chains_run_live_and_a_plugin_that_fails_to_load_is_reported(
+    qtbot, settings, jack_server, tiny_model_dir, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from lincae.io.mapping import MidiMapping
+    from lincae.presets import Preset
+
+    preset = Preset(
+        name="chained",
+        engine=EngineConfig(sources=[1], **ENGINE),
+        post=[{"plugin": "Gain", "params": {"gain_db": -6.0}}, {"plugin": "vst3", "path": str(tmp_path / "gone.vst3")}],
+        parameters={"post.0.gain.gain_db": -9.0},
+        midi=[MidiMapping(parameter="post.0.gain.gain_db", cc=30, soft_takeover=False)],
+    )
+    preset.save(tmp_path / "chained.json")
+    w = MainWindow(settings, engine_config=EngineConfig(sources=[1], **ENGINE), popups=False)
+    qtbot.addWidget(w)
+    try:
+        assert w.load_preset(tmp_path / "chained.json"), w.last_error
+        w.refresh_devices(rescan=False)
+        w.select_device(w.input_combo, "system")
+        w.select_device(w.output_combo, "system")
+        w.model_edit.setText(str(tiny_model_dir))
+        with qtbot.waitSignal(w.session_started, timeout=30000):
+            w.start_button.click()
+        assert w.session is not None, w.last_error
+        assert w.registry.get("post.0.gain.gain_db") == -9.0  # the preset's value, on the live chain
+        qtbot.waitUntil(lambda: w.engine.metrics.windows > 2, timeout=20000)
+        qtbot.waitUntil(lambda: any("plugin bypassed" in e and "gone.vst3" in e for e in w.audio_events), timeout=5000)
+        assert w.run_label.text() == "running"
+        w.midi.handle_message([0xB0, 30, 127])  # the preset's mapping drives the plugin parameter
+        w.poll_midi()
+        assert w.registry.get("post.0.gain.gain_db") > -9.0
+        saved = w.current_preset()
+        assert "post.0.gain.gain_db" in saved.parameters
+        assert saved.post == Preset.load(tmp_path / "chained.json").post
+        w.stop_button.click()
+    finally:
+        w.shutdown()
+
+
 def test_screenshot_of_the_main_window_with_audio_running_through_jack(
     qtbot, settings, jack_server, tiny_model_dir
 ) -> None:  # type: ignore[no-untyped-def]

@@ -166,6 +166,8 @@ class MainWindow(QMainWindow):
         self.engine: Any = None
         self.midi: Any = None
         self.preset: Preset | None = None
+        self._live_chain_params: set[str] = set()  # the loaded preset's chain parameters, once audio ran
+        self._shown_plugin_errors = 0
         self.preset_path: Path | None = None
         self.last_error = ""
         self.registry = ParameterRegistry(mixer_parameters(1))
@@ -745,8 +747,9 @@ class MainWindow(QMainWindow):
             ch += c
         try:
             cfg = EngineConfig.from_dict({**self.engine_config.to_dict(), "sources": layout})
+            pre, post = self._live_chains()
             mixer = LatentMixer(self.model, cfg, self.registry)
-            engine = StreamingEngine(mixer, block=block, max_block=max(4096, block))
+            engine = StreamingEngine(mixer, block=block, max_block=max(4096, block), pre=pre, post=post)
             live_cfg = LiveConfig(
                 input_device=self.input_combo.currentData(),
                 output_device=self.output_combo.currentData(),
@@ -763,12 +766,38 @@ class MainWindow(QMainWindow):
             self.show_error("Cannot start audio", _describe(e))
             return
         self.engine, self.session = engine, session
+        self._shown_plugin_errors = 0
         self._last_windows = -1
         self._last_status = ""
         self._save_device_settings()
         self.show_info(f"Live: {len(layout)} source(s), latency {engine.metrics.latency_ms:.0f} ms")
         self._update_run_state()
         self.session_started.emit()
+
+    def _live_chains(self) -> tuple[dict[int, Any], Any]:
+        """The loaded preset's effect chains for live audio, their parameters added to the registry.
+
+        A plugin file that does not load is bypassed (reported in the window); the audio still runs.
+        Chain parameters have no knob, but MIDI mappings and presets drive them by name.
+        """
+        preset = self.preset
+        if preset is None or not (preset.pre or preset.post) or preset.num_sources != self.num_sources:
+            return {}, None
+        from lincae.render.chains import chain_parameter_specs
+
+        pre, post = preset.build_chains(on_load_error="bypass")
+        specs = [s for k, board in sorted(pre.items()) for s in chain_parameter_specs(board, f"pre.{k}")]
+        specs += chain_parameter_specs(post, "post")
+        for spec in specs:
+            if spec.name not in self.registry:
+                self.registry.add(spec)
+        self._live_chain_params = {s.name for s in specs}
+        self.registry.update({k: v for k, v in preset.parameters.items() if k in self._live_chain_params})
+        if self.midi is not None:
+            current = self.midi.mappings
+            extra = [m for m in preset.midi if m.parameter in self._live_chain_params and m not in current]
+            self.midi.set_mappings([*current, *extra])
+        return pre, post
 
     def stop(self) -> None:
         self._start_after_load = False
@@ -823,6 +852,10 @@ class MainWindow(QMainWindow):
             frame = self._latent_frame(m)
             if frame is not None:
                 self.heatmap.push(frame)
+        if len(m.plugin_errors) > self._shown_plugin_errors:  # a plugin was bypassed; the audio goes on
+            self._shown_plugin_errors = len(m.plugin_errors)
+            self.audio_events.append(f"⚠ plugin bypassed: {m.plugin_errors[-1]}")
+            self.statusBar().showMessage(f"Plugin bypassed: {m.plugin_errors[-1]}", 15000)
         if session is not None:
             status = session.status
             text = status if status == "running" else f"⚠ {status}"
@@ -883,6 +916,7 @@ class MainWindow(QMainWindow):
             )
             return False
         self.engine_config = preset.engine
+        self._live_chain_params = set()  # the chains are this preset's from now on
         if preset.num_sources != self.num_sources:
             self.sources_box.setValue(preset.num_sources)  # rebuilds registry, strips and MIDI
         values = {s.name: s.default for s in self.registry}
@@ -901,9 +935,12 @@ class MainWindow(QMainWindow):
             self._add_recent(str(self.preset_path))
             self.settings.setValue("presets/dir", str(self.preset_path.parent))
         self._update_title()
-        note = " (its effect chains run in offline renders only)" if preset.pre or preset.post else ""
+        note = " (its effect chains run live and in renders)" if preset.pre or preset.post else ""
         self.show_info(f"Preset {preset.name or p.stem} loaded{note}")
         return True
+
+    def _mixer_names(self) -> list[str]:
+        return [s.name for s in mixer_parameters(self.num_sources)]
 
     def current_preset(self, name: str | None = None) -> Preset:
         """The window's state as a :class:`Preset` (chains and description kept from the loaded preset)."""
@@ -911,7 +948,8 @@ class MainWindow(QMainWindow):
         layout = self.source_layout()
         engine = EngineConfig.from_dict({**self.engine_config.to_dict(), "sources": layout})
         params = {k: v for k, v in base.parameters.items() if k not in self.registry}
-        params.update(self.registry.values())
+        mixer = set(self._mixer_names())
+        params.update({k: v for k, v in self.registry.values().items() if k in mixer or k in self._live_chain_params})
         return Preset(
             name=name if name is not None else base.name,
             description=base.description,
