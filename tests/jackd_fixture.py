@@ -4,8 +4,9 @@ Use it from a test module with ``pytest_plugins = ["jackd_fixture"]`` and the ``
 
 The server is started once per test session as ``jackd -n lincae-test-<k> -d dummy -r 44100 -p 256
 -C 2 -P 2`` and ``JACK_DEFAULT_SERVER`` points every JACK client of this process (rtmidi,
-PortAudio, JACK-Client) at it. Tests are skipped when ``jackd`` is not installed (``scripts/setup.sh``
-installs it).
+PortAudio, JACK-Client) at it. ``jack_server_48k`` starts another one at 48 kHz (the next free name)
+for a single test, for a device whose rate differs from the model's. Tests are skipped when ``jackd``
+is not installed (``scripts/setup.sh`` installs it).
 
 Server names: JACK keeps at most 8 servers per machine in its shared-memory registry
 (``/dev/shm/jack-shm-registry``), and the entry of a server that died without shutting down (SIGKILL)
@@ -201,14 +202,17 @@ def _try_start(jackd: str, name: str, sample_rate: int, period: int, log_path: P
         time.sleep(0.02)
 
 
-@pytest.fixture(scope="session")
-def jack_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JackServer]:
-    """A JACK server (dummy backend, 44.1 kHz, 256-frame periods, 2 in / 2 out) for the whole session."""
+@contextlib.contextmanager
+def running_jack_server(log_dir: Path, sample_rate: int = 44100, period: int = 256) -> Iterator[JackServer]:
+    """Start a dummy-backend ``jackd`` at ``sample_rate`` Hz under the first free name of
+    :data:`NAME_POOL`, point ``JACK_DEFAULT_SERVER`` and PortAudio at it, and on exit stop it and point
+    them back at whatever server they used before (another fixture's server may still be running).
+
+    Skips the test when ``jackd`` is missing or JACK's 8 server slots are all taken.
+    """
     jackd = shutil.which("jackd")
     if jackd is None or shutil.which("jack_lsp") is None or shutil.which("jack_connect") is None:
         pytest.skip("jackd/jack_lsp/jack_connect not installed: run scripts/setup.sh (apt package jackd2)")
-    sample_rate, period = 44100, 256
-    log_dir = tmp_path_factory.mktemp("jack")
     server: JackServer | None = None
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while server is None:
@@ -227,6 +231,7 @@ def jack_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JackServer
     name, process = server.name, server.process
     old = os.environ.get("JACK_DEFAULT_SERVER")
     try:
+        # PortAudio lets go of the previous server (still running, if any) and rescans on this one.
         os.environ["JACK_DEFAULT_SERVER"] = name
         reinitialise_portaudio()
         yield server
@@ -243,3 +248,24 @@ def jack_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JackServer
         with contextlib.suppress(Exception):
             if _portaudio_loaded():
                 sys.modules["sounddevice"]._initialize()
+
+
+@pytest.fixture(scope="session")
+def jack_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JackServer]:
+    """A JACK server (dummy backend, 44.1 kHz, 256-frame periods, 2 in / 2 out) for the whole session."""
+    with running_jack_server(tmp_path_factory.mktemp("jack"), 44100, 256) as server:
+        yield server
+
+
+@pytest.fixture
+def jack_server_48k(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JackServer]:
+    """A second JACK server at 48 kHz (1024-frame periods, 2 in / 2 out, its own name) for one test.
+
+    The long periods (21 ms) leave room for the GIL: the test's Python JACK clients share one process
+    with the engine's worker, and with 256-frame periods a busy 2-core machine made them miss cycles
+    (xruns) every few seconds. While the test runs, ``JACK_DEFAULT_SERVER`` and PortAudio point at
+    this server; afterwards back at the session's :func:`jack_server` if that one is running. Do not
+    request both in one test.
+    """
+    with running_jack_server(tmp_path_factory.mktemp("jack48k"), 48000, 1024) as server:
+        yield server

@@ -3,8 +3,11 @@
 The audio callback copies the mapped input channels into a preallocated buffer, calls the engine's
 non-blocking ``push`` and ``pull``, and copies the result to the output channels; it takes no lock,
 never waits, always fills its output (silence if anything goes wrong) and counts the xruns the
-device reports. A supervisor thread watches the stream: when the device errors or disappears it is
-reported in :attr:`LiveSession.status` and reopened with back-off, without blocking the caller.
+device reports. When the device runs at another rate than the model, a windowed-sinc resampler
+(:class:`lincae.io.resample.DuplexResampler`) converts the input to the model's rate before ``push``
+and the output back after ``pull``; its delay is part of the declared latency. A supervisor thread
+watches the stream: when the device errors or disappears it is reported in :attr:`LiveSession.status`
+and reopened with back-off, without blocking the caller.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from lincae.engine.stream import StreamingEngine
+from lincae.io.resample import DuplexResampler
 
 
 @dataclass(frozen=True)
@@ -30,7 +34,8 @@ class LiveConfig:
             for two mono sources or ``[[1, 2]]`` for one stereo source.
         output_channels: device output channels (1-based) that receive the engine's output channels.
         block: frames per callback (0: the host chooses; the engine then assumes ``max_block``).
-        sample_rate: the device rate, which must equal the model's rate.
+        sample_rate: the device rate in Hz (``None``: the model's rate). Any other rate than the
+            model's is converted in the callback (windowed sinc) and adds a few ms of latency.
         reopen_backoff: seconds between attempts to reopen a failed device (doubling, at most 8×).
     """
 
@@ -39,7 +44,7 @@ class LiveConfig:
     source_channels: tuple[tuple[int, ...], ...] = ((1,),)
     output_channels: tuple[int, ...] = (1, 2)
     block: int = 256
-    sample_rate: int = 44100
+    sample_rate: int | None = None
     reopen_backoff: float = 0.5
     max_block: int = 4096
 
@@ -50,6 +55,8 @@ class LiveConfig:
             raise ValueError("device channels are counted from 1")
         if not self.output_channels:
             raise ValueError("need at least one output channel")
+        if self.sample_rate is not None and self.sample_rate <= 0:
+            raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
         if self.block < 0 or self.block > self.max_block:
             raise ValueError(f"block must be 0..{self.max_block}, got {self.block}")
 
@@ -85,17 +92,27 @@ class LiveSession:
             raise ValueError(
                 f"engine sources {engine.mixer.config.sources} do not match the channel mapping {config.source_layout}"
             )
-        if engine.mixer.sample_rate != config.sample_rate:
-            raise ValueError(
-                f"the device must run at the model's rate ({engine.mixer.sample_rate} Hz), not {config.sample_rate} Hz"
-            )
         self.engine = engine
         self.config = config
+        self.model_rate = int(engine.mixer.sample_rate)
+        self.device_rate = int(config.sample_rate or self.model_rate)
         self._factory = stream_factory
         self._in_index = [ch - 1 for chans in config.source_channels for ch in chans]
         self._out_index = [ch - 1 for ch in config.output_channels]
         self._rows = np.zeros((len(self._in_index), config.max_block), np.float32)
         self._out = np.zeros((engine.out_channels, config.max_block), np.float32)
+        # Device rate ≠ model rate: convert around the engine (None: the engine sees the device's samples).
+        self._resampler: DuplexResampler | None = None
+        if self.device_rate != self.model_rate:
+            self._resampler = DuplexResampler(
+                self.device_rate, self.model_rate, len(self._in_index), engine.out_channels, config.max_block
+            )
+            engine_max = getattr(engine, "max_block", None)
+            if engine_max is not None and engine_max < self._resampler.max_model_block:
+                raise ValueError(
+                    f"at {self.device_rate} Hz on the device, blocks of up to {config.max_block} frames reach the "
+                    f"engine as up to {self._resampler.max_model_block} samples: give the engine max_block >= that"
+                )
         self._stream: Any = None
         self._stop = threading.Event()
         self._failed = threading.Event()
@@ -104,6 +121,16 @@ class LiveSession:
         self.callback_errors = 0
         self.reopens = 0
 
+    @property
+    def resampler_latency(self) -> int:
+        """Device-rate samples the rate conversion adds to the latency (0 when the rates match)."""
+        return self._resampler.priming if self._resampler is not None else 0
+
+    @property
+    def resample_underruns(self) -> int:
+        """Output samples the rate conversion could not supply in time (zeros instead; 0 when healthy)."""
+        return self._resampler.underruns if self._resampler is not None else 0
+
     # ------------------------------------------------------------------ the audio callback
     def _callback(self, indata: np.ndarray, outdata: np.ndarray, frames: int, _time: Any, status: Any) -> None:
         try:
@@ -111,12 +138,23 @@ class LiveSession:
                 self.engine.metrics.xruns += 1
             if frames > self.config.max_block:
                 raise ValueError(f"block of {frames} frames exceeds max_block")
-            rows = self._rows[:, :frames]
-            for r, ch in enumerate(self._in_index):
-                rows[r] = indata[:, ch]
+            rs = self._resampler
             out = self._out[:, :frames]
-            self.engine.push(rows)
-            self.engine.pull(out)
+            if rs is None:
+                rows = self._rows[:, :frames]
+                for r, ch in enumerate(self._in_index):
+                    rows[r] = indata[:, ch]
+                self.engine.push(rows)
+                self.engine.pull(out)
+            else:  # device rate → model rate, the engine (as many samples out as in), → device rate
+                rows = rs.input_block(frames)
+                for r, ch in enumerate(self._in_index):
+                    rows[r] = indata[:, ch]
+                model_in = rs.to_model(rows)
+                model_out = rs.model_block(model_in.shape[-1])
+                self.engine.push(model_in)
+                self.engine.pull(model_out)
+                rs.to_device(model_out, out)
             last = out.shape[0] - 1
             for o in range(outdata.shape[1]):
                 outdata[:, o] = out[min(o, last)]
@@ -133,13 +171,15 @@ class LiveSession:
 
         cfg = self.config
         factory = self._factory or sd.Stream
+        if self._resampler is not None:  # a fresh stream starts from a fresh conversion (no callback runs now)
+            self._resampler.reset()
         dev_in = resolve_audio_device(cfg.input_device, "input").index if cfg.input_device is not None else None
         dev_out = resolve_audio_device(cfg.output_device, "output").index if cfg.output_device is not None else None
         n_in = max(self._in_index) + 1
         n_out = max(self._out_index) + 1
         self._stream = factory(
             device=(dev_in, dev_out),
-            samplerate=cfg.sample_rate,
+            samplerate=self.device_rate,
             blocksize=cfg.block,
             channels=(n_in, n_out),
             dtype="float32",
@@ -152,18 +192,22 @@ class LiveSession:
         self.status = "running"
 
     def _declare_latency(self) -> None:
-        """Add the device's own input and output latency (as the host reports it) to the declared latency."""
+        """Declare the latency in device-rate samples: the engine's (converted to the device rate), the
+        rate conversion's, and the device's own input and output latency as the host reports it."""
         reported = getattr(self._stream, "latency", (0.0, 0.0))
         seconds = sum(reported) if isinstance(reported, tuple | list) else float(reported)
-        device = round(seconds * self.config.sample_rate)
+        device = round(seconds * self.device_rate)
+        rs = self._resampler
+        through = rs.delay(self.engine.latency) if rs is not None else self.engine.latency
         m = self.engine.metrics
         m.device_latency_samples = device
-        m.latency_samples = self.engine.latency + device
-        m.latency_ms = 1000.0 * m.latency_samples / self.config.sample_rate
+        m.latency_samples = through + device
+        m.latency_ms = 1000.0 * m.latency_samples / self.device_rate
 
     @property
     def latency(self) -> int:
-        """Declared input-to-output latency in samples: the engine's plus the device's."""
+        """Declared input-to-output latency in device-rate samples: the engine's, the rate conversion's
+        (:attr:`resampler_latency`, when the device rate differs from the model's) and the device's."""
         return self.engine.metrics.latency_samples
 
     def _close(self) -> None:
@@ -236,6 +280,8 @@ class LiveSession:
         err = f" | {m.error}" if m.error else ""
         if m.plugin_errors:
             err += f" | {len(m.plugin_errors)} plugin(s) bypassed: {m.plugin_errors[-1]}"
+        if self.resample_underruns:
+            err += f" | resampler short by {self.resample_underruns} samples"
         return (
             f"latency {m.latency_ms:.0f} ms | load {m.rtf_last:.2f} (peak {m.rtf_peak:.2f}) | "
             f"dropouts {m.dropouts} | xruns {m.xruns} | in {levels} | out {_fmt_db(m.output_peak_db)}{extra}{err}"
