@@ -51,3 +51,25 @@ def test_live_command_with_midi_program_changes_and_a_missing_plugin(jack_server
     assert "plugin bypassed" in done.stderr and "gone.vst3" in done.stderr
     assert "program 1: preset Half volume" in done.stderr
     assert "stopped after" in done.stderr
+
+
+def test_live_command_at_a_device_rate_other_than_the_models(jack_server_48k, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    model = make_tiny_model().save_pretrained(tmp_path / "tiny")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    args = ["--input", "system", "--output", "system", "--model", str(model), "--duration", "2"]
+    args += ["--rate", "48000", "--block", "1024"]
+    done = subprocess.run(
+        [sys.executable, "-m", "lincae", "live", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "stopped after" in done.stderr
+    # without --rate the 48 kHz device refuses 44.1 kHz: a clear message, not a traceback
+    done = subprocess.run(
+        [sys.executable, "-m", "lincae", "live", *args[:-4], "--duration", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "cannot open the audio device at 44100 Hz" in done.stderr and "--rate" in done.stderr

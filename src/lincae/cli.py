@@ -358,7 +358,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         source_channels=sources,
         output_channels=outputs,
         block=args.block,
-        sample_rate=model.sample_rate,
+        sample_rate=args.rate or model.sample_rate,
     )
     midi = None
     if args.midi:
@@ -444,6 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sources", default="1", help="input channels per source: '1,2' two mono, '1+2' one stereo")
     p.add_argument("--outputs", default="1,2", help="output channels, e.g. '1,2'")
     p.add_argument("--block", type=int, default=256, help="frames per audio callback")
+    p.add_argument(
+        "--rate", type=int, help="device sample rate in Hz (default: the model's; other rates are resampled)"
+    )
     p.add_argument("--model", help="model id, folder or file (default: the preset's, else the shipped model)")
     p.add_argument("--preset", help="preset name or JSON file")
     p.add_argument("--pre", action="append", default=[], metavar="N=CHAIN", help="chain before encoding source N")

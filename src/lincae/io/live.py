@@ -246,9 +246,15 @@ class LiveSession:
         self.engine.start()
         try:
             self._open()
-        except Exception:
+        except Exception as e:
             self.engine.stop()
-            raise
+            if isinstance(e, (ValueError, OSError)):
+                raise
+            # PortAudio's errors (an unsupported rate, block size or channel count) are not OSErrors
+            raise OSError(
+                f"cannot open the audio device at {self.device_rate} Hz, block {self.config.block}: {e}"
+                " (choose the device's rate with --rate, or another block size)"
+            ) from e
         self._stop.clear()
         self._supervisor = threading.Thread(target=self._supervise, name="lincae-audio-supervisor", daemon=True)
         self._supervisor.start()
