@@ -317,16 +317,23 @@ def test_live_output_over_jack_equals_the_offline_render_aligned_by_the_declared
     signal[:100] = 0.0
     signal[100] = 0.9  # a click marks the start
     d = engine.latency
-    with Player(signal, record_frames=signal.size + d + 4096) as player:
-        wire_player(server)
-        player.playing.set()
-        assert wait_until(lambda: player.pos >= player.recorded.size, timeout=30)
+    # A period that JACK loses (an xrun: a busy machine) breaks the signal's path; such a take is played
+    # again, and the checks hold for a take without one.
+    for _take in range(4):
+        xruns, taken = engine.metrics.xruns, sum(b.shape[-1] for b in engine.pushed)
+        with Player(signal, record_frames=signal.size + d + 4096) as player:
+            wire_player(server)
+            player.playing.set()
+            assert wait_until(lambda: player.pos >= player.recorded.size, timeout=30)
+        if engine.metrics.xruns == xruns:
+            break
     m = engine.metrics
+    assert m.xruns == xruns, f"JACK reported xruns in every take ({m.xruns}); the machine is too busy"
     assert m.dropouts == 0 and m.fallback_samples == 0 and session.callback_errors == 0, session.status_line()
 
     # 1. The engine's input is the player's signal, sample for sample, somewhere in the stream.
     received = np.concatenate(engine.pushed, axis=1)[0]
-    start = int(np.argmax(received == np.float32(0.9))) - 100
+    start = taken + int(np.argmax(received[taken:] == np.float32(0.9))) - 100
     assert np.array_equal(received[start : start + signal.size], signal)
     # 2. What the engine played equals the offline render of what it received, delayed by the declared latency.
     played = np.concatenate(engine.pulled, axis=1)
