@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
+from jack_server import dummy_jack_server
 
 
 def main() -> None:
@@ -28,26 +28,11 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=256)
     ap.add_argument("--clicks", type=int, default=5)
     args = ap.parse_args()
-    name = f"lincae-bench-{os.getpid()}"
-    env = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_AUDIO_RESERVATION": "1"}
-    jackd = subprocess.Popen(
-        ["jackd", "-n", name, "-d", "dummy", "-r", "44100", "-p", str(args.block), "-C", "2", "-P", "2"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.environ.update(JACK_DEFAULT_SERVER=name)
-    try:
-        time.sleep(1.0)
-        measure(args, env)
-    finally:
-        if "sounddevice" in sys.modules:  # PortAudio must let go of the server before it stops
-            sys.modules["sounddevice"]._terminate()
-        jackd.terminate()
-        jackd.wait(10)
+    with dummy_jack_server("bench", args.block):
+        measure(args)
 
 
-def measure(args: argparse.Namespace, env: dict[str, str]) -> None:
+def measure(args: argparse.Namespace) -> None:
     import jack
     import torch
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
+from jack_server import dummy_jack_server
 
 
 def music(folder: str | None, seconds: float) -> np.ndarray:
@@ -48,24 +48,8 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=256)
     ap.add_argument("--music", help="a lincae synth folder (e.g. data/synth-test)")
     args = ap.parse_args()
-    name = f"lincae-soak-{os.getpid()}"
-    env = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_AUDIO_RESERVATION": "1"}
-    channels = str(max(2, args.sources))
-    jackd = subprocess.Popen(
-        ["jackd", "-n", name, "-d", "dummy", "-r", "44100", "-p", str(args.block), "-C", channels, "-P", "2"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.environ.update(JACK_DEFAULT_SERVER=name)
-    try:
-        time.sleep(1.0)
+    with dummy_jack_server("soak", args.block, inputs=max(2, args.sources)):
         soak(args)
-    finally:
-        if "sounddevice" in sys.modules:  # PortAudio must let go of the server before it stops
-            sys.modules["sounddevice"]._terminate()
-        jackd.terminate()
-        jackd.wait(10)
 
 
 def soak(args: argparse.Namespace) -> None:

@@ -1,0 +1,31 @@
+"""A private JACK server on the dummy backend for the benchmarks (no sound card needed)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def dummy_jack_server(tag: str, block: int, rate: int = 44100, inputs: int = 2, outputs: int = 2) -> Iterator[str]:
+    """Run ``jackd -d dummy`` (period ``block`` frames at ``rate`` Hz) while the block runs; yields its name.
+
+    ``JACK_DEFAULT_SERVER`` points this process's JACK clients (PortAudio, JACK-Client) at it.
+    """
+    name = f"lincae-{tag}-{os.getpid()}"
+    env = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_AUDIO_RESERVATION": "1"}
+    cmd = ["jackd", "-n", name, "-d", "dummy", "-r", str(rate), "-p", str(block), "-C", str(inputs), "-P", str(outputs)]
+    jackd = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.environ.update(JACK_DEFAULT_SERVER=name)
+    try:
+        time.sleep(1.0)
+        yield name
+    finally:
+        if "sounddevice" in sys.modules:  # PortAudio must let go of the server before it stops
+            sys.modules["sounddevice"]._terminate()
+        jackd.terminate()
+        jackd.wait(10)
