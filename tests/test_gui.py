@@ -230,13 +230,14 @@ def test_window_remembers_geometry_devices_and_recent_presets(qtbot, settings: Q
     qtbot.addWidget(w)
     w.resize(700, 500)
     w.block_combo.setCurrentIndex(w.block_combo.findData(512))
+    w.rate_combo.setCurrentIndex(w.rate_combo.findData(48000))
     w.select_device(w.input_combo, "my-interface")
     w.model_edit.setText("/models/x")
     w.save_preset_as(tmp_path / "p.json")
     w.shutdown()
     w2 = MainWindow(settings, popups=False)
     qtbot.addWidget(w2)
-    assert w2.block_combo.currentData() == 512
+    assert w2.block_combo.currentData() == 512 and w2.rate_combo.currentData() == 48000
     assert w2.input_combo.currentData() == "my-interface"
     assert "not found" in w2.input_combo.currentText()
     assert w2.model_edit.text() == "/models/x"
@@ -386,6 +387,23 @@ def test_a_presets_chains_run_live_and_a_plugin_that_fails_to_load_is_reported(
         assert "post.0.gain.gain_db" in saved.parameters
         assert saved.post == Preset.load(tmp_path / "chained.json").post
         w.stop_button.click()
+    finally:
+        w.shutdown()
+
+
+def test_a_device_rate_the_device_refuses_is_a_readable_error(qtbot, settings, jack_server, tiny_model_dir) -> None:  # type: ignore[no-untyped-def]
+    w = MainWindow(settings, engine_config=EngineConfig(sources=[1], **ENGINE), popups=False)
+    qtbot.addWidget(w)
+    try:
+        w.refresh_devices(rescan=False)
+        w.select_device(w.input_combo, "system")
+        w.select_device(w.output_combo, "system")
+        w.model_edit.setText(str(tiny_model_dir))
+        w.rate_combo.setCurrentIndex(w.rate_combo.findData(96000))  # the JACK server runs at 44.1 kHz
+        w.start_button.click()
+        qtbot.waitUntil(lambda: w.model is not None and w._loader is None, timeout=30000)
+        qtbot.waitUntil(lambda: "96000 Hz" in (w.last_error or ""), timeout=10000)
+        assert w.session is None and w.start_button.isEnabled()
     finally:
         w.shutdown()
 

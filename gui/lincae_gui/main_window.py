@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 ORGANIZATION = "lincae"
 APPLICATION = "lincae-gui"
 BLOCK_SIZES = (64, 128, 256, 512, 1024, 2048, 4096)
+SAMPLE_RATES = (0, 44100, 48000, 88200, 96000)  # 0: the model's rate
 MAX_RECENT = 8
 NO_MIDI = "(no MIDI input)"
 VIRTUAL_MIDI = "Virtual port (lincae:in)"
@@ -222,6 +223,12 @@ class MainWindow(QMainWindow):
             self.block_combo.addItem(str(b), b)
         self.block_combo.setCurrentIndex(BLOCK_SIZES.index(256))
         self.block_combo.setToolTip("Audio block size in frames (part of the latency)")
+        self.rate_combo = QComboBox()
+        for r in SAMPLE_RATES:
+            self.rate_combo.addItem("Model rate" if r == 0 else f"{r} Hz", r)
+        self.rate_combo.setToolTip(
+            "Device sample rate; a rate other than the model's (44.1 kHz) is resampled, and the latency says so"
+        )
         self.sources_box = QSpinBox()
         self.sources_box.setRange(1, 8)
         self.sources_box.setToolTip("Number of sources: source N takes input channel N (mono)")
@@ -246,7 +253,13 @@ class MainWindow(QMainWindow):
             grid.setColumnStretch(2 * col + 1, 1)
         grid.addWidget(self.refresh_button, 0, 6)
         row = QHBoxLayout()
-        for text, w in (("&Block", self.block_combo), ("&Sources", self.sources_box), ("&Model", self.model_edit)):
+        fields = (
+            ("&Rate", self.rate_combo),
+            ("&Block", self.block_combo),
+            ("&Sources", self.sources_box),
+            ("&Model", self.model_edit),
+        )
+        for text, w in fields:
             lab = QLabel(text)
             lab.setBuddy(w)
             row.addWidget(lab)
@@ -460,6 +473,7 @@ class MainWindow(QMainWindow):
             self.output_combo,
             self.midi_combo,
             self.refresh_button,
+            self.rate_combo,
             self.block_combo,
             self.sources_box,
             self.model_edit,
@@ -756,7 +770,7 @@ class MainWindow(QMainWindow):
                 source_channels=tuple(channels),
                 output_channels=(1, 2),  # a mono engine output feeds both
                 block=block,
-                sample_rate=int(self.model.sample_rate),
+                sample_rate=int(self.rate_combo.currentData() or self.model.sample_rate),
                 max_block=max(4096, block),
             )
             session = LiveSession(engine, live_cfg)
@@ -814,7 +828,8 @@ class MainWindow(QMainWindow):
     def _update_run_state(self) -> None:
         running = self.session is not None
         loading = self._loader is not None
-        for w in (self.input_combo, self.output_combo, self.block_combo, self.sources_box, self.refresh_button):
+        running_locked = (self.input_combo, self.output_combo, self.rate_combo, self.block_combo, self.sources_box)
+        for w in (*running_locked, self.refresh_button):
             w.setEnabled(not running)
         self.model_edit.setEnabled(not running and not loading)
         self.model_button.setEnabled(not running and not loading)
@@ -1050,6 +1065,11 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         else:
             self.resize(1280, 720)
+        rate = self.settings.value("audio/rate")
+        if rate is not None:
+            i = self.rate_combo.findData(int(rate))
+            if i >= 0:
+                self.rate_combo.setCurrentIndex(i)
         block = self.settings.value("audio/block")
         if block is not None:
             i = self.block_combo.findData(int(block))
@@ -1079,6 +1099,7 @@ class MainWindow(QMainWindow):
         s.setValue("audio/input", self.input_combo.currentData() or "")
         s.setValue("audio/output", self.output_combo.currentData() or "")
         s.setValue("audio/block", int(self.block_combo.currentData()))
+        s.setValue("audio/rate", int(self.rate_combo.currentData()))
         s.setValue("audio/sources", self.sources_box.value())
         s.setValue("midi/port", self.midi_combo.currentText())
         s.setValue("model/id", self.model_edit.text().strip())
