@@ -448,7 +448,7 @@ def test_screenshot_of_the_main_window_with_audio_running_through_jack(
             player.deactivate()
             player.close()
         # the device stops under us (as when it is unplugged): reported in the window, then reopened
-        w.session._stream.abort()
+        w.session.abort_device()
         qtbot.waitUntil(lambda: any(e.startswith("⚠ device lost") for e in w.audio_events), timeout=10000)
         qtbot.waitUntil(lambda: w.session.reopens >= 1 and w.run_label.text() == "running", timeout=10000)
         w.stop_button.click()

@@ -365,7 +365,7 @@ def test_live_output_over_jack_equals_the_offline_render_aligned_by_the_declared
 def test_device_loss_is_reported_and_the_stream_reopened(live) -> None:  # type: ignore[no-untyped-def]
     session, engine, _ = live
     assert wait_until(lambda: engine.metrics.windows > 0, timeout=10)
-    session._stream.abort()  # the device stops under us (as when it is unplugged)
+    session.abort_device()  # the device stops under us (as when it is unplugged)
     assert wait_until(lambda: session.reopens >= 1 and session.status == "running", timeout=10), session.status
     before = engine.metrics.windows
     assert wait_until(lambda: engine.metrics.windows > before + 2, timeout=10)  # audio flows again

@@ -116,6 +116,9 @@ class LiveSession:
         self._stream: Any = None
         self._stop = threading.Event()
         self._failed = threading.Event()
+        # PortAudio is not thread-safe: opening, aborting and closing streams (the supervisor, stop(),
+        # abort_device()) take this lock, so that no two of them run at once.
+        self._device_lock = threading.RLock()
         self._supervisor: threading.Thread | None = None
         self.status = "stopped"
         self.callback_errors = 0
@@ -165,6 +168,10 @@ class LiveSession:
 
     # ------------------------------------------------------------------ stream management
     def _open(self) -> None:
+        with self._device_lock:
+            self._open_locked()
+
+    def _open_locked(self) -> None:
         import sounddevice as sd
 
         from lincae.io.devices import resolve_audio_device
@@ -211,13 +218,23 @@ class LiveSession:
         return self.engine.metrics.latency_samples
 
     def _close(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            try:
-                stream.abort(ignore_errors=True)
-                stream.close(ignore_errors=True)
-            except Exception:
-                pass
+        with self._device_lock:
+            stream, self._stream = self._stream, None
+            if stream is not None:
+                try:
+                    stream.abort(ignore_errors=True)
+                    stream.close(ignore_errors=True)
+                except Exception:
+                    pass
+
+    def abort_device(self) -> None:
+        """Stop the stream as a failing device would; the supervisor reports it and reopens the device.
+
+        For a "reset audio" action, and for tests of the recovery path.
+        """
+        with self._device_lock:
+            if self._stream is not None:
+                self._stream.abort(ignore_errors=True)
 
     def _supervise(self) -> None:
         delay = self.config.reopen_backoff
