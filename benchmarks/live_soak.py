@@ -36,8 +36,7 @@ def music(folder: str | None, seconds: float) -> np.ndarray:
         return np.concatenate(parts).astype(np.float32)
     from lincae.data.synth import SynthConfig, generate_piece
 
-    piece = generate_piece(2024, SynthConfig(seconds=min(seconds, 60.0)))
-    return np.sum(list(piece.stems.values()), axis=0).astype(np.float32)
+    return generate_piece(2024, SynthConfig(seconds=min(seconds, 60.0))).mix
 
 
 def main() -> None:

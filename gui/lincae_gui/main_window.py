@@ -797,11 +797,9 @@ class MainWindow(QMainWindow):
         preset = self.preset
         if preset is None or not (preset.pre or preset.post) or preset.num_sources != self.num_sources:
             return {}, None
-        from lincae.render.chains import chain_parameter_specs
-
         pre, post = preset.build_chains(on_load_error="bypass")
-        specs = [s for k, board in sorted(pre.items()) for s in chain_parameter_specs(board, f"pre.{k}")]
-        specs += chain_parameter_specs(post, "post")
+        mixer = set(self._mixer_names())
+        specs = [s for s in preset.parameter_specs((pre, post)) if s.name not in mixer]
         for spec in specs:
             if spec.name not in self.registry:
                 self.registry.add(spec)
@@ -917,6 +915,7 @@ class MainWindow(QMainWindow):
 
     def load_preset(self, name_or_path: str | Path) -> bool:
         """Load a preset file (or a shipped preset by name) into every control; ``False`` on errors."""
+        from lincae.io.programs import recall_preset
         from lincae.presets import load_preset
 
         try:
@@ -934,12 +933,7 @@ class MainWindow(QMainWindow):
         self._live_chain_params = set()  # the chains are this preset's from now on
         if preset.num_sources != self.num_sources:
             self.sources_box.setValue(preset.num_sources)  # rebuilds registry, strips and MIDI
-        values = {s.name: s.default for s in self.registry}
-        values.update({k: v for k, v in preset.parameters.items() if k in self.registry})
-        self.registry.update(values)
-        if self.midi is not None:
-            self.midi.set_mappings([m for m in preset.midi if m.parameter in self.registry])
-            self.midi.reset_takeover()
+        recall_preset(preset, self.registry, self.midi)
         self._refresh_mapping_labels()
         if preset.model and self.session is None and preset.model != (self.model_edit.text().strip() or None):
             self.model_edit.setText(preset.model)

@@ -23,6 +23,20 @@ if TYPE_CHECKING:
     from lincae.io.midi import MidiController
 
 
+def recall_preset(preset: Preset, registry: ParameterRegistry, midi: MidiController | None = None) -> int:
+    """Set every parameter of ``registry`` to ``preset``'s value (its default where the preset has none)
+    and give ``midi`` the preset's mappings; returns how many mappings were left out (their parameters are
+    not in ``registry``). Raises ``KeyError``/``ValueError`` before anything changes if a value does not fit.
+    """
+    values = {spec.name: preset.parameters.get(spec.name, spec.default) for spec in registry}
+    mappings = [m for m in preset.midi if m.parameter in registry]
+    registry.update(values)
+    if midi is not None:
+        midi.set_mappings(mappings)
+        midi.reset_takeover()  # knobs catch the recalled values again before they move them
+    return len(preset.midi) - len(mappings)
+
+
 class ProgramRecall:
     """Recall ``presets[program]`` into a registry (and a MIDI controller's mappings).
 
@@ -72,16 +86,10 @@ class ProgramRecall:
                 f"program {program}: preset {entry} is for {preset.num_sources} source(s), "
                 f"the stream has {self.num_sources}; unchanged"
             )
-        values = {spec.name: preset.parameters.get(spec.name, spec.default) for spec in self.registry}
-        mappings = [m for m in preset.midi if m.parameter in self.registry]
         try:
-            self.registry.update(values)
+            left_out = recall_preset(preset, self.registry, self.midi)
         except (KeyError, ValueError) as e:
             return f"program {program}: preset {entry} does not fit this stream: {e}"
-        if self.midi is not None:
-            self.midi.set_mappings(mappings)
-            self.midi.reset_takeover()  # knobs catch the recalled values again before they move them
         self.current = preset
-        left_out = len(preset.midi) - len(mappings)
         note = f"; {left_out} MIDI mapping(s) for parameters this stream lacks left out" if left_out else ""
         return f"program {program}: preset {preset.name or entry}{note}"
