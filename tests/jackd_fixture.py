@@ -2,7 +2,7 @@
 
 Use it from a test module with ``pytest_plugins = ["jackd_fixture"]`` and the ``jack_server`` fixture.
 
-The server is started once per test session as ``jackd -n lincae-test-<k> -d dummy -r 44100 -p 256
+The server is started afresh for each test that asks for it, as ``jackd -n lincae-test-<k> -d dummy -r 44100 -p 256
 -C 2 -P 2`` and ``JACK_DEFAULT_SERVER`` points every JACK client of this process (rtmidi,
 PortAudio, JACK-Client) at it. ``jack_server_48k`` starts another one at 48 kHz (the next free name)
 for a single test, for a device whose rate differs from the model's. Tests are skipped when ``jackd``
@@ -250,9 +250,14 @@ def running_jack_server(log_dir: Path, sample_rate: int = 44100, period: int = 2
                 sys.modules["sounddevice"]._initialize()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def jack_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JackServer]:
-    """A JACK server (dummy backend, 44.1 kHz, 256-frame periods, 2 in / 2 out) for the whole session."""
+    """A JACK server (dummy backend, 44.1 kHz, 256-frame periods, 2 in / 2 out), fresh for each test.
+
+    Fresh, so that a server that one test drove into trouble (on a busy machine jackd can stop its
+    driver after clients miss their deadlines, and then refuses new clients) cannot fail the tests after
+    it; a start costs about a second.
+    """
     with running_jack_server(tmp_path_factory.mktemp("jack"), 44100, 256) as server:
         yield server
 
@@ -264,7 +269,7 @@ def jack_server_48k(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JackSe
     The long periods (21 ms) leave room for the GIL: the test's Python JACK clients share one process
     with the engine's worker, and with 256-frame periods a busy 2-core machine made them miss cycles
     (xruns) every few seconds. While the test runs, ``JACK_DEFAULT_SERVER`` and PortAudio point at
-    this server; afterwards back at the session's :func:`jack_server` if that one is running. Do not
+    this server; afterwards back at whatever server was set before. Do not
     request both in one test.
     """
     with running_jack_server(tmp_path_factory.mktemp("jack48k"), 48000, 1024) as server:
