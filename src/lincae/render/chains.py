@@ -741,8 +741,8 @@ def _clean(v: Any) -> Any:
         return int(v)
     if isinstance(v, str):
         return str(v)
-    if type(v).__name__ == "WrappedBool":  # how pedalboard reads back an external plugin's switch
-        return bool(v)
+    if any(t.__name__ == "WrappedBool" for t in type(v).__mro__):  # an external plugin's switch, as read back
+        return bool(v)  # (pedalboard 0.9 wraps WrappedBool once more, in a class named WeakTypeWrapper)
     return v
 
 
@@ -769,6 +769,8 @@ def chain_to_spec(board: Sequence[Any], where: str = "chain") -> list[dict]:
     External plugins need the board to come from :func:`build_chain` (their file path is not
     recoverable from the plugin); they are written with their ``path``, the ``params`` the spec set
     (read back at their current values) and ``state`` (base64 of ``raw_state``, which holds the rest).
+    A VST3's processor takes parameter changes with audio: a value set after the last processed block
+    reaches its ``raw_state`` only with the next block (``params`` are always current).
     """
     out = []
     for i, plugin in enumerate(board):
@@ -952,6 +954,22 @@ def _slug(plugin: Any, board: Any) -> str:
     return kind.lower()
 
 
+_CONTINUOUS_STEPS = 0x7FFFFFFF  # JUCE's AudioProcessor::getDefaultNumParameterSteps(): not stepped
+
+
+def _is_discrete(param: Any) -> bool:
+    """Whether an external plugin's parameter moves in steps (a choice or switch) rather than continuously.
+
+    JUCE's rule: a parameter is discrete unless it reports the default step count. Pedalboard's
+    ``is_discrete`` also says true for continuous VST3 parameters (a plain float ``Gain`` of the test
+    plugin, with pedalboard 0.9), so the step count decides where the parameter has one.
+    """
+    steps = getattr(param, "num_steps", None)
+    if isinstance(steps, int) and not isinstance(steps, bool):
+        return steps != _CONTINUOUS_STEPS
+    return bool(getattr(param, "is_discrete", False))
+
+
 def chain_parameter_specs(board: Sequence[Any], prefix: str) -> list[ParameterSpec]:
     """Registry parameters for a chain's slots: ``{prefix}.{i}.bypass`` and ``{prefix}.{i}.{plugin}.{param}``.
 
@@ -1034,7 +1052,7 @@ def chain_parameter_specs(board: Sequence[Any], prefix: str) -> list[ParameterSp
                             cur,
                             unit.replace(" ", ""),
                             description=f"{label} {pname}",
-                            smoothed=not getattr(param, "is_discrete", False),  # choices switch, never ramp
+                            smoothed=not _is_discrete(param),  # choices switch, never ramp
                         )
                     )
     return specs
