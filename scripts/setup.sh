@@ -11,8 +11,9 @@ cd "$(dirname "$0")/.."
 
 VENV=${LINCAE_VENV:-.venv}
 TORCH=${LINCAE_TORCH:-torch==2.13.0}
+# dpf-source and g++ build the test VST3 plugin (tests/plugins/build.sh).
 APT_PACKAGES=(jackd2 libportaudio2 libsndfile1 fluid-soundfont-gm libegl1 libgl1 libxkbcommon0 libfontconfig1
-              libdbus-1-3 fonts-dejavu-core)
+              libdbus-1-3 fonts-dejavu-core dpf-source g++)
 
 log() { printf '[setup] %s\n' "$*"; }
 

@@ -1,8 +1,10 @@
-"""Effect chains: specs build real pedalboard plugins, stream block by block, and expose parameters."""
+"""Effect chains: specs build real pedalboard plugins, stream block by block, and expose parameters.
+
+External (VST3) plugins are tested with a real one in test_vst3.py.
+"""
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 
@@ -132,41 +134,6 @@ def test_missing_plugin_files_are_clear(tmp_path) -> None:
         build_chain([{"plugin": "vst3", "path": str(missing)}])
     with pytest.raises(FileNotFoundError, match="impulse_response_filename: file not found"):
         build_chain([{"plugin": "Convolution", "params": {"impulse_response_filename": str(tmp_path / "ir.wav")}}])
-
-
-class _FakeParameter:
-    def __init__(self, lo: float, hi: float) -> None:
-        self.type, self.min_value, self.max_value, self.label = float, lo, hi, "dB"
-
-
-class _FakeExternal:
-    """Stands in for a loaded VST3 (none can be installed in the test environment)."""
-
-    name = "Fake Verb"
-
-    def __init__(self) -> None:
-        self.parameters = {"mix": _FakeParameter(0.0, 100.0), "size": _FakeParameter(0.0, 1.0)}
-        self.mix, self.size, self.raw_state = 50.0, 0.5, b""
-
-    def __setattr__(self, key: str, value: object) -> None:
-        if key == "mix" and not 0 <= float(value) <= 100:  # type: ignore[arg-type]
-            raise ValueError("out of range [0, 100]")
-        object.__setattr__(self, key, value)
-
-
-def test_external_plugins_restore_state_then_set_parameters_by_name() -> None:
-    plugin = _FakeExternal()
-    state = base64.b64encode(b"<state/>").decode()
-    entry = {"plugin": "vst3", "path": "/x/Fake.vst3", "params": {"mix": 25.0}, "state": state}
-    chains._configure_external(plugin, entry, "chain[0]")
-    assert plugin.raw_state == b"<state/>" and plugin.mix == 25.0
-    with pytest.raises(ValueError, match=r"vst3:Fake.vst3 has no parameter 'wet'; its parameters: mix, size"):
-        chains._configure_external(plugin, {**entry, "params": {"wet": 1}}, "chain[0]")
-    with pytest.raises(ValueError, match=r"vst3:Fake.vst3.mix = 200 rejected: out of range"):
-        chains._configure_external(plugin, {**entry, "params": {"mix": 200}}, "chain[0]")
-    specs = {s.name: s for s in chain_parameter_specs([plugin], "post")}
-    assert specs["post.0.fake_verb.mix"].maximum == 100.0 and specs["post.0.fake_verb.mix"].default == 25.0
-    assert apply_parameter([plugin], "post.0.fake_verb.size", 0.75) == 0.75 and plugin.size == 0.75
 
 
 # -- command line ---------------------------------------------------------------------------------
