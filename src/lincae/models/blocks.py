@@ -13,10 +13,54 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+# Above this many positions per channel, a channels-last input is normalised by ``GroupNorm``'s own
+# two-pass code: PyTorch's channels-last kernel accumulates the moments in single precision in one
+# sweep, which errs by ~1e-3 on a full-band feature map of 10 s of audio (the contiguous kernel: ~1e-6).
+_NATIVE_CHANNELS_LAST_MAX = 16384
+
+
+def _group_norm_channels_last(x: Tensor, groups: int, weight: Tensor | None, bias: Tensor | None, eps: float) -> Tensor:
+    """Group norm of a channels-last ``x: [B, C, H, W]`` with accurate moments; the result is channels-last.
+
+    Per-channel sums of ``x`` and ``x**2`` come from PyTorch's cascaded reductions over the ``[B, H*W, C]``
+    view of the memory; they are combined per group in float64, and the normalisation is one
+    multiply-add per element.
+    """
+    b, c, h, w = x.shape
+    flat = x.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view: no copy
+    per = c // groups
+    s1 = flat.sum(1).double().view(b, groups, per).sum(-1, keepdim=True)
+    s2 = (flat * flat).sum(1).double().view(b, groups, per).sum(-1, keepdim=True)
+    count = h * w * per
+    mean = s1 / count
+    rstd = torch.rsqrt((s2 / count - mean * mean).clamp_min(0.0) + eps)
+    scale = rstd.expand(b, groups, per).reshape(b, c)
+    shift = -mean.expand(b, groups, per).reshape(b, c) * scale
+    if weight is not None:
+        scale = scale * weight.double()
+        shift = shift * weight.double()
+    if bias is not None:
+        shift = shift + bias.double()
+    return torch.addcmul(shift.to(x.dtype).view(b, c, 1, 1), x, scale.to(x.dtype).view(b, c, 1, 1))
+
+
+class GroupNorm(nn.GroupNorm):
+    """``nn.GroupNorm`` (same parameters and state dict) that stays accurate on large channels-last inputs."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if (
+            x.dim() == 4
+            and x.shape[2] * x.shape[3] > _NATIVE_CHANNELS_LAST_MAX
+            and not x.is_contiguous()
+            and x.is_contiguous(memory_format=torch.channels_last)
+        ):
+            return _group_norm_channels_last(x, self.num_groups, self.weight, self.bias, self.eps)
+        return super().forward(x)
+
 
 def group_norm(channels: int) -> nn.GroupNorm:
     """GroupNorm with ``min(channels // 4, 32)`` groups, as used throughout the model."""
-    return nn.GroupNorm(min(channels // 4, 32), channels)
+    return GroupNorm(min(channels // 4, 32), channels)
 
 
 def zero_init(module: nn.Module, enabled: bool = True) -> nn.Module:
@@ -181,7 +225,8 @@ class Attention(nn.Module):
             out = seq.reshape(b, n, f, c).permute(0, 3, 2, 1)
         else:
             out = seq.transpose(1, 2)
-        return out + inp
+        # ``inp`` first: the sum takes its memory format, so a channels-last model stays channels-last.
+        return inp + out
 
 
 class ResBlock(nn.Module):
