@@ -106,6 +106,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from lincae.data.audio_folder import StemFolder
     from lincae.evaluation.suite import evaluate, write_report
     from lincae.models.registry import load_model
+    from lincae.models.runtime import prepare_for_inference
 
     folder = StemFolder(args.data)
     count = len(folder) if args.pieces is None else min(args.pieces, len(folder))
@@ -113,7 +114,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     results = {}
     for spec in args.models:
         name, _, path = spec.rpartition("=") if "=" in spec else (Path(spec).name, "", spec)
-        model = load_model(path, max_batch_size=args.batch)
+        model = prepare_for_inference(load_model(path, max_batch_size=args.batch))
         results[name or path] = evaluate(model, pieces, crop_seconds=args.seconds, seed=args.seed)
         print(f"evaluated {name or path} on {count} pieces", file=sys.stderr)
     write_report(results, args.out)
@@ -126,11 +127,12 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from lincae.io.audiofile import AudioFileError
     from lincae.io.latents import encode_file, save_latents
     from lincae.models.registry import load_model
+    from lincae.models.runtime import prepare_for_inference
 
     out = Path(args.output)
     if out.exists() and not args.overwrite:
         raise AudioFileError(f"{out}: already exists (pass --overwrite to replace it)")
-    model = load_model(args.model, max_batch_size=args.batch)
+    model = prepare_for_inference(load_model(args.model, max_batch_size=args.batch))
     lf = encode_file(model, args.input, chunk_seconds=args.chunk_seconds)
     save_latents(out, lf, overwrite=args.overwrite)
     print(
@@ -146,10 +148,11 @@ def cmd_decode(args: argparse.Namespace) -> int:
     from lincae.io.audiofile import check_output_path, resample, write_audio
     from lincae.io.latents import decode_latents, load_latents
     from lincae.models.registry import load_model
+    from lincae.models.runtime import prepare_for_inference
 
     out = check_output_path(args.output, args.overwrite)
     lf = load_latents(args.input)
-    model = load_model(args.model, max_batch_size=args.batch)
+    model = prepare_for_inference(load_model(args.model, max_batch_size=args.batch))
     audio = decode_latents(model, lf, seed=args.seed, force=args.force).numpy()
     rate = args.rate or lf.source_sample_rate
     write_audio(out, resample(audio, lf.sample_rate, rate), rate, overwrite=args.overwrite)
@@ -553,6 +556,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
+    from lincae.models.runtime import keep_freed_memory
+
+    keep_freed_memory()  # large activations reuse the process's pages instead of faulting in fresh ones
     try:
         return handler(args)
     except KeyboardInterrupt:

@@ -23,6 +23,7 @@ import torch
 from lincae.engine.config import EngineConfig
 from lincae.engine.params import ParameterRegistry, mixer_parameters, source_coefficients
 from lincae.models.autoencoder import Autoencoder
+from lincae.models.runtime import prepare_for_inference
 
 
 def crossfade_curves(length: int, shape: str) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +66,8 @@ class LatentMixer:
     """Windowed encode → latent mix → decode → crossfade, shared by the live and offline engines.
 
     Args:
-        model: the autoencoder (put in eval mode and moved to ``device``).
+        model: the autoencoder (put in eval mode and moved to ``device``; on CPU its weights are
+            stored channels-last, see :func:`lincae.models.runtime.prepare_for_inference`).
         config: windowing, sources and behaviour.
         registry: parameters to read (default: a fresh :func:`mixer_parameters` registry).
         device: ``"cpu"``, ``"cuda"``... (default: CUDA when present).
@@ -79,7 +81,7 @@ class LatentMixer:
         device: str | torch.device | None = None,
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = model.eval().to(self.device)
+        self.model = prepare_for_inference(model, self.device)
         self.config = config
         self.registry = registry or ParameterRegistry(mixer_parameters(config.num_sources))
         self.hop = model.hop_length
