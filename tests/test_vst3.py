@@ -26,6 +26,7 @@ from lincae.presets import Preset  # noqa: E402
 from lincae.render import chains  # noqa: E402
 from lincae.render.chains import (  # noqa: E402
     ChainProcessor,
+    PluginLoadError,
     apply_parameter,
     build_chain,
     chain_latency,
@@ -95,6 +96,9 @@ def test_a_json_chain_file_loads_the_plugin_by_path(vst3_plugin: Path, tmp_path:
     board = build_chain(parse_chain_arg(f"vst3('{vst3_plugin}', name='lincae test gain', gain_db=-6)"))
     assert board[0].gain_db == pytest.approx(-6.0, abs=1e-4)
     assert chain_to_spec(board)[0]["name"] == "lincae test gain"
+    # A name the bundle does not hold is an error naming the plugin it does hold.
+    with pytest.raises(PluginLoadError, match="holds the plugin 'lincae test gain', not 'Other Verb'"):
+        build_chain([{"plugin": "vst3", "path": str(vst3_plugin), "name": "Other Verb"}])
 
 
 def test_gain_db_sets_the_level(vst3_plugin: Path) -> None:

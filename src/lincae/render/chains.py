@@ -639,6 +639,9 @@ def _load_external(entry: Mapping[str, Any], where: str) -> Any:
         raise PluginLoadError(f"{where}: could not load {kind} plugin {path}: {e}") from e
     if _kind_of(plugin) != kind:
         raise PluginLoadError(f"{where}: {path} is a {_kind_of(plugin)} plugin, not {kind}")
+    wanted, found = entry.get("name"), getattr(plugin, "name", None)
+    if wanted and found and wanted != found:  # a one-plugin bundle ignores plugin_name
+        raise PluginLoadError(f"{where}: {path} holds the plugin {found!r}, not {wanted!r}")
     _configure_external(plugin, entry, where)
     return plugin
 
