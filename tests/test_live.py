@@ -285,6 +285,26 @@ def test_a_reopened_device_restarts_the_conversion_at_the_same_latency() -> None
     assert session.resample_underruns == 0
 
 
+def test_a_running_session_freezes_the_garbage_collector_and_lowers_the_switch_interval() -> None:
+    """So that neither a full collection nor a long GIL slice keeps the audio callback waiting."""
+    import gc
+    import sys
+
+    before = sys.getswitchinterval()
+    session = LiveSession(
+        DelayEngine(44100, latency=3000),  # type: ignore[arg-type]
+        LiveConfig(source_channels=((1,),), output_channels=(1,)),
+        stream_factory=FakeStream,
+    )
+    assert gc.get_freeze_count() == 0
+    session.start()
+    try:
+        assert gc.get_freeze_count() > 0 and sys.getswitchinterval() <= 0.0005
+    finally:
+        session.stop()
+    assert gc.get_freeze_count() == 0 and sys.getswitchinterval() == before
+
+
 def test_sample_fifo_wraps_and_pads() -> None:
     fifo = SampleFifo(1, 8)
     fifo.clear(3)

@@ -12,6 +12,7 @@ and reopened with back-off, without blocking the caller.
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import time
@@ -268,18 +269,22 @@ class LiveSession:
 
         While the session runs, Python's thread switch interval is lowered to :data:`SWITCH_INTERVAL`: the
         audio callback needs the GIL back within a fraction of a block, and the default 5 ms is about a
-        whole 256-frame block at 44.1 kHz (JACK then misses its deadline). It is restored by :meth:`stop`.
+        whole 256-frame block at 44.1 kHz (JACK then misses its deadline). The objects alive at start are
+        also frozen out of the garbage collector (:func:`gc.freeze`): a full collection holds the GIL for
+        as long as it takes to scan every object, tens of milliseconds in a process holding a model, Qt
+        and the like, and the callback would wait that long. Both are restored by :meth:`stop`.
         """
         if self._saved_switch is None:
             self._saved_switch = sys.getswitchinterval()
             sys.setswitchinterval(min(self._saved_switch, SWITCH_INTERVAL))
+            gc.collect()
+            gc.freeze()
         self.engine.start()
         try:
             self._open()
         except Exception as e:
             self.engine.stop()
-            sys.setswitchinterval(self._saved_switch)
-            self._saved_switch = None
+            self._restore_interpreter()
             if isinstance(e, (ValueError, OSError)):
                 raise
             # PortAudio's errors (an unsupported rate, block size or channel count) are not OSErrors
@@ -299,10 +304,15 @@ class LiveSession:
             self._supervisor = None
         self._close()
         self.engine.stop()
+        self._restore_interpreter()
+        self.status = "stopped"
+
+    def _restore_interpreter(self) -> None:
+        """Undo :meth:`start`'s switch interval and garbage-collector freeze."""
         if self._saved_switch is not None:
             sys.setswitchinterval(self._saved_switch)
             self._saved_switch = None
-        self.status = "stopped"
+            gc.unfreeze()
 
     def __enter__(self) -> LiveSession:
         self.start()
