@@ -80,8 +80,8 @@ def ensure_official_venv(venv: Path) -> Path:
     return python
 
 
-def write_official_layout(config: dict, folder: Path, seed: int) -> int:
-    """Random non-zero weights of ``config`` in the official checkpoint layout; returns the parameter count."""
+def write_official_layout(config: dict, folder: Path, seed: int) -> None:
+    """Random non-zero weights of ``config`` in the official checkpoint layout."""
     torch.manual_seed(seed)
     model = Autoencoder(config["frontend"], config["generator"], config["diffusion"], scale_factor=1.0)
     with torch.no_grad():
@@ -97,7 +97,6 @@ def write_official_layout(config: dict, folder: Path, seed: int) -> int:
         ("diffusion", model.diffusion.config.to_dict()),
     ):
         (folder / f"{part}_kwargs_last.yaml").write_text(yaml.safe_dump(values))
-    return sum(p.numel() for p in model.parameters())
 
 
 @dataclass

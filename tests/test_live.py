@@ -17,7 +17,7 @@ from lincae.engine.mixer import LatentMixer
 from lincae.engine.offline import render
 from lincae.engine.params import ParameterRegistry, mixer_parameters
 from lincae.engine.stream import EngineMetrics, StreamingEngine
-from lincae.io.live import LiveConfig, LiveSession, parse_sources, wait_until
+from lincae.io.live import SWITCH_INTERVAL, LiveConfig, LiveSession, parse_sources, wait_until
 from lincae.io.resample import SampleFifo
 
 pytest_plugins = ["jackd_fixture"]
@@ -299,7 +299,7 @@ def test_a_running_session_freezes_the_garbage_collector_and_lowers_the_switch_i
     assert gc.get_freeze_count() == 0
     session.start()
     try:
-        assert gc.get_freeze_count() > 0 and sys.getswitchinterval() <= 0.0005
+        assert gc.get_freeze_count() > 0 and sys.getswitchinterval() <= SWITCH_INTERVAL
     finally:
         session.stop()
     assert gc.get_freeze_count() == 0 and sys.getswitchinterval() == before
