@@ -6,8 +6,12 @@ A YAML file holds the sections below (any may be left out to take the defaults):
     data:     {crop_frames: 64, batch_size: 8, rms_floor: 0.001}
     optim:    {lr: 1.0e-4, final_lr: 1.0e-6, warmup_steps: 500}
     augment:  {mode: lin-cae}                                       # or m2l (no linearity augmentations)
+    objective: {recon_fraction: 0.5, consistency_weight: 0.01}       # see ObjectiveSection
     steps: 3000
     seed: 0
+
+``config_version: 1`` files (written before the ``objective`` section existed) trained with consistency
+alone; they are read with ``objective: {recon_fraction: 0}``, which is exactly that.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import yaml
 
 from lincae.models.config import DiffusionConfig, FrontendConfig, GeneratorConfig, _Config
 
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2
 
 
 def _check(cond: bool, where: str, msg: str) -> None:
@@ -126,6 +130,69 @@ class AugmentSection(_Config):
 
 
 @dataclass(frozen=True)
+class ObjectiveSection(_Config):
+    """What each step's loss is made of.
+
+    A fixed share of every batch (``recon_fraction``, the examples drawn at random) is decoded in one
+    step from pure noise at ``sigma_max``, exactly as ``Autoencoder.decode`` does, and compared with
+    the clean (augmented) target: relative MSE of the compressed complex STFT (``recon_weight``) plus
+    a multi-resolution STFT distance of the waveforms (``stft_weight``, ramped in linearly from step
+    ``stft_start`` over ``stft_ramp`` steps). The remaining examples get the consistency loss of
+    Music2Latent / Lin-CAE (student at ``sigma``, detached teacher at ``sigma_step``), scaled by
+    ``consistency_weight``.
+
+    Why: one-step decoding reads the network at ``sigma_max``, the top of the consistency chain, which
+    consistency training alone only reaches after hundreds of thousands of steps; until then it decodes
+    a quiet average without pitch. The reconstruction term trains that output directly, so a short run
+    already decodes the music, and the consistency term keeps the lower noise levels (multi-step
+    decoding) consistent. The complex-STFT MSE is what teaches coherent phase (pitch); the STFT term,
+    brought in once phase is found, fixes the level of quiet bands. ``recon_fraction: 0`` is the paper's
+    objective, consistency alone.
+    """
+
+    recon_fraction: float = 0.5
+    recon_weight: float = 1.0
+    stft_weight: float = 1.0
+    stft_start: int = 100
+    stft_ramp: int = 50
+    stft_fft_sizes: list[int] = field(default_factory=lambda: [256, 512, 1024, 2048, 4096])
+    consistency_weight: float = 0.01
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stft_fft_sizes", [int(n) for n in self.stft_fft_sizes])
+        _check(
+            0.0 <= self.recon_fraction <= 1.0,
+            "objective.recon_fraction",
+            f"must be in [0, 1], got {self.recon_fraction}",
+        )
+        for name in ("recon_weight", "stft_weight", "consistency_weight"):
+            _check(getattr(self, name) >= 0, f"objective.{name}", f"must be >= 0, got {getattr(self, name)}")
+        _check(self.stft_start >= 0 and self.stft_ramp >= 0, "objective", "stft_start and stft_ramp must be >= 0")
+        _check(
+            bool(self.stft_fft_sizes) and all(n >= 16 for n in self.stft_fft_sizes),
+            "objective.stft_fft_sizes",
+            f"need one or more FFT sizes >= 16, got {self.stft_fft_sizes}",
+        )
+        _check(
+            self.recon_fraction < 1.0 or self.recon_weight + self.stft_weight > 0,
+            "objective",
+            "recon_fraction 1 needs recon_weight or stft_weight > 0",
+        )
+
+    def stft_weight_at(self, step: int) -> float:
+        """The STFT term's weight at ``step`` (0 before ``stft_start``, then a linear ramp to ``stft_weight``)."""
+        if step < self.stft_start:
+            return 0.0
+        if self.stft_ramp == 0:
+            return self.stft_weight
+        return self.stft_weight * min(1.0, (step - self.stft_start) / self.stft_ramp)
+
+    def recon_count(self, batch: int) -> int:
+        """Examples of a batch of ``batch`` that get the reconstruction loss."""
+        return round(self.recon_fraction * batch)
+
+
+@dataclass(frozen=True)
 class TrainConfig(_Config):
     """Everything that defines a training run. ``steps`` is the total the schedules are built for."""
 
@@ -133,6 +200,7 @@ class TrainConfig(_Config):
     data: DataSection = field(default_factory=DataSection)
     optim: OptimSection = field(default_factory=OptimSection)
     augment: AugmentSection = field(default_factory=AugmentSection)
+    objective: ObjectiveSection = field(default_factory=ObjectiveSection)
     steps: int = 3000
     seed: int = 0
     log_every: int = 10
@@ -141,7 +209,13 @@ class TrainConfig(_Config):
     config_version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
-        sections = {"model": ModelSection, "data": DataSection, "optim": OptimSection, "augment": AugmentSection}
+        sections = {
+            "model": ModelSection,
+            "data": DataSection,
+            "optim": OptimSection,
+            "augment": AugmentSection,
+            "objective": ObjectiveSection,
+        }
         for name, cls in sections.items():
             object.__setattr__(self, name, cls.from_dict(getattr(self, name), where=name))
         _check(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
@@ -160,6 +234,13 @@ class TrainConfig(_Config):
         )
 
     @classmethod
+    def from_dict(cls, values: dict[str, Any] | TrainConfig | None, *, where: str | None = None) -> TrainConfig:
+        """Build from a mapping; files of an older ``config_version`` are migrated first."""
+        if isinstance(values, dict):
+            values = migrate(values)
+        return super().from_dict(values, where=where)
+
+    @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
         path = Path(path)
         try:
@@ -171,7 +252,7 @@ class TrainConfig(_Config):
         return cls.from_dict(values, where=str(path))
 
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
+        out = dataclasses.asdict(self)  # type: ignore[call-overload]
         out["optim"]["betas"] = list(self.optim.betas)
         return out
 
@@ -182,3 +263,18 @@ class TrainConfig(_Config):
         """Audio samples per training crop: exactly ``crop_frames`` STFT frames."""
         fe = FrontendConfig.from_dict(self.model.frontend)
         return fe.hop_size * (self.data.crop_frames + fe.n_fft_factor - 1)
+
+
+def migrate(values: dict[str, Any]) -> dict[str, Any]:
+    """Bring a configuration mapping of an older ``config_version`` to :data:`CONFIG_VERSION`.
+
+    A mapping without ``config_version`` is taken as current (hand-written files usually leave it out).
+    Version 1 had no ``objective`` section and trained with consistency alone.
+    """
+    version = values.get("config_version", CONFIG_VERSION)
+    if version == 1:
+        values = {**values, "config_version": 2}
+        objective = dict(values.get("objective") or {})
+        objective.setdefault("recon_fraction", 0.0)
+        values["objective"] = objective
+    return values

@@ -7,6 +7,8 @@ Files are read crop by crop, so memory does not grow with the dataset.
 
 from __future__ import annotations
 
+import queue
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +37,9 @@ def _rng(seed: int, *keys: int) -> np.random.Generator:
 
 class FolderCrops:
     """Random crops of every audio file below a folder, resampled to the model's rate, mono.
+
+    Files are drawn in proportion to their length, so every second of audio is equally likely: a
+    folder of long recordings beside many short stems is sampled by duration, not by file count.
 
     Args:
         root: folder scanned recursively (wav, flac, mp3, ogg).
@@ -72,12 +77,18 @@ class FolderCrops:
                 self.lengths.append(info.frames)
         if not self.files:
             raise ValueError(f"no readable audio files under {self.root}")
+        lengths = np.asarray(self.lengths, dtype=np.float64)
+        self._cumulative = np.cumsum(lengths / lengths.sum())
+
+    def _pick_file(self, rng: np.random.Generator) -> int:
+        """A file index drawn with probability proportional to the file's length."""
+        return min(int(np.searchsorted(self._cumulative, rng.random(), side="right")), len(self.files) - 1)
 
     def crop(self, rng: np.random.Generator) -> np.ndarray:
         """One crop ``(crop_samples,)``; quiet crops are redrawn (the last draw is kept if all are quiet)."""
         out = np.zeros(self.crop_samples, dtype=np.float32)
         for _ in range(MAX_REDRAWS):
-            i = int(rng.integers(len(self.files)))
+            i = self._pick_file(rng)
             start = int(rng.integers(max(1, self.lengths[i] - self.crop_samples + 1)))
             out = read_crop(self.files[i], start, self.crop_samples, self.sample_rate)
             if np.sqrt(np.mean(np.square(out, dtype=np.float64))) >= self.rms_floor:
@@ -109,3 +120,83 @@ class TensorCrops:
         rows = rng.integers(self.audio.shape[0], size=batch_size)
         starts = rng.integers(self.audio.shape[-1] - self.crop_samples + 1, size=batch_size)
         return torch.stack([self.audio[r, s : s + self.crop_samples] for r, s in zip(rows, starts, strict=True)])
+
+
+class Prefetcher:
+    """Makes the batches of the coming steps on a background thread while the current step trains.
+
+    Batches are pure functions of the step (see :class:`BatchSource`), so running ahead changes nothing
+    but the time the training loop waits. ``get(step)`` returns the batch of ``step``; asking for a step
+    other than the next one (after a resume, say) restarts the worker there.
+
+    Args:
+        source: where batches come from.
+        batch_size: crops per batch.
+        rank: process rank (DDP).
+        depth: batches made ahead.
+        pin_memory: put batches in page-locked memory (for asynchronous copies to a GPU).
+    """
+
+    def __init__(
+        self, source: BatchSource, batch_size: int, rank: int = 0, depth: int = 2, pin_memory: bool = False
+    ) -> None:
+        self.source = source
+        self.batch_size = batch_size
+        self.rank = rank
+        self.depth = max(1, depth)
+        self.pin_memory = pin_memory
+        self._next: int | None = None
+        self._queue: queue.Queue[tuple[int, Tensor | BaseException]] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _run(self, start: int, q: queue.Queue[tuple[int, Tensor | BaseException]], stop: threading.Event) -> None:
+        step = start
+        while not stop.is_set():
+            try:
+                item: Tensor | BaseException = self.source.batch(step, self.batch_size, self.rank)
+                if self.pin_memory:
+                    item = item.pin_memory()
+            except BaseException as e:  # handed to the training loop, which raises it
+                item = e
+            while not stop.is_set():
+                try:
+                    q.put((step, item), timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if isinstance(item, BaseException):
+                return
+            step += 1
+
+    def _start(self, step: int) -> None:
+        self.close()
+        self._stop = threading.Event()
+        self._queue = queue.Queue(maxsize=self.depth)
+        self._thread = threading.Thread(
+            target=self._run, args=(step, self._queue, self._stop), name="lincae-batches", daemon=True
+        )
+        self._thread.start()
+        self._next = step
+
+    def get(self, step: int) -> Tensor:
+        """The batch ``[batch_size, crop_samples]`` of ``step``."""
+        if self._queue is None or self._next != step:
+            self._start(step)
+        assert self._queue is not None
+        got, item = self._queue.get()
+        if isinstance(item, BaseException):
+            self._queue = None
+            raise item
+        assert got == step, (got, step)
+        self._next = step + 1
+        return item
+
+    def close(self) -> None:
+        """Stop the worker (it finishes the batch it is making)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._thread = None
+        self._queue = None
+        self._next = None

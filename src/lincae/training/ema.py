@@ -21,8 +21,8 @@ class EMA:
     def update(self, module: nn.Module) -> None:
         self.num_updates += 1
         d = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
-        for k, p in module.named_parameters():
-            self.shadow[k].lerp_(p.detach(), 1.0 - d)
+        params = dict(module.named_parameters())
+        torch._foreach_lerp_(list(self.shadow.values()), [params[k].detach() for k in self.shadow], 1.0 - d)
 
     @contextlib.contextmanager
     def applied(self, module: nn.Module) -> Iterator[None]:
@@ -50,4 +50,6 @@ class EMA:
         if shadow.keys() != self.shadow.keys():
             raise ValueError("EMA state does not match the model's parameters")
         self.num_updates = int(state["num_updates"])  # type: ignore[call-overload]
-        self.shadow = {k: v.to(self.shadow[k].device) for k, v in shadow.items() if isinstance(v, Tensor)}
+        self.shadow = {
+            k: v.to(self.shadow[k].device, self.shadow[k].dtype) for k, v in shadow.items() if isinstance(v, Tensor)
+        }

@@ -1,8 +1,11 @@
-"""The consistency-training objective of one step."""
+"""The loss of one training step: one-step reconstruction plus consistency.
+
+See :class:`lincae.training.config.ObjectiveSection` for why both terms are there.
+"""
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -10,49 +13,110 @@ from torch import Tensor, nn
 from lincae.models.frontend import ScaledComplexSTFT
 from lincae.models.unet import UNet
 from lincae.training.augment import AugmentedBatch
+from lincae.training.losses import (
+    HUBER_C,
+    STFT_FFT_SIZES,
+    multi_resolution_stft,
+    pseudo_huber,
+    relative_mse,
+)
 
-HUBER_C = 0.00054
+__all__ = ["HUBER_C", "LOSS_NAMES", "TrainingObjective", "pseudo_huber"]
+
+#: What :meth:`TrainingObjective.forward` returns, in order.
+LOSS_NAMES: tuple[str, ...] = ("loss", "recon", "stft", "consistency")
 
 
-def pseudo_huber(x: Tensor, y: Tensor, weight: Tensor | None = None, c: float = HUBER_C) -> Tensor:
-    """Mean over the batch of ``sqrt(‖x − y‖² + c'²) − c'`` with ``c' = c·sqrt(dim)``, optionally weighted per item."""
-    diff = (x - y).pow(2).flatten(1)
-    cc = c * math.sqrt(diff.shape[-1])
-    # Unlike the official loss (which wraps this in nan_to_num), a NaN stays visible so training can stop on it.
-    loss = torch.sqrt(diff.sum(-1) + cc**2) - cc
-    if weight is not None:
-        loss = loss * weight
-    return loss.mean()
-
-
-class ConsistencyObjective(nn.Module):
+class TrainingObjective(nn.Module):
     """One step's loss as a module, so that DDP can wrap the whole computation in one forward call.
 
     Holds the UNet being trained (``generator``) and the frontend that turns audio into the compressed
-    complex STFT. ``forward`` returns the weighted pseudo-Huber distance between the student (at
-    ``sigma``) and the detached teacher (at ``sigma_step``, same noise, same weights).
+    complex STFT. Every example is encoded; its (augmented) latents condition the generator, which is
+    run once on the whole batch with one noise level per example. The first ``recon_count`` examples
+    (in the order ``order`` gives) are decoded exactly as :meth:`lincae.Autoencoder.decode` does in one
+    step (pure noise times ``sigma_max``) and compared with their clean targets; the rest are
+    consistency pairs against a detached teacher (same weights, same noise, ``sigma_step``).
+
+    Args:
+        generator: the UNet (encoder, latent upsampler, consistency generator).
+        frontend: the representation.
+        recon_weight, consistency_weight: weights of the reconstruction MSE and of the consistency loss
+            (the STFT term's weight comes with each call, as it follows a schedule).
+        stft_fft_sizes: resolutions of the multi-resolution STFT term.
     """
 
-    def __init__(self, generator: UNet, frontend: ScaledComplexSTFT) -> None:
+    def __init__(
+        self,
+        generator: UNet,
+        frontend: ScaledComplexSTFT,
+        recon_weight: float = 1.0,
+        consistency_weight: float = 1.0,
+        stft_fft_sizes: Sequence[int] = STFT_FFT_SIZES,
+    ) -> None:
         super().__init__()
         self.generator = generator
         self.frontend = frontend
+        self.recon_weight = recon_weight
+        self.consistency_weight = consistency_weight
+        self.stft_fft_sizes = tuple(stft_fft_sizes)
 
-    def forward(self, batch: AugmentedBatch, sigmas: Tensor, sigmas_step: Tensor, noise: Tensor) -> Tensor:
-        """Args: ``batch`` (N examples), ``sigmas``/``sigmas_step`` ``[N]``, ``noise`` ``[N, 2, F, frames]``."""
+    def forward(
+        self,
+        batch: AugmentedBatch,
+        order: Tensor,
+        sigmas: Tensor,
+        sigmas_step: Tensor,
+        noise: Tensor,
+        recon_count: int,
+        stft_weight: float = 0.0,
+    ) -> Tensor:
+        """Losses of one batch.
+
+        Args:
+            batch: ``N`` augmented examples.
+            order: ``[N]`` permutation of the examples; the first ``recon_count`` of it are reconstructed.
+            sigmas, sigmas_step: ``[N]`` student and teacher noise levels, in ``order`` (the first
+                ``recon_count`` sigmas should be ``sigma_max``; their ``sigmas_step`` are unused).
+            noise: ``[N, 2, F, frames]`` standard normal noise, in ``order``.
+            recon_count: examples that get the reconstruction loss (0 to N).
+            stft_weight: weight of the multi-resolution STFT term (skipped while 0).
+
+        Returns:
+            ``[4]`` float32: the weighted total, then the reconstruction MSE, the STFT distance and the
+            consistency loss, each unweighted (0 where a term has no examples).
+        """
         unet = self.generator
         rep_in = self.frontend.to_representation(batch.encoder_audio)
-        target = self.frontend.to_representation(batch.target_audio)
+        target = self.frontend.to_representation(batch.target_audio).index_select(0, order)
+        latents = batch.latents_for_decoder(unet.encoder(rep_in)).index_select(0, order)
+        pyramid = unet.decoder(latents)
         sig = sigmas.reshape(-1, 1, 1, 1)
-        sig_step = sigmas_step.reshape(-1, 1, 1, 1)
-        pyramid = unet.decoder(batch.latents_for_decoder(unet.encoder(rep_in)))
-        with torch.no_grad():
-            teacher = unet.forward_generator(None, target + sig_step * noise, sigmas_step, pyramid)
-        student = unet.forward_generator(None, target + sig * noise, sigmas, pyramid)
-        return pseudo_huber(student, teacher, 1.0 / (sigmas - sigmas_step))
+        r, n = recon_count, target.shape[0]
+        # Reconstructed examples start from pure noise, as decoding does (no trace of the target leaks in).
+        keep = (torch.arange(n, device=target.device) >= r).to(target.dtype).reshape(-1, 1, 1, 1)
+        out = unet.forward_generator(None, keep * target + sig * noise, sigmas, pyramid).float()
+
+        zero = out.new_zeros(())
+        recon = stft = consistency = zero
+        if r > 0:
+            recon = relative_mse(out[:r], target[:r])
+            if stft_weight > 0:
+                wave_out = self.frontend.to_waveform(out[:r])
+                wave_ref = self.frontend.to_waveform(target[:r])
+                stft = multi_resolution_stft(wave_out, wave_ref, self.stft_fft_sizes)
+        if r < n:
+            rest = slice(r, n)
+            sig_step = sigmas_step[rest].reshape(-1, 1, 1, 1)
+            with torch.no_grad():
+                teacher = unet.forward_generator(
+                    None, target[rest] + sig_step * noise[rest], sigmas_step[rest], [p[rest] for p in pyramid]
+                ).float()
+            consistency = pseudo_huber(out[rest], teacher, 1.0 / (sigmas[rest] - sigmas_step[rest]))
+        total = self.recon_weight * recon + stft_weight * stft + self.consistency_weight * consistency
+        return torch.stack([total, recon, stft, consistency])
 
     def noise_shape(self, batch: AugmentedBatch) -> tuple[int, ...]:
-        """Shape of the shared noise for ``batch``: that of its representation."""
+        """Shape of the step's noise for ``batch``: that of its representation."""
         n, t = batch.target_audio.shape
         frames = self.frontend.num_frames(t)
         return (n, 2, 2 * self.frontend.hop_size, frames)

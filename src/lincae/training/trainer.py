@@ -29,21 +29,42 @@ import torch.distributed as dist
 from torch import Tensor
 
 from lincae.models.autoencoder import Autoencoder
-from lincae.training.augment import augment
+from lincae.training.augment import AugmentedBatch, augment
 from lincae.training.config import TrainConfig
-from lincae.training.data import BatchSource
+from lincae.training.data import BatchSource, Prefetcher
 from lincae.training.ema import EMA
-from lincae.training.objective import ConsistencyObjective
+from lincae.training.objective import LOSS_NAMES, TrainingObjective
 from lincae.training.schedules import gain_range, learning_rate, lognormal_weights, sample_sigmas
 
 CKPT_FORMAT = "lincae.train-checkpoint"
 CKPT_VERSION = 1
 _VAL_KEY = 2**31 - 1
 MRSTFT_MIN_SAMPLES = 1024  # the longest FFT of the MR-STFT distance
+#: Runs shorter than this are smoke tests: :meth:`Trainer.check_learned` leaves them alone.
+LEARNING_CHECK_MIN_STEPS = 100
+#: A finished run must end with a validation score below this fraction of the untrained model's.
+LEARNING_CHECK_RATIO = 0.9
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class TrainingDidNotLearn(RuntimeError):
+    """Training ended with a model that reconstructs no better than the untrained one."""
+
+
+@dataclass
+class StepBatch:
+    """What one step consumes, on the training device (see :meth:`Trainer.make_batch`)."""
+
+    batch: AugmentedBatch
+    order: Tensor
+    sigmas: Tensor
+    sigmas_step: Tensor
+    noise: Tensor
+    recon_count: int
+    stft_weight: float
 
 
 @dataclass(frozen=True)
@@ -63,9 +84,18 @@ class DistInfo:
         )
 
 
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    return (seed * 1_000_003 + step) * 1_009 + rank
+
+
 def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
-    """The CPU generator for all draws of one step on one process."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 1_009 + rank)
+    """The CPU generator for the small draws of one step on one process."""
+    return torch.Generator().manual_seed(_step_seed(seed, step, rank))
+
+
+def device_generator(device: torch.device, seed: int, step: int, rank: int) -> torch.Generator:
+    """The generator on ``device`` for the noise of one step on one process (its own stream)."""
+    return torch.Generator(device=device).manual_seed(_step_seed(seed, step, rank) ^ 0x5DEECE66D)
 
 
 def build_model(config: TrainConfig, name: str = "model") -> Autoencoder:
@@ -85,6 +115,10 @@ class Trainer:
         device: where to train (default: CUDA if available).
         resume: continue from ``out_dir/last.ckpt``.
         progress: show a progress bar (main process only).
+        channels_last: keep 4-D weights and activations channels-last (faster convolutions on CPU and
+            GPU; the results differ from contiguous memory by rounding only).
+        compile: run the step's forward through ``torch.compile`` (first steps are slow while it compiles).
+        prefetch: batches made ahead on a background thread.
     """
 
     def __init__(
@@ -97,6 +131,9 @@ class Trainer:
         resume: bool = False,
         progress: bool = True,
         dist_info: DistInfo | None = None,
+        channels_last: bool = True,
+        compile: bool = False,
+        prefetch: int = 2,
     ) -> None:
         self.config = config
         self.out = Path(out_dir)
@@ -110,7 +147,16 @@ class Trainer:
         self.device = torch.device(device)
         self.progress = progress and self.dist.is_main
         self.model = build_model(config, name=self.out.name).to(self.device)
-        self.objective = ConsistencyObjective(self.model.generator, self.model.frontend).to(self.device)
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        obj = config.objective
+        self.objective = TrainingObjective(
+            self.model.generator,
+            self.model.frontend,
+            recon_weight=obj.recon_weight,
+            consistency_weight=obj.consistency_weight,
+            stft_fft_sizes=obj.stft_fft_sizes,
+        ).to(self.device)
         self.wrapped: torch.nn.Module = self.objective
         if self.dist.world_size > 1:
             # The latent upsampler owns noise projections it never uses (as in the official model).
@@ -119,6 +165,11 @@ class Trainer:
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True,
             )
+        if compile:
+            self.wrapped = torch.compile(self.wrapped)  # type: ignore[assignment]
+        self.prefetcher = Prefetcher(
+            source, config.data.batch_size, self.dist.rank, depth=prefetch, pin_memory=self.device.type == "cuda"
+        )
         o = config.optim
         self.optimizer = torch.optim.RAdam(
             self.model.generator.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay
@@ -131,6 +182,7 @@ class Trainer:
         self.sigma_weights = lognormal_weights(self.model.diffusion.config)
         self.step = 0
         self.best = math.inf
+        self.baseline = math.nan  # validation score of the untrained model
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
         if resume:
@@ -139,14 +191,16 @@ class Trainer:
             (self.out / "config.yaml").write_text(config.to_yaml())
 
     # ------------------------------------------------------------------ one step
-    def train_step(self) -> float:
-        """Run step ``self.step``; returns its loss. Raises :class:`TrainingDiverged` on a non-finite loss."""
+    def make_batch(self, step: int) -> StepBatch:
+        """Everything step ``step`` draws, on the training device: crops, augmentation, noise levels, noise.
+
+        The CPU draws (augmentation, noise levels, which examples are reconstructed) come from
+        :func:`step_generator`; the noise is drawn on the training device from a generator seeded the
+        same way, so no large tensor crosses to the device and a resumed run draws the same values.
+        """
         cfg, aug = self.config, self.config.augment
-        step = self.step
-        for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(step, cfg.steps, cfg.optim.lr, cfg.optim.final_lr, cfg.optim.warmup_steps)
         g = step_generator(cfg.seed, step, self.dist.rank)
-        audio = self.source.batch(step, cfg.data.batch_size, self.dist.rank)
+        audio = self.prefetcher.get(step).to(self.device, non_blocking=True)
         lo, hi = gain_range(
             step, cfg.steps, aug.gain_min, aug.gain_max, aug.gain_decay, aug.hold_fraction, aug.end_fraction
         )
@@ -162,33 +216,75 @@ class Trainer:
         )
         n = batch.target_audio.shape[0]
         sigmas, sigmas_step = sample_sigmas(n, step, cfg.steps, self.model.diffusion.config, g, self.sigma_weights)
-        noise = torch.randn(self.objective.noise_shape(batch), generator=g)
-        batch = _to(batch, self.device)
+        recon = cfg.objective.recon_count(n)
+        sigmas[:recon] = self.model.diffusion.config.sigma_max
+        order = torch.randperm(n, generator=g)
+        noise = torch.randn(
+            self.objective.noise_shape(batch),
+            generator=device_generator(self.device, cfg.seed, step, self.dist.rank),
+            device=self.device,
+        )
+        return StepBatch(
+            batch=batch,
+            order=order.to(self.device, non_blocking=True),
+            sigmas=sigmas.to(self.device, non_blocking=True),
+            sigmas_step=sigmas_step.to(self.device, non_blocking=True),
+            noise=noise,
+            recon_count=recon,
+            stft_weight=cfg.objective.stft_weight_at(step),
+        )
+
+    def forward_backward(self, sb: StepBatch) -> Tensor:
+        """Loss and gradients of one step. Returns ``[5]`` on the device: the losses and the gradient norm."""
         self.model.train()
         with self._autocast():
-            loss = self.wrapped(batch, sigmas.to(self.device), sigmas_step.to(self.device), noise.to(self.device))
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise TrainingDiverged(
-                f"loss is {value} at step {step}: training stopped. The last good checkpoint is "
-                f"{self.out / 'last.ckpt'}; lower optim.lr or check the data before resuming."
+            losses = self.wrapped(
+                sb.batch, sb.order, sb.sigmas, sb.sigmas_step, sb.noise, sb.recon_count, sb.stft_weight
             )
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        self.scaler.scale(losses[0]).backward()
         self.scaler.unscale_(self.optimizer)
-        clip = cfg.optim.grad_clip if cfg.optim.grad_clip is not None else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.generator.parameters(), clip))
-        if not math.isfinite(grad_norm) and self.amp_dtype != torch.float16:  # fp16: the scaler skips the step
-            raise TrainingDiverged(
-                f"gradient norm is {grad_norm} at step {step}: training stopped. The last good checkpoint is "
-                f"{self.out / 'last.ckpt'}; lower optim.lr or check the data before resuming."
-            )
+        clip = self.config.optim.grad_clip if self.config.optim.grad_clip is not None else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.generator.parameters(), clip)
+        return torch.cat([losses.detach().float(), grad_norm.detach().float().reshape(1)])
+
+    def optimizer_step(self) -> None:
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.step += 1
-        if self.step % cfg.optim.ema_every == 0:
+
+    def ema_step(self) -> None:
+        if self.step % self.config.optim.ema_every == 0:
             self.ema.update(self.model.generator)
-        return value
+
+    def set_learning_rate(self, step: int) -> None:
+        o = self.config.optim
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(step, self.config.steps, o.lr, o.final_lr, o.warmup_steps)
+
+    def train_step(self) -> dict[str, float]:
+        """Run step ``self.step``; returns its losses and gradient norm.
+
+        The step synchronises with the device once, to read those values; a non-finite loss or gradient
+        raises :class:`TrainingDiverged` before the weights change.
+        """
+        step = self.step
+        self.set_learning_rate(step)
+        stats = self.forward_backward(self.make_batch(step)).tolist()  # the one host sync of the step
+        values = dict(zip((*LOSS_NAMES, "grad_norm"), stats, strict=True))
+        if not math.isfinite(values["loss"]):
+            raise TrainingDiverged(
+                f"loss is {values['loss']} at step {step}: training stopped. The last good checkpoint is "
+                f"{self.out / 'last.ckpt'}; lower optim.lr or check the data before resuming."
+            )
+        if not math.isfinite(values["grad_norm"]) and self.amp_dtype != torch.float16:  # fp16: the scaler skips
+            raise TrainingDiverged(
+                f"gradient norm is {values['grad_norm']} at step {step}: training stopped. The last good checkpoint "
+                f"is {self.out / 'last.ckpt'}; lower optim.lr or check the data before resuming."
+            )
+        self.optimizer_step()
+        self.step += 1
+        self.ema_step()
+        return values
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.amp_dtype is None:
@@ -196,52 +292,107 @@ class Trainer:
         return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
 
     # ------------------------------------------------------------------ the loop
-    def fit(self, until: int | None = None, on_log: Callable[[dict[str, float]], None] | None = None) -> None:
-        """Train until step ``until`` (default: ``config.steps``), checkpointing and validating on the way."""
+    def fit(
+        self,
+        until: int | None = None,
+        on_log: Callable[[dict[str, float]], None] | None = None,
+        deadline: float | None = None,
+    ) -> None:
+        """Train until step ``until`` (default: ``config.steps``), checkpointing and validating on the way.
+
+        ``deadline`` (a ``time.monotonic()`` value) ends the run early after the step that passes it,
+        with a validation and a checkpoint, as if ``until`` had been that step.
+
+        A fresh run first validates the untrained model (the baseline). A run that reaches
+        ``config.steps`` (at least :data:`LEARNING_CHECK_MIN_STEPS` of them) with validation audio must end
+        with a better validation score than that baseline, else :class:`TrainingDidNotLearn` says so
+        (the checkpoint and ``final/`` are still written, for inspection).
+        """
         cfg = self.config
         until = min(until or cfg.steps, cfg.steps)
+        if self.step == 0 and math.isnan(self.baseline):
+            metrics = self.validate(baseline=True)
+            if metrics is not None:
+                self.baseline = self._score(metrics)
         bar = _progress(self.step, until) if self.progress else None
-        losses: list[float] = []
+        sums: dict[str, float] = {}
+        count = 0
         t0 = time.perf_counter()
         try:
             while self.step < until:
-                losses.append(self.train_step())
+                values = self.train_step()
+                count += 1
+                for k, v in values.items():
+                    sums[k] = sums.get(k, 0.0) + v
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{losses[-1]:.4f}")
+                    bar.set_postfix(loss=f"{values['loss']:.4f}")
                 if self.step % cfg.log_every == 0:
-                    record = {
-                        "step": self.step,
-                        "loss": sum(losses) / len(losses),
-                        "lr": self.optimizer.param_groups[0]["lr"],
-                        "sec_per_step": (time.perf_counter() - t0) / len(losses),
-                    }
+                    record: dict[str, float] = {"step": self.step, **{k: v / count for k, v in sums.items()}}
+                    record["lr"] = self.optimizer.param_groups[0]["lr"]
+                    record["sec_per_step"] = (time.perf_counter() - t0) / count
                     self._log(record)
                     if on_log:
                         on_log(record)
-                    losses, t0 = [], time.perf_counter()
-                if self.step % cfg.val_every == 0 or self.step == until:
+                    sums, count, t0 = {}, 0, time.perf_counter()
+                last = self.step == until or self._deadline_passed(deadline)
+                if self.step % cfg.val_every == 0 or last:
                     self.validate()
-                if self.step % cfg.ckpt_every == 0 or self.step == until:
+                if self.step % cfg.ckpt_every == 0 or last:
                     self.save_checkpoint()
+                if last:
+                    break
         finally:
+            self.prefetcher.close()
             if bar is not None:
                 bar.close()
         if self.step >= cfg.steps and self.dist.is_main:  # only rank 0 holds the validation audio
             self.export(self.out / "final")
+            self.check_learned()
+
+    def _deadline_passed(self, deadline: float | None) -> bool:
+        """Whether ``deadline`` has passed; under DDP all ranks decide together, every ``log_every`` steps."""
+        if deadline is None:
+            return False
+        passed = time.monotonic() >= deadline
+        if self.dist.world_size > 1:
+            if self.step % self.config.log_every:
+                return False
+            flag = torch.tensor([float(passed)], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            passed = bool(flag.item())
+        return passed
+
+    def check_learned(self) -> None:
+        """Raise :class:`TrainingDidNotLearn` when a finished run is no better than its untrained model."""
+        cfg = self.config
+        if cfg.steps < LEARNING_CHECK_MIN_STEPS or not math.isfinite(self.baseline) or not math.isfinite(self.best):
+            return
+        if self.best > LEARNING_CHECK_RATIO * self.baseline:
+            raise TrainingDidNotLearn(
+                f"training did not learn: after {self.step} steps the best validation score ({self.best:.4g}, "
+                f"MR-STFT of the reconstructions) is no better than the untrained model's ({self.baseline:.4g}). "
+                f"The model in {self.out / 'final'} would decode noise. Check optim.lr ({cfg.optim.lr:g}), the "
+                "level of the training audio, and the objective weights."
+            )
 
     # ------------------------------------------------------------------ validation and export
+    @staticmethod
+    def _score(metrics: dict[str, float]) -> float:
+        return metrics.get("val_mrstft", metrics["val_loss"])
+
     @torch.no_grad()
-    def validate(self) -> dict[str, float] | None:
+    def validate(self, baseline: bool = False) -> dict[str, float] | None:
         """Validation on the held-out audio with the EMA weights; saves ``best/`` when it improves.
 
-        The consistency loss is measured on training-length crops of it (fixed noise), reconstruction
-        SI-SDR and MR-STFT on the whole held-out clips. ``best`` follows MR-STFT (the loss when clips
-        are too short for it).
+        The training loss is measured on training-length crops of it (fixed noise), reconstruction
+        SI-SDR, MR-STFT and chroma correlation on the whole held-out clips. ``best`` follows MR-STFT
+        (the loss when clips are too short for it). ``baseline``: the untrained model's score, logged
+        but not saved as ``best``.
         """
         if self.val_audio is None or not self.dist.is_main:
             return None
-        from lincae.evaluation.metrics import mrstft_distance, si_sdr
+        from lincae.evaluation.metrics import CHROMA_SETTINGS, chroma_correlation, mrstft_distance, si_sdr
 
         cfg = self.config
         audio = self.val_audio.to(self.device)
@@ -250,18 +401,27 @@ class Trainer:
         with self.ema.applied(self.model.generator):
             g = step_generator(cfg.seed, _VAL_KEY, 0)
             batch = augment(crops, g, additivity=False, homogeneity=False)
-            sig, sig_step = sample_sigmas(
-                crops.shape[0], cfg.steps, cfg.steps, self.model.diffusion.config, g, self.sigma_weights
-            )
+            n = crops.shape[0]
+            sig, sig_step = sample_sigmas(n, cfg.steps, cfg.steps, self.model.diffusion.config, g, self.sigma_weights)
+            recon = cfg.objective.recon_count(n)
+            sig[:recon] = self.model.diffusion.config.sigma_max
             noise = torch.randn(self.objective.noise_shape(batch), generator=g).to(self.device)
-            val_loss = float(self.objective(batch, sig.to(self.device), sig_step.to(self.device), noise))
+            order = torch.arange(n, device=self.device)
+            losses = self.objective(
+                batch, order, sig.to(self.device), sig_step.to(self.device), noise, recon, cfg.objective.stft_weight
+            )
             y = self.model.decode(self.model.encode(audio), full_length=audio.shape[-1], seed=0).cpu()
-        metrics = {"step": self.step, "val_loss": val_loss, "val_si_sdr": float(si_sdr(y, audio.cpu()).mean())}
+        ref = audio.cpu()
+        metrics = {"step": self.step, "val_loss": float(losses[0]), "val_si_sdr": float(si_sdr(y, ref).mean())}
         if audio.shape[-1] > MRSTFT_MIN_SAMPLES:
-            metrics["val_mrstft"] = float(mrstft_distance(y, audio.cpu()).mean())
+            metrics["val_mrstft"] = float(mrstft_distance(y, ref).mean())
+        if audio.shape[-1] >= CHROMA_SETTINGS["n_fft"]:
+            metrics["val_chroma"] = float(chroma_correlation(y, ref).mean())
+        if baseline:
+            metrics["baseline"] = 1.0
         self._log(metrics)
-        score = metrics.get("val_mrstft", val_loss)
-        if score < self.best:
+        score = self._score(metrics)
+        if not baseline and score < self.best:
             self.best = score
             self.export(self.out / "best", extra={"validation": metrics})
         return metrics
@@ -299,6 +459,7 @@ class Trainer:
             "format_version": CKPT_VERSION,
             "step": self.step,
             "best": self.best,
+            "baseline": self.baseline,
             "config": self.config.to_yaml(),
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict(),
@@ -322,12 +483,26 @@ class Trainer:
         saved = TrainConfig.from_dict(_yaml(state["config"]))
         if saved.model != self.config.model:
             raise ValueError(f"{path}: checkpoint was trained with another model configuration")
-        self.model.load_state_dict(state["model"], strict=True)
+        self.model.load_state_dict(state["model"], strict=True)  # casts a compact checkpoint's float16 back
         self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        optimizer = state["optimizer"]
+        if state.get("compact"):  # first moments left out, second moments in bfloat16 (export.compact_checkpoint)
+            optimizer = {
+                "param_groups": optimizer["param_groups"],
+                "state": {
+                    i: {
+                        "step": s["step"],
+                        "exp_avg": torch.zeros_like(s["exp_avg_sq"], dtype=torch.float32),
+                        "exp_avg_sq": s["exp_avg_sq"].float(),
+                    }
+                    for i, s in optimizer["state"].items()
+                },
+            }
+        self.optimizer.load_state_dict(optimizer)
         self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
         self.best = float(state["best"])
+        self.baseline = float(state.get("baseline", math.nan))
 
     def _log(self, record: dict[str, float]) -> None:
         if not self.dist.is_main:
@@ -340,15 +515,6 @@ class Trainer:
                 file=sys.stderr,
                 flush=True,
             )
-
-
-def _to(batch: Any, device: torch.device) -> Any:
-    batch.encoder_audio = batch.encoder_audio.to(device)
-    batch.target_audio = batch.target_audio.to(device)
-    batch.gains = batch.gains.to(device)
-    if batch.mix_weights is not None:
-        batch.mix_weights = batch.mix_weights.to(device)
-    return batch
 
 
 def _yaml(text: str) -> dict[str, Any]:
