@@ -20,6 +20,7 @@ from lincae.models.config import DiffusionConfig
 from lincae.training.augment import augment, cap_gains, mix_with_previous
 from lincae.training.config import TrainConfig
 from lincae.training.data import TensorCrops
+from lincae.training.losses import relative_mse
 from lincae.training.objective import pseudo_huber
 from lincae.training.schedules import gain_range, learning_rate, lognormal_weights, sample_sigmas, step_size
 from lincae.training.trainer import DistInfo, Trainer, TrainingDiverged, step_generator
@@ -165,16 +166,19 @@ def _trainer(tmp: Path, cfg: TrainConfig, resume: bool = False, audio: torch.Ten
 def _fixed_loss(trainer: Trainer) -> float:
     """Distance of one-shot denoising from fixed noise levels to the clean target, on a fixed batch.
 
-    With the teacher at ``sigma_min`` (c_skip = 1, c_out = 0) the target is the clean representation
-    itself, so this yardstick does not move with the weights, unlike the training loss.
+    A yardstick that, unlike the training loss, does not move with the weights: the relative MSE of
+    the generator's output at sigma 0.5, 2, 10 and 80 (the decoding level) against the clean
+    representation, from fixed noise.
     """
     g = step_generator(123, 0, 0)
-    batch = augment(trainer.source.batch(0, 4), g, additivity=False, homogeneity=False)  # type: ignore[attr-defined]
+    audio = trainer.source.batch(0, 4)  # type: ignore[attr-defined]
+    unet, frontend = trainer.model.generator, trainer.model.frontend
     sig = torch.tensor([0.5, 2.0, 10.0, 80.0])
-    sig_step = torch.full((4,), trainer.model.diffusion.config.sigma_min)
-    noise = torch.randn(trainer.objective.noise_shape(batch), generator=g)
     with torch.no_grad():
-        return float(trainer.objective(batch, sig, sig_step, noise))
+        rep = frontend.to_representation(audio)
+        noise = torch.randn(rep.shape, generator=g)
+        out = unet.forward_generator(None, rep + sig.reshape(-1, 1, 1, 1) * noise, sig, unet.decoder(unet.encoder(rep)))
+        return float(relative_mse(out, rep))
 
 
 def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(tmp_path: Path) -> None:
@@ -432,3 +436,113 @@ def test_export_stores_half_precision_and_loads_as_float32(tmp_path: Path) -> No
     assert model.name == "tiny-shipped" and all(p.dtype == torch.float32 for p in model.parameters())
     x = music(1, 4096)
     assert torch.allclose(model.encode(x), load_model(tmp_path / "run" / "final").encode(x), atol=0.05)
+
+
+# ----------------------------------------------------------------------------- throughput plumbing
+def test_a_step_reads_the_device_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The losses and the gradient norm come back in one transfer; nothing else asks the device for a value."""
+    trainer = _trainer(tmp_path, tiny_config(steps=4))
+    trainer.train_step()  # first step: lazy initialisation of the optimiser state
+    # RAdam's step counters are host-side bookkeeping (CPU tensors even when training on a GPU).
+    counters = {id(s["step"]) for s in trainer.optimizer.state.values()}
+    reads: list[str] = []
+    for name in ("item", "tolist", "__float__", "__bool__", "__int__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self: torch.Tensor, *a: object, _name: str = name, _f=original, **k: object) -> object:  # type: ignore[no-untyped-def]
+            if id(self) not in counters:
+                reads.append(_name)
+            return _f(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    values = trainer.train_step()
+    monkeypatch.undo()
+    assert reads == ["tolist"], reads
+    assert set(values) == {"loss", "recon", "stft", "consistency", "grad_norm"}
+    assert all(math.isfinite(v) for v in values.values())
+
+
+def test_prefetched_batches_are_the_steps_batches_in_any_order() -> None:
+    from lincae.training.data import Prefetcher
+
+    source = TensorCrops(music(3, 5000), 1000, seed=4)
+    pre = Prefetcher(source, 2, depth=2)
+    try:
+        for step in (0, 1, 2, 7, 8, 3):  # a jump (resume) restarts the worker there
+            assert torch.equal(pre.get(step), source.batch(step, 2))
+    finally:
+        pre.close()
+
+    class Broken(TensorCrops):
+        def batch(self, step: int, batch_size: int, rank: int = 0) -> torch.Tensor:
+            if step == 2:
+                raise OSError("disk gone")
+            return super().batch(step, batch_size, rank)
+
+    pre = Prefetcher(Broken(music(3, 5000), 1000), 2)
+    try:
+        pre.get(0)
+        pre.get(1)
+        with pytest.raises(OSError, match="disk gone"):
+            pre.get(2)
+    finally:
+        pre.close()
+
+
+def test_folder_crops_are_drawn_by_duration_not_by_file(tmp_path: Path) -> None:
+    from lincae.data.synth import write_wav
+    from lincae.training.data import FolderCrops
+
+    write_wav(tmp_path / "short.wav", 0.5 * torch.ones(44100).numpy(), 44100)  # 1 s
+    write_wav(tmp_path / "long.wav", -0.5 * torch.ones(9 * 44100).numpy(), 44100)  # 9 s
+    crops = FolderCrops(tmp_path, 4410, seed=0).batch(0, 400)
+    share_long = float((crops.mean(-1) < 0).float().mean())
+    assert 0.85 < share_long < 0.95, share_long  # 9 of 10 seconds
+
+
+def test_version_1_configs_train_with_consistency_alone() -> None:
+    v1 = {**tiny_config().to_dict(), "config_version": 1}
+    del v1["objective"]
+    cfg = TrainConfig.from_dict(v1)
+    assert cfg.config_version == 2 and cfg.objective.recon_fraction == 0.0
+    assert tiny_config().objective.recon_fraction == 0.5  # the current default
+    with pytest.raises(ValueError, match=r"objective\.recon_fraction: must be in \[0, 1\]"):
+        tiny_config(objective={"recon_fraction": 1.5})
+    with pytest.raises(ValueError, match=r"config_version: 7 not supported"):
+        tiny_config(config_version=7)
+
+
+def test_a_run_that_cannot_learn_ends_with_a_clear_message(tmp_path: Path) -> None:
+    from lincae.training.trainer import TrainingDidNotLearn
+
+    cfg = tiny_config(steps=100, val_every=50, ckpt_every=50, optim={"lr": 1e-12, "final_lr": 0, "warmup_steps": 0})
+    trainer = _trainer(tmp_path, cfg)
+    with pytest.raises(TrainingDidNotLearn, match=r"did not learn.*no better than the untrained model.*optim\.lr"):
+        trainer.fit()
+    assert (tmp_path / "final" / "model.safetensors").is_file()  # kept for inspection
+    with pytest.raises(ValueError, match=r"optim: lr must be > 0"):
+        tiny_config(optim={"lr": 0.0})
+
+
+def test_a_compact_checkpoint_resumes_close_to_the_full_one(tmp_path: Path) -> None:
+    import shutil
+
+    from lincae.training.export import compact_checkpoint
+
+    cfg = tiny_config(steps=6)
+    first = _trainer(tmp_path / "a", cfg)
+    first.fit(until=3)
+    full = tmp_path / "a" / "last.ckpt"
+    small = compact_checkpoint(full, tmp_path / "kept" / "last.ckpt")
+    assert small.stat().st_size < 0.45 * full.stat().st_size
+    (tmp_path / "b").mkdir()
+    shutil.copy(small, tmp_path / "b" / "last.ckpt")
+    resumed = _trainer(tmp_path / "b", cfg, resume=True)
+    assert resumed.step == 3
+    for (k, a), b in zip(first.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        assert b.dtype == a.dtype and torch.allclose(a, b, rtol=1e-3, atol=1e-4), k
+    second_moment = next(iter(resumed.optimizer.state.values()))["exp_avg_sq"]
+    assert second_moment.dtype == torch.float32 and bool(second_moment.abs().sum() > 0)
+    resumed.fit()
+    assert resumed.step == 6 and (tmp_path / "b" / "final" / "model.safetensors").is_file()
+    assert main(["export", str(full), str(tmp_path / "cli.ckpt")]) == 0 and (tmp_path / "cli.ckpt").is_file()

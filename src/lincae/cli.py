@@ -45,7 +45,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_dataset_synth(args: argparse.Namespace) -> int:
     """Render procedural multi-instrument music with separate stems."""
-    from lincae.data.synth import write_synth_dataset
+    from lincae.data.synth import SynthConfig, write_synth_dataset
 
     def report(done: int, total: int) -> None:
         print(f"\rrendered {done}/{total} pieces", end="", file=sys.stderr, flush=True)
@@ -55,6 +55,7 @@ def cmd_dataset_synth(args: argparse.Namespace) -> int:
         hours=args.hours,
         seed=args.seed,
         piece_seconds=args.piece_seconds,
+        config=SynthConfig(soundfont=args.soundfont),
         workers=args.workers,
         progress=report,
     )
@@ -64,11 +65,13 @@ def cmd_dataset_synth(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train (or resume) a model; one process per device under torchrun."""
+    import time
+
     import torch
 
     from lincae.training.config import TrainConfig
     from lincae.training.data import FolderCrops
-    from lincae.training.trainer import Trainer, TrainingDiverged, init_distributed
+    from lincae.training.trainer import Trainer, TrainingDidNotLearn, TrainingDiverged, init_distributed
 
     config = TrainConfig.from_yaml(args.config)
     if args.seed is not None:
@@ -91,11 +94,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=not args.no_progress,
         dist_info=info,
+        compile=args.compile,
     )
     try:
-        trainer.fit(until=args.until)
+        deadline = time.monotonic() + 60.0 * args.minutes if args.minutes else None
+        trainer.fit(until=args.until, deadline=deadline)
     except TrainingDiverged as e:
         raise ValueError(f"{e} (the last good checkpoint is {Path(args.out) / 'last.ckpt'})") from e
+    except TrainingDidNotLearn as e:
+        raise ValueError(str(e)) from e
     if info.is_main:
         print(f"step {trainer.step}/{config.steps}; run folder {args.out}", file=sys.stderr)
     return 0
@@ -271,8 +278,14 @@ def _progress_bar(disabled: bool) -> _Bar | None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export a trained model folder (e.g. runs/small/best) as a compact model, optionally the shipped default."""
-    from lincae.training.export import export_model
+    from lincae.training.export import compact_checkpoint, export_model
 
+    if Path(args.source).is_file() and Path(args.source).suffix == ".ckpt":
+        out = compact_checkpoint(args.source, args.dest)
+        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB), resumable with lincae train --resume", file=sys.stderr)
+        return 0
+    if not args.name:
+        raise ValueError("exporting a model folder needs --name")
     out = export_model(args.source, args.dest, name=args.name, default=args.default, half=not args.float32)
     size = sum(f.stat().st_size for f in Path(out).iterdir()) / 1e6
     print(f"wrote {out} ({size:.1f} MB)", file=sys.stderr)
@@ -430,10 +443,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=cmd_demo)
 
-    p = sub.add_parser("export", help="export a trained model folder as a compact (fp16) model")
-    p.add_argument("source", help="model folder, e.g. runs/small/best")
-    p.add_argument("dest", help="output folder, e.g. src/lincae/assets/models/lincae-small")
-    p.add_argument("--name", required=True, help="model name")
+    p = sub.add_parser(
+        "export", help="export a trained model folder as a compact (fp16) model, or a checkpoint as a small one"
+    )
+    p.add_argument("source", help="model folder (e.g. runs/small/best) or training checkpoint (runs/small/last.ckpt)")
+    p.add_argument("dest", help="output folder (e.g. src/lincae/assets/models/lincae-small) or checkpoint file")
+    p.add_argument("--name", help="model name (model folders)")
     p.add_argument("--default", action="store_true", help="mark as the default model")
     p.add_argument("--float32", action="store_true", help="keep float32 weights")
     p.set_defaults(handler=cmd_export)
@@ -522,6 +537,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0, help="same seed, same files")
     q.add_argument("--piece-seconds", type=float, default=30.0, help="length of each piece")
     q.add_argument("--workers", type=int, default=1, help="rendering processes")
+    q.add_argument(
+        "--soundfont",
+        help="General MIDI .sf2 file to render with (default: $LINCAE_SOUNDFONT or the installed FluidR3_GM); "
+        "render several datasets with different SoundFonts and seeds for timbre variety",
+    )
     q.set_defaults(handler=cmd_dataset_synth)
 
     p = sub.add_parser("train", help="train a model (torchrun --nproc-per-node N -m lincae train ... for DDP)")
@@ -531,10 +551,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt")
     p.add_argument("--until", type=int, help="stop at this step (the schedules still span config.steps)")
+    p.add_argument("--minutes", type=float, help="stop after this much training time (resume later)")
     p.add_argument("--seed", type=int, help="override the config's seed")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when present)")
     p.add_argument("--threads", type=int, help="CPU threads for PyTorch")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training step (slow first steps)")
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("eval", help="the paper's metrics for one or more models, side by side")

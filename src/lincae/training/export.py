@@ -40,3 +40,40 @@ def export_model(
     if not all(p.dtype == torch.float32 for p in check.parameters()):
         raise RuntimeError(f"{out}: exported weights did not load as float32")
     return out
+
+
+def compact_checkpoint(source: str | Path, dest: str | Path) -> Path:
+    """Write a small resumable copy of the training checkpoint ``source`` (a run's ``last.ckpt``) to ``dest``.
+
+    Weights and EMA weights are stored as float16, RAdam's second moments as bfloat16 (their range
+    needs the float32 exponent), and its first moments are left out: they rebuild within a few dozen
+    steps, while the second moments take thousands. For the default model this is about a third of
+    the full checkpoint. Resuming from it is close to, not bit-identical with, resuming from
+    ``source``; :meth:`lincae.training.trainer.Trainer.load_checkpoint` reads both.
+    """
+    from lincae.training.trainer import CKPT_FORMAT, CKPT_VERSION
+
+    state = torch.load(source, map_location="cpu", weights_only=True)
+    if state.get("format") != CKPT_FORMAT or state.get("format_version") != CKPT_VERSION:
+        raise ValueError(f"{source}: not a lincae training checkpoint of version {CKPT_VERSION}")
+
+    def half(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+
+    optimizer = state["optimizer"]
+    moments = {
+        i: {"step": s["step"], "exp_avg_sq": s["exp_avg_sq"].to(torch.bfloat16)} for i, s in optimizer["state"].items()
+    }
+    out = {
+        **state,
+        "compact": True,
+        "model": half(state["model"]),
+        "ema": {**state["ema"], "shadow": half(state["ema"]["shadow"])},
+        "optimizer": {"state": moments, "param_groups": optimizer["param_groups"]},
+    }
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    torch.save(out, tmp)
+    tmp.replace(dest)
+    return dest
