@@ -178,3 +178,29 @@ def test_encode_and_decode_commands(tmp_path: Path) -> None:
     (tmp_path / "bad.wav").write_bytes(b"\x00" * 100)
     assert main(["encode", str(tmp_path / "bad.wav"), "-o", str(tmp_path / "b.latent"), "--model", str(model_dir)]) == 2
     assert not (tmp_path / "b.latent").exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_written_files_get_the_users_normal_permissions(tmp_path: Path, umask: int) -> None:
+    """Atomic writes (temporary file + rename) end with 0666 less the umask, like a plain open()."""
+    from lincae.presets import Preset
+
+    old = os.umask(umask)
+    try:
+        model = make_tiny_model()
+        audio = write_audio(tmp_path / "in.wav", sine(44100, 0.2), 44100)
+        written = [
+            audio,
+            save_latents(tmp_path / "x.latent", encode_file(model, audio)),
+            model.save_pretrained(tmp_path / "model") / "model.safetensors",
+            tmp_path / "model" / "config.json",
+            Preset(name="p").save(tmp_path / "p.json"),
+        ]
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+    finally:
+        os.umask(old)
+    expected = 0o666 & ~umask
+    assert plain.stat().st_mode & 0o777 == expected
+    for path in written:
+        assert path.stat().st_mode & 0o777 == expected, (path, oct(path.stat().st_mode))

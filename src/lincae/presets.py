@@ -48,7 +48,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -57,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 from lincae.engine.config import EngineConfig
 from lincae.engine.params import ParameterRegistry, ParameterSpec, mixer_parameters
+from lincae.io.atomic import discard, new_temp, publish
 from lincae.io.mapping import MidiMapping
 
 if TYPE_CHECKING:
@@ -514,17 +514,15 @@ class Preset:
         """Validate, then write atomically (a temporary file in the same folder, renamed over ``path``)."""
         text = self.validate().to_json()
         p = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+        tmp = new_temp(p)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
+            with open(tmp, "w", encoding="utf-8") as f:
                 f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, p)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+            publish(tmp, p)
+        finally:
+            discard(tmp)
         return p
 
     # -- using -------------------------------------------------------------------------------------

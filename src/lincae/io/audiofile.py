@@ -11,13 +11,14 @@ Audio is float32 ``(channels, samples)`` everywhere.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import numpy as np
+
+from lincae.io.atomic import new_temp, publish
 
 READ_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif")
 WRITE_SUFFIXES = (".wav", ".flac", ".ogg")
@@ -131,9 +132,7 @@ class AtomicAudioWriter:
         from pedalboard.io import AudioFile
 
         self.path = check_output_path(path, overwrite)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix, dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
+        self.tmp = new_temp(self.path, suffix=self.path.suffix)
         kwargs: dict[str, Any] = {"samplerate": sample_rate, "num_channels": channels}
         if self.path.suffix.lower() in (".wav", ".flac"):
             kwargs["bit_depth"] = bit_depth if self.path.suffix.lower() == ".wav" else min(bit_depth, 24)
@@ -158,7 +157,7 @@ class AtomicAudioWriter:
     def close(self) -> Path:
         try:
             self._file.close()
-            os.replace(self.tmp, self.path)
+            publish(self.tmp, self.path)
         except Exception as e:
             self.abort()
             raise AudioFileError(f"{self.path}: could not finish writing ({e}); nothing was written") from e

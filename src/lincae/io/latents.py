@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+
+from lincae.io.atomic import discard, new_temp, publish
 
 if TYPE_CHECKING:
     from lincae.models.autoencoder import Autoencoder
@@ -84,14 +84,12 @@ def save_latents(path: str | Path, lf: LatentFile, overwrite: bool = False) -> P
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: already exists (pass --overwrite to replace it)")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
-    os.close(fd)
+    tmp = new_temp(path)
     try:
-        save_file({"latents": lf.latents.detach().cpu().contiguous().float()}, tmp, metadata=lf.metadata())
-        os.replace(tmp, path)
+        save_file({"latents": lf.latents.detach().cpu().contiguous().float()}, str(tmp), metadata=lf.metadata())
+        publish(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        discard(tmp)
     return path
 
 

@@ -19,8 +19,6 @@ Nothing here unpickles code: ``.pth`` files are read with ``torch.load(weights_o
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from importlib import resources
 from pathlib import Path
@@ -28,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
+
+from lincae.io.atomic import discard, new_temp, publish
 
 if TYPE_CHECKING:
     from lincae.models.autoencoder import Autoencoder
@@ -380,14 +380,12 @@ def save_pretrained(model: Autoencoder, target: str | Path, metadata: dict[str, 
 
 
 def _atomic(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = new_temp(path)
     try:
-        write(Path(tmp))
-        os.replace(tmp, path)
+        write(tmp)
+        publish(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        discard(tmp)
 
 
 def _verify(state: dict[str, torch.Tensor], path: Path) -> None:
