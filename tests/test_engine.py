@@ -302,3 +302,19 @@ def test_push_and_pull_do_not_allocate_arrays_even_through_a_dropout() -> None:
     assert engine._gain == 1.0  # faded out to the fallback and back in
     # One temporary row of one block would be 16 KB.
     assert peaks["push"] < 4096 and peaks["pull"] < 4096, peaks
+
+
+def test_a_dual_mono_source_stays_dual_mono() -> None:
+    """Both channels of a stereo source decode with the same noise: equal latents give equal audio."""
+    model = make_tiny_model()
+    mono = tones(1, 6000, 3)
+    out = render(LatentMixer(model, EngineConfig(sources=[2], seed=5, **CONFIG), device="cpu"), [np.repeat(mono, 2, 0)])
+    assert out.shape == (2, 6000) and np.abs(out).max() > 0
+    assert np.array_equal(out[0], out[1])
+    # decode_channels keeps the stereo image the same way
+    x = torch.from_numpy(np.repeat(mono, 2, 0))[None]
+    y = model.decode_channels(model.encode_channels(x), full_length=6000, seed=1)
+    assert torch.equal(y[0, 0], y[0, 1])
+    # ...and without shared noise the channels differ (what the mixer did before)
+    z = model.encode(x[0])
+    assert not torch.equal(*model.decode(z, full_length=6000, seed=1))

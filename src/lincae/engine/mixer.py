@@ -3,10 +3,11 @@
 Window ``k`` ends at input sample ``end_k = (k + 1) · S`` (``S`` = step in samples) and spans the
 ``W`` samples the model needs for ``window_frames`` latent frames. All sources' channels are encoded
 as one batch; per latent frame, the mix is ``z_out = Σ_i c_i · z_i`` with each coefficient ``c_i``
-(gain, polarity, mute, solo, master) ramped by :class:`Smoother`; the mix is decoded once per output
-channel with noise seeded by ``seed + k``. The emitted region ends ``L`` (lookahead) samples before the
-window's end; its first ``X`` samples crossfade with the previous window's held-back tail, so every
-step finalises ``S`` samples: absolute ``[k·S − L − X, (k+1)·S − L − X)``.
+(gain, polarity, mute, solo, master) ramped by :class:`Smoother`; the mix of every output channel is
+decoded in one batch with the same noise, seeded by ``seed + k`` (a dual-mono mix stays dual mono).
+The emitted region ends ``L`` (lookahead) samples before the window's end; its first ``X`` samples
+crossfade with the previous window's held-back tail, so every step finalises ``S`` samples: absolute
+``[k·S − L − X, (k+1)·S − L − X)``.
 
 Both drivers — :mod:`lincae.engine.stream` (live) and :mod:`lincae.engine.offline` — call
 :meth:`LatentMixer.process` with the same windows, so their outputs are identical.
@@ -198,7 +199,11 @@ class LatentMixer:
         )
         wet = (
             self.model.decode(
-                torch.stack(mixed), full_length=self.window, diffusion_steps=cfg.diffusion_steps, seed=cfg.seed + k
+                torch.stack(mixed),
+                full_length=self.window,
+                diffusion_steps=cfg.diffusion_steps,
+                seed=cfg.seed + k,
+                shared_noise=True,  # the output channels of a dual-mono mix stay identical
             )
             .cpu()
             .numpy()

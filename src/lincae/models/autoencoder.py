@@ -250,9 +250,14 @@ class Autoencoder(nn.Module):
         return unfold_channels(self.encode(mono, max_batch_size=max_batch_size), c)
 
     def decode_channels(self, z: Tensor, full_length: int | None = None, **kwargs: Any) -> Tensor:
-        """Latents ``[B, C, 64, Z]`` from :meth:`encode_channels` → audio ``[B, C, T]``."""
+        """Latents ``[B, C, 64, Z]`` from :meth:`encode_channels` → audio ``[B, C, T]``.
+
+        All channels are decoded with the same noise (``shared_noise``), so channels with equal latents
+        (dual mono) stay equal and the stereo image is kept.
+        """
         c = z.shape[1]
         flat = z.reshape(z.shape[0] * c, *z.shape[2:])
+        kwargs.setdefault("shared_noise", True)
         return unfold_channels(self.decode(flat, full_length=full_length, **kwargs), c)
 
     # ----------------------------------------------------------------- decode
@@ -264,6 +269,7 @@ class Autoencoder(nn.Module):
         max_batch_size: int | None = None,
         generator: torch.Generator | None = None,
         seed: int | None = None,
+        shared_noise: bool = False,
     ) -> Tensor:
         """Latents ``[B, C, Z]`` or chunked ``[B, N, C, Z]`` → audio ``[B, T]``.
 
@@ -273,6 +279,8 @@ class Autoencoder(nn.Module):
             diffusion_steps: denoising steps (default :attr:`diffusion_steps`).
             generator, seed: noise source, for reproducible decoding (``seed`` builds a CPU generator).
                 Without either, the global RNG is used.
+            shared_noise: decode every item (and chunk) with the same noise; with a ``generator``,
+                each part of a batch split by ``max_batch_size`` restarts from its state.
         """
         if not isinstance(z, Tensor) or not z.is_floating_point():
             raise ValueError(f"latents must be a floating-point torch.Tensor, got {getattr(z, 'dtype', type(z))}")
@@ -291,9 +299,13 @@ class Autoencoder(nn.Module):
         steps = diffusion_steps or self.diffusion_steps
         z = z.to(self.device, torch.float32)
 
+        start = generator.get_state() if shared_noise and generator is not None else None
+
         def run(lat: Tensor) -> Tensor:
+            if start is not None:
+                generator.set_state(start)  # type: ignore[union-attr]
             with self._network_context():
-                rep = self.diffusion.sample(self.generator, lat / self.scale_factor, steps, generator)
+                rep = self.diffusion.sample(self.generator, lat / self.scale_factor, steps, generator, shared_noise)
             return self.frontend.to_waveform(rep.float())
 
         grad = torch.enable_grad() if self.enable_grad_denoise else torch.no_grad()

@@ -40,7 +40,12 @@ class ConsistencySampler:
         return float(karras_sigma(i, k, c.sigma_min, c.sigma_max, c.rho))
 
     def sample(
-        self, generator_net: UNet, latents: Tensor, steps: int, generator: torch.Generator | None = None
+        self,
+        generator_net: UNet,
+        latents: Tensor,
+        steps: int,
+        generator: torch.Generator | None = None,
+        shared_noise: bool = False,
     ) -> Tensor:
         """Latents ``[B, C, Z]`` → representation ``[B, 2, 2*hop, Z * 2**temporal_downsamples]``.
 
@@ -49,13 +54,21 @@ class ConsistencySampler:
             latents: unscaled latents (the encoder's raw output range).
             steps: number of denoising steps (1 = single-step decoding).
             generator: random generator for the initial and intermediate noise (``None``: global RNG).
+            shared_noise: every item of the batch gets the same noise (the channels of one stereo
+                signal, say, so that identical latents decode to identical audio).
         """
         if steps < 1:
             raise ValueError(f"diffusion_steps must be >= 1, got {steps}")
         cfg = generator_net.config
         frames = latents.shape[-1] * 2**cfg.temporal_downsamples
-        shape = (latents.shape[0], cfg.data_channels, cfg.hop * 2, frames)
-        x = randn(shape, generator, latents.device) * cfg.sigma_max
+        batch = latents.shape[0]
+        shape = (1 if shared_noise else batch, cfg.data_channels, cfg.hop * 2, frames)
+
+        def noise() -> Tensor:
+            n = randn(shape, generator, latents.device)
+            return n.expand(batch, *shape[1:]) if shared_noise else n
+
+        x = noise() * cfg.sigma_max
         pyramid = generator_net.decoder(latents)
         pred = x
         for k in range(steps):
@@ -63,8 +76,8 @@ class ConsistencySampler:
             pred = generator_net.forward_generator(None, x, sigma, pyramid)
             # Noise is drawn after every step, the last one too, so that a seeded random stream
             # advances exactly as in the official sampler (batches split by max_batch_size match).
-            noise = randn(tuple(pred.shape), generator, pred.device)
+            step_noise = noise()
             if k + 1 < steps:
                 next_sigma = self.sigma(steps - k, steps + 1)
-                x = pred + (next_sigma**2 - self.config.sigma_min**2) ** 0.5 * noise
+                x = pred + (next_sigma**2 - self.config.sigma_min**2) ** 0.5 * step_noise
         return pred
