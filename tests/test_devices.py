@@ -117,3 +117,19 @@ def test_jack_midi_ports_are_listed_and_resolved(jack_server) -> None:  # type: 
     finally:
         for out in outs:
             out.delete()
+
+
+def test_devices_without_an_audio_server_says_so_in_one_line() -> None:
+    """No JACK server, no sound card: a hint to start one, and none of the libraries' probing messages."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "JACK_DEFAULT_SERVER": "lincae-no-such-server", "JACK_NO_START_SERVER": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "lincae", "devices"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout + done.stderr
+    assert "no audio devices found" in out and "jackd -d dummy" in out
+    assert "Cannot connect to server" not in out and "ALSA lib" not in out and "JackShm" not in out

@@ -186,3 +186,15 @@ def test_full_disk_during_render_leaves_no_file(tmp_path: Path, model_dir: Path)
     assert done.returncode == 2, done.stderr
     assert "write failed" in done.stderr and "nothing was written" in done.stderr
     assert list(out.parent.iterdir()) == []
+
+
+def test_progress_reports_audio_seconds_and_speed_and_stays_silent_on_quick_errors(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = str(write_audio(tmp_path / "good.wav", music(1, 1.0), 44100))
+    assert main(["render", str(tmp_path / "missing.wav"), "-o", str(tmp_path / "x.wav"), "--model", str(model_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "% |" not in err and "s of audio" not in err and "no such file" in err
+    assert main(["render", good, "-o", str(tmp_path / "out.wav"), "--model", str(model_dir)]) == 0
+    err = capsys.readouterr().err
+    assert "1.0/1.0 s of audio" in err and "× real time" in err and "s/s" not in err

@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -252,19 +253,31 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 class _Bar:
-    def __init__(self) -> None:
+    """Render progress in seconds of audio and its speed as a multiple of real time.
+
+    The bar appears with the first progress report, so a render that fails its checks prints none.
+    """
+
+    def __init__(self, sample_rate: int = 44100) -> None:
         from tqdm import tqdm
 
-        self._bar = tqdm(total=None, unit="s", unit_scale=False, dynamic_ncols=True, desc="render")
+        self._tqdm = tqdm
+        self._bar: Any = None
+        self._rate = sample_rate
 
     def update(self, done: int, total: int) -> None:
-        if self._bar.total is None:
-            self._bar.total = round(total / 44100, 1)
-        self._bar.n = round(done / 44100, 1)
+        if self._bar is None:
+            fmt = "{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s of audio [{elapsed}<{remaining}{postfix}]"
+            self._bar = self._tqdm(total=round(total / self._rate, 1), desc="render", bar_format=fmt)
+        self._bar.n = round(done / self._rate, 1)
+        elapsed = self._bar.format_dict["elapsed"]
+        if elapsed > 0:
+            self._bar.set_postfix_str(f"{done / self._rate / elapsed:.1f}× real time", refresh=False)
         self._bar.refresh()
 
     def close(self) -> None:
-        self._bar.close()
+        if self._bar is not None:
+            self._bar.close()
 
 
 def _progress_bar(disabled: bool) -> _Bar | None:
@@ -302,14 +315,20 @@ def cmd_gui(args: argparse.Namespace) -> int:
 
 def cmd_devices(args: argparse.Namespace) -> int:
     """List audio devices and MIDI input ports."""
-    from lincae.io.devices import list_audio_devices, list_midi_inputs
+    from lincae.io.devices import NO_AUDIO_HINT, list_audio_devices, list_midi_inputs, native_messages_hidden
 
+    # PortAudio and RtMidi print their JACK/ALSA probing failures to stderr; show a summary instead.
+    with native_messages_hidden():
+        devices = list_audio_devices()
     print("audio devices:")
-    for d in list_audio_devices():
+    for d in devices:
         print(f"  {d}")
+    if not devices:
+        print(f"  ({NO_AUDIO_HINT})")
     print("MIDI inputs:")
     try:
-        ports = list_midi_inputs()
+        with native_messages_hidden():
+            ports = list_midi_inputs()
     except Exception as e:  # no MIDI API could start
         print(f"  (unavailable: {e})")
         ports = []

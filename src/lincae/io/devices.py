@@ -10,8 +10,12 @@ PortAudio; that must not be done while a stream is open.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -121,6 +125,37 @@ def _choose(candidates: Sequence[Any], query: int | str, what: str, keys: Sequen
 
 
 # ------------------------------------------------------------------------------------------------ audio
+
+
+@contextlib.contextmanager
+def native_messages_hidden() -> Iterator[list[str]]:
+    """Hold back what native libraries write to the process's stderr (file descriptor 2) meanwhile.
+
+    PortAudio and RtMidi probe JACK and ALSA when they start and print their failures ("Cannot connect
+    to server socket", "ALSA lib seq_hw.c ...") straight to file descriptor 2. Inside this block those
+    lines go to a temporary file; the yielded list receives them afterwards (for logging or a hint).
+    """
+    lines: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines += sink.read().decode(errors="replace").splitlines()
+            for line in lines:
+                log.debug("native: %s", line)
+
+
+NO_AUDIO_HINT = (
+    "no audio devices found. lincae plays through PortAudio; without a sound card start an audio server, "
+    "e.g. JACK with its dummy driver: jackd -d dummy -r 44100 -p 256 &"
+)
 
 
 def refresh_audio_devices() -> None:
