@@ -10,14 +10,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from lincae.models.config import _Config
+from lincae.config import ConfigBase
 
 CROSSFADE_SHAPES = ("linear", "hann")
 FALLBACKS = ("dry", "silence")
 
 
 @dataclass(frozen=True)
-class EngineConfig(_Config):
+class EngineConfig(ConfigBase):
     """How the engine windows, mixes and recovers.
 
     Attributes:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from lincae.models.config import _Config
+from lincae.config import ConfigBase
 
 CURVES = ("linear", "log", "exp")
 
 
 @dataclass(frozen=True)
-class MidiMapping(_Config):
+class MidiMapping(ConfigBase):
     """Control change ``cc`` on ``channel`` (1–16, 0 = any) sets ``parameter``.
 
     Attributes:

@@ -7,39 +7,10 @@ official checkpoints build the same model here. Unknown keys fail loudly.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
-T = TypeVar("T", bound="_Config")
-
-
-class _Config:
-    """Shared ``from_dict``/``to_dict`` for the frozen config dataclasses below."""
-
-    @classmethod
-    def from_dict(cls: type[T], values: dict[str, Any] | T | None, *, where: str | None = None) -> T:
-        """Build from a plain mapping, rejecting keys the constructor does not know.
-
-        Args:
-            values: keyword arguments (e.g. loaded from YAML or JSON), or an instance to pass through.
-            where: a label for error messages (a file name, say).
-        """
-        if isinstance(values, cls):
-            return values
-        values = dict(values or {})
-        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(values) - known)
-        if unknown:
-            src = f" in {where}" if where else ""
-            raise ValueError(
-                f"unknown {cls.__name__} key(s){src}: {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
-            )
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON/YAML-serialisable mapping of every field."""
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
+from lincae.config import ConfigBase
 
 
 def _require(cond: bool, cls: str, msg: str) -> None:
@@ -48,7 +19,7 @@ def _require(cond: bool, cls: str, msg: str) -> None:
 
 
 @dataclass(frozen=True)
-class FrontendConfig(_Config):
+class FrontendConfig(ConfigBase):
     """Scaled complex STFT (official ``ScaledComplexSTFT``).
 
     Attributes:
@@ -86,7 +57,7 @@ def _activation_name(value: Any) -> str | None:
 
 
 @dataclass(frozen=True)
-class GeneratorConfig(_Config):
+class GeneratorConfig(ConfigBase):
     """Consistency UNet with its encoder and latent upsampler (official ``UNet``).
 
     ``activation_bottleneck`` is the encoder's output non-linearity: ``"tanh"`` (the official
@@ -166,7 +137,7 @@ class GeneratorConfig(_Config):
 
 
 @dataclass(frozen=True)
-class DiffusionConfig(_Config):
+class DiffusionConfig(ConfigBase):
     """Noise schedule of consistency training and sampling (official ``Diffusion``)."""
 
     schedule: str = "exponential"

@@ -23,7 +23,8 @@ from typing import Any
 
 import yaml
 
-from lincae.models.config import DiffusionConfig, FrontendConfig, GeneratorConfig, _Config
+from lincae.config import ConfigBase
+from lincae.models.config import DiffusionConfig, FrontendConfig, GeneratorConfig
 
 CONFIG_VERSION = 2
 
@@ -34,7 +35,7 @@ def _check(cond: bool, where: str, msg: str) -> None:
 
 
 @dataclass(frozen=True)
-class ModelSection(_Config):
+class ModelSection(ConfigBase):
     """Constructor arguments of the model being trained (see :class:`lincae.Autoencoder`)."""
 
     frontend: dict[str, Any] = field(default_factory=dict)
@@ -48,7 +49,7 @@ class ModelSection(_Config):
 
 
 @dataclass(frozen=True)
-class DataSection(_Config):
+class DataSection(ConfigBase):
     """Training crops.
 
     Attributes:
@@ -72,7 +73,7 @@ class DataSection(_Config):
 
 
 @dataclass(frozen=True)
-class OptimSection(_Config):
+class OptimSection(ConfigBase):
     """RAdam with linear warm-up then cosine decay to ``final_lr``; EMA of the weights."""
 
     lr: float = 1e-4
@@ -95,7 +96,7 @@ class OptimSection(_Config):
 
 
 @dataclass(frozen=True)
-class AugmentSection(_Config):
+class AugmentSection(ConfigBase):
     """Lin-CAE's implicit linearity regularisation.
 
     ``mode: lin-cae`` turns on both augmentations; ``mode: m2l`` trains the same model without them
@@ -130,7 +131,7 @@ class AugmentSection(_Config):
 
 
 @dataclass(frozen=True)
-class ObjectiveSection(_Config):
+class ObjectiveSection(ConfigBase):
     """What each step's loss is made of.
 
     A fixed share of every batch (``recon_fraction``, the examples drawn at random) is decoded in one
@@ -193,7 +194,7 @@ class ObjectiveSection(_Config):
 
 
 @dataclass(frozen=True)
-class TrainConfig(_Config):
+class TrainConfig(ConfigBase):
     """Everything that defines a training run. ``steps`` is the total the schedules are built for."""
 
     model: ModelSection = field(default_factory=ModelSection)
