@@ -154,3 +154,24 @@ def test_relative_mse_is_pooled_so_silent_targets_are_fine() -> None:
     assert float(relative_mse(torch.zeros(2, 10), target)) == pytest.approx(1.0)  # finite with a silent example
     assert float(relative_mse(0.5 * target, target)) == pytest.approx(0.25)
     assert float(relative_mse(target, target)) == 0.0
+
+
+def test_with_additivity_only_the_clean_half_is_encoded_and_nothing_changes() -> None:
+    """The mixtures' own latents are replaced by mixtures of latents, so encoding them is skipped."""
+    model = make_tiny_model(3).train()
+    objective = TrainingObjective(model.generator, model.frontend)
+    g = torch.Generator().manual_seed(3)
+    audio = 0.2 * torch.randn(3, model.frontend.num_samples(8), generator=g)
+    batch = augment(audio, g, additivity=True, homogeneity=True)
+    assert batch.audio_to_encode.shape[0] == 3 and batch.encoder_audio.shape[0] == 6
+    noise = torch.randn(objective.noise_shape(batch), generator=g)
+    sig = torch.tensor([80.0, 80.0, 80.0, 3.0, 1.0, 0.5])
+    sig_step = torch.tensor([80.0, 80.0, 80.0, 2.0, 0.7, 0.3])
+    order = torch.tensor([5, 0, 3, 1, 4, 2])
+    with torch.no_grad():
+        ours = objective(batch, order, sig, sig_step, noise, recon_count=3, stft_weight=0.5)
+        unet = model.generator
+        full = batch.latents_for_decoder(unet.encoder(model.frontend.to_representation(batch.encoder_audio)))
+        half = batch.latents_for_decoder(unet.encoder(model.frontend.to_representation(batch.audio_to_encode)))
+    assert torch.allclose(full, half, atol=1e-6)
+    assert torch.isfinite(ours).all() and float(ours[1]) > 0 and float(ours[2]) > 0 and float(ours[3]) > 0

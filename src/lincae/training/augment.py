@@ -61,11 +61,22 @@ class AugmentedBatch:
     gains: Tensor
     mix_weights: Tensor | None
 
-    def latents_for_decoder(self, z: Tensor) -> Tensor:
-        """Encoder latents ``[N, C, Z]`` → the latents the decoder is trained on (mixture replacement, gains)."""
+    @property
+    def audio_to_encode(self) -> Tensor:
+        """The audio whose latents the decoder uses: the clean half with additivity (the mixtures' own
+        latents are replaced by mixtures of latents, so encoding them would be wasted), else all."""
         if self.mix_weights is not None:
-            half = z.shape[0] // 2
-            first = z[:half]
+            return self.encoder_audio[: self.mix_weights.shape[0]]
+        return self.encoder_audio
+
+    def latents_for_decoder(self, z: Tensor) -> Tensor:
+        """Encoder latents → the ``[N, C, Z]`` latents the decoder is trained on (mixture replacement, gains).
+
+        ``z`` is the encoding of :attr:`audio_to_encode` (``[N/2, C, Z]`` with additivity) or of the whole
+        ``encoder_audio`` (``[N, C, Z]``, whose second half is then replaced).
+        """
+        if self.mix_weights is not None:
+            first = z[: self.mix_weights.shape[0]]
             z = torch.cat([first, mix_with_previous(first, self.mix_weights.to(z.device))], dim=0)
         return z * self.gains.to(z.device, z.dtype).reshape(-1, 1, 1)
 

@@ -86,7 +86,7 @@ class TrainingObjective(nn.Module):
             consistency loss, each unweighted (0 where a term has no examples).
         """
         unet = self.generator
-        rep_in = self.frontend.to_representation(batch.encoder_audio)
+        rep_in = self.frontend.to_representation(batch.audio_to_encode)
         target = self.frontend.to_representation(batch.target_audio).index_select(0, order)
         latents = batch.latents_for_decoder(unet.encoder(rep_in)).index_select(0, order)
         pyramid = unet.decoder(latents)
