@@ -98,6 +98,12 @@ def device_generator(device: torch.device, seed: int, step: int, rank: int) -> t
     return torch.Generator(device=device).manual_seed(_step_seed(seed, step, rank) ^ 0x5DEECE66D)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX tiles)."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
 def build_model(config: TrainConfig, name: str = "model") -> Autoencoder:
     torch.manual_seed(config.seed)
     return Autoencoder(config.model.frontend, config.model.generator, config.model.diffusion, name=name)
@@ -178,6 +184,8 @@ class Trainer:
         self.amp_dtype: torch.dtype | None = None
         if o.mixed_precision and self.device.type == "cuda":
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        elif o.cpu_bf16 and self.device.type == "cpu" and cpu_has_native_bf16():
+            self.amp_dtype = torch.bfloat16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.sigma_weights = lognormal_weights(self.model.diffusion.config)
         self.step = 0
@@ -289,7 +297,7 @@ class Trainer:
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
     # ------------------------------------------------------------------ the loop
     def fit(
