@@ -169,59 +169,72 @@ class LatentMixer:
         """After a gap, crossfade the next window from ``tail`` ``(out_channels, X)`` (e.g. the dry signal)."""
         self.tail[...] = tail
 
-    # ------------------------------------------------------------------ one window
-    @torch.no_grad()
+    # ------------------------------------------------------------------ windows
     def process(self, k: int, window: np.ndarray) -> np.ndarray:
         """Mix window ``k``: input ``window`` ``(rows, W)`` float32 → finalised output ``(out_channels, S)``."""
+        return self.process_many(k, window[None])
+
+    @torch.no_grad()
+    def process_many(self, k: int, windows: np.ndarray) -> np.ndarray:
+        """Mix windows ``k, k+1, ...``: ``windows`` ``(n, rows, W)`` → output ``(out_channels, n·S)``.
+
+        The windows are encoded in one batch and their mixes decoded in one batch (window ``k + j``
+        with noise seeded by ``seed + k + j``, as alone), so the result equals ``n`` calls of
+        :meth:`process` within float rounding; offline rendering uses it to amortise per-call costs.
+        """
         t0 = time.perf_counter()
         cfg = self.config
+        n, rows, _ = windows.shape
         frames = cfg.window_frames
-        first_frame = self.window_end(k) // self.hop - frames
-        coefs, wets = self._frame_values(first_frame, frames)  # [Z, sources], [Z]
-
-        x = torch.from_numpy(window).to(self.device)
-        z = self.model.encode(x)  # [rows, C, Z]
+        values = [self._frame_values(self.window_end(k + j) // self.hop - frames, frames) for j in range(n)]
+        coefs = np.stack([c for c, _ in values])  # [n, Z, sources]
+        z = self.model.encode(torch.from_numpy(windows.reshape(n * rows, -1)).to(self.device), max_batch_size=n * rows)
         if z.shape[-1] != frames:
             raise RuntimeError(f"window gave {z.shape[-1]} latent frames, expected {frames}")
-        c = torch.from_numpy(coefs.T.astype(np.float32)).to(self.device)  # [sources, Z]
-        mixed = []
+        z = z.reshape(n, rows, *z.shape[1:])  # [n, rows, C, Z]
+        c = torch.from_numpy(coefs.transpose(0, 2, 1).astype(np.float32)).to(self.device)  # [n, sources, Z]
+        mixed = torch.zeros(n, self.out_channels, *z.shape[2:], device=self.device)
         for o in range(self.out_channels):
-            acc = torch.zeros_like(z[0])
             for r, (i, ch) in enumerate(self.rows):
                 if ch == min(o, cfg.sources[i] - 1):
-                    acc += c[i] * z[r]
-            mixed.append(acc)
+                    mixed[:, o] += c[:, i, None, :] * z[:, r]
+        last = z[-1]
         self.last_latents = np.stack(
             [
-                z[[r for r, (i, _) in enumerate(self.rows) if i == s]].mean(0)[:, -1].cpu().numpy()
+                last[[r for r, (i, _) in enumerate(self.rows) if i == s]].mean(0)[:, -1].cpu().numpy()
                 for s in range(cfg.num_sources)
             ]
         )
+        # The output channels of one window share its noise (a dual-mono mix stays dual mono).
+        seeds = [cfg.seed + k + j for j in range(n) for _ in range(self.out_channels)]
         wet = (
             self.model.decode(
-                torch.stack(mixed),
+                mixed.reshape(n * self.out_channels, *mixed.shape[2:]),
                 full_length=self.window,
                 diffusion_steps=cfg.diffusion_steps,
-                seed=cfg.seed + k,
-                shared_noise=True,  # the output channels of a dual-mono mix stay identical
+                seeds=seeds,
+                max_batch_size=n * self.out_channels,
             )
             .cpu()
             .numpy()
-        )  # [out, W]
+            .reshape(n, self.out_channels, -1)
+        )  # [n, out, W]
 
         lo = self.window - self.lookahead - self.step - self.xfade
         hi = self.window - self.lookahead
-        dry = self._dry(window[:, lo:hi])
         # Wet fraction per sample: each latent frame's value over its hop, linearly interpolated.
         frame_pos = (np.arange(lo, hi) - (self.window - frames * self.hop)) / self.hop
-        w = np.interp(frame_pos, np.arange(frames), wets).astype(np.float32)
-        seg = w * wet[:, lo:hi] + (1.0 - w) * dry
-        out = np.empty((self.out_channels, self.step), np.float32)
+        out = np.empty((self.out_channels, n * self.step), np.float32)
         x_len = self.xfade
-        out[:, :x_len] = seg[:, :x_len] * self.fade_in + self.tail * self.fade_out
-        out[:, x_len:] = seg[:, x_len : self.step]
-        self.tail[...] = seg[:, self.step :]
-        self.last_compute_s = time.perf_counter() - t0
+        for j in range(n):
+            dry = self._dry(windows[j, :, lo:hi])
+            w = np.interp(frame_pos, np.arange(frames), values[j][1]).astype(np.float32)
+            seg = w * wet[j, :, lo:hi] + (1.0 - w) * dry
+            o = out[:, j * self.step : (j + 1) * self.step]
+            o[:, :x_len] = seg[:, :x_len] * self.fade_in + self.tail * self.fade_out
+            o[:, x_len:] = seg[:, x_len : self.step]
+            self.tail[...] = seg[:, self.step :]
+        self.last_compute_s = (time.perf_counter() - t0) / n
         return out
 
     def _dry(self, rows: np.ndarray) -> np.ndarray:

@@ -267,8 +267,13 @@ class StreamingEngine:
             np.add(dec, fb, out=dec)
 
     # ------------------------------------------------------------------ worker side
-    def pump(self) -> int:
-        """Process every complete window (skipping ahead when too far behind). Returns windows processed."""
+    def pump(self, batch: int = 1) -> int:
+        """Process every complete window (skipping ahead when too far behind). Returns windows processed.
+
+        ``batch > 1`` (offline rendering) mixes up to that many ready windows in one call of
+        :meth:`~lincae.engine.mixer.LatentMixer.process_many`; chain parameters are then applied once
+        per batch, so it is for fixed parameters. The live worker processes one window at a time.
+        """
         done = 0
         mixer = self.mixer
         while self.inputs.written >= mixer.window_end(self.next_window):
@@ -278,14 +283,24 @@ class StreamingEngine:
             if mixer.emitted_start(k) + mixer.step <= self.play and newest > k:
                 self._skip_to(newest)
                 continue
+            n = max(1, min(batch, newest - k + 1))
             self._apply_chain_parameters()
-            self._advance_pre(mixer.window_end(k))
-            if not self._read_window(mixer.window_end(k) - mixer.window):
-                self._skip_to(newest)  # its input was overwritten while the worker was busy
+            self._advance_pre(mixer.window_end(k + n - 1))
+            if n == 1:
+                if not self._read_window(mixer.window_end(k) - mixer.window):
+                    self._skip_to(newest)  # its input was overwritten while the worker was busy
+                    continue
+                self._publish(k, mixer.process(k, self._window))
+                done += 1
                 continue
-            out = mixer.process(k, self._window)
-            self._publish(k, out)
-            done += 1
+            windows = np.empty((n, self.rows, mixer.window), np.float32)
+            if not all(self._read_window(mixer.window_end(k + j) - mixer.window, windows[j]) for j in range(n)):
+                self._skip_to(newest)
+                continue
+            out = mixer.process_many(k, windows)
+            for j in range(n):
+                self._publish(k + j, out[:, j * mixer.step : (j + 1) * mixer.step])
+            done += n
         return done
 
     def _advance_pre(self, upto: int) -> None:
@@ -369,8 +384,8 @@ class StreamingEngine:
         if count != len(self.metrics.plugin_errors):
             self.metrics.plugin_errors = [f"{e.plugin}: {e.message}" for p in procs for e in p.errors]
 
-    def _read_window(self, start: int) -> bool:
-        w = self._window
+    def _read_window(self, start: int, into: np.ndarray | None = None) -> bool:
+        w = self._window if into is None else into
         if start >= 0:
             return self.processed.read_at(start, w)
         w[:, :-start] = 0.0

@@ -14,7 +14,7 @@ Audio longer than ``max_chunk_size`` is encoded as overlapping chunks, giving ``
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -270,6 +270,7 @@ class Autoencoder(nn.Module):
         generator: torch.Generator | None = None,
         seed: int | None = None,
         shared_noise: bool = False,
+        seeds: Sequence[int] | None = None,
     ) -> Tensor:
         """Latents ``[B, C, Z]`` or chunked ``[B, N, C, Z]`` → audio ``[B, T]``.
 
@@ -281,6 +282,9 @@ class Autoencoder(nn.Module):
                 Without either, the global RNG is used.
             shared_noise: decode every item (and chunk) with the same noise; with a ``generator``,
                 each part of a batch split by ``max_batch_size`` restarts from its state.
+            seeds: one seed per item of ``[B, C, Z]`` latents: item ``i`` decodes exactly as
+                ``decode(z[i:i+1], seed=seeds[i])`` would, whatever the batch (items with equal seeds
+                get equal noise).
         """
         if not isinstance(z, Tensor) or not z.is_floating_point():
             raise ValueError(f"latents must be a floating-point torch.Tensor, got {getattr(z, 'dtype', type(z))}")
@@ -294,6 +298,11 @@ class Autoencoder(nn.Module):
             raise ValueError("latents contain NaN or Inf values")
         if full_length is not None and full_length < 1:
             raise ValueError(f"full_length must be >= 1, got {full_length}")
+        if seeds is not None:
+            if z.dim() != 3 or len(seeds) != z.shape[0]:
+                raise ValueError(f"seeds needs one seed per item of [B, C, Z] latents, got {len(seeds)} for {z.shape}")
+            if generator is not None or seed is not None:
+                raise ValueError("pass seeds, or seed / generator, not both")
         if generator is None and seed is not None:
             generator = torch.Generator().manual_seed(seed)
         steps = diffusion_steps or self.diffusion_steps
@@ -310,6 +319,15 @@ class Autoencoder(nn.Module):
 
         grad = torch.enable_grad() if self.enable_grad_denoise else torch.no_grad()
         with grad:
+            if seeds is not None:
+                size = max_batch_size or self.max_batch_size
+                parts = []
+                for lo in range(0, z.shape[0], size):
+                    gens = [torch.Generator().manual_seed(int(s)) for s in seeds[lo : lo + size]]
+                    with self._network_context():
+                        rep = self.diffusion.sample(self.generator, z[lo : lo + size] / self.scale_factor, steps, gens)
+                    parts.append(self.frontend.to_waveform(rep.float()))
+                return _fit_length(torch.cat(parts), full_length)
             if z.dim() == 3:
                 audio = self._batched(run, z, max_batch_size)
                 return _fit_length(audio, full_length)

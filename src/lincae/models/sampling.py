@@ -6,6 +6,8 @@ Training-time parts of the noise schedule (step-size annealing, log-normal noise
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -44,7 +46,7 @@ class ConsistencySampler:
         generator_net: UNet,
         latents: Tensor,
         steps: int,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
         shared_noise: bool = False,
     ) -> Tensor:
         """Latents ``[B, C, Z]`` → representation ``[B, 2, 2*hop, Z * 2**temporal_downsamples]``.
@@ -53,7 +55,9 @@ class ConsistencySampler:
             generator_net: the network whose ``forward_generator`` denoises.
             latents: unscaled latents (the encoder's raw output range).
             steps: number of denoising steps (1 = single-step decoding).
-            generator: random generator for the initial and intermediate noise (``None``: global RNG).
+            generator: random generator for the initial and intermediate noise (``None``: global RNG),
+                or one generator per item (each item's noise then comes from its own stream, so a
+                batch decodes exactly as its items would one by one).
             shared_noise: every item of the batch gets the same noise (the channels of one stereo
                 signal, say, so that identical latents decode to identical audio).
         """
@@ -65,6 +69,10 @@ class ConsistencySampler:
         shape = (1 if shared_noise else batch, cfg.data_channels, cfg.hop * 2, frames)
 
         def noise() -> Tensor:
+            if isinstance(generator, Sequence):
+                if len(generator) != batch:
+                    raise ValueError(f"{len(generator)} generators for a batch of {batch}")
+                return torch.cat([randn((1, *shape[1:]), g, latents.device) for g in generator])
             n = randn(shape, generator, latents.device)
             return n.expand(batch, *shape[1:]) if shared_noise else n
 

@@ -58,7 +58,8 @@ def render_files(
     post: Any = None,
     output_rate: int | None = None,
     overwrite: bool = False,
-    block: int = 4096,
+    block: int | None = None,
+    batch: int = 16,
     progress: Progress | None = None,
 ) -> RenderResult:
     """Mix ``inputs`` (one source each) in latent space and write ``output``.
@@ -74,7 +75,8 @@ def render_files(
         pre: per source number (from 1), a chain spec list or a built board applied before encoding.
         post: chain spec list or built board applied to the decoded mix.
         output_rate: Hz (default: the first input's rate).
-        block: samples per processing block at the model's rate.
+        block: samples per processing block at the model's rate (default: ``batch`` engine steps).
+        batch: windows mixed per model call (the output equals the live engine's within float rounding).
         progress: called as ``progress(done_samples, total_samples)``.
     """
     out_path = check_output_path(output, overwrite)
@@ -91,6 +93,7 @@ def render_files(
             registry = ParameterRegistry(mixer_parameters(len(readers)))
         registry.update(dict(parameters or {}))
         mixer = LatentMixer(model, cfg, registry)
+        block = block or max(1, batch) * mixer.step
         pre_boards = {i: _board(spec, f"pre.{i}") for i, spec in (pre or {}).items()}
         for i in pre_boards:
             if not 1 <= i <= len(readers):
@@ -99,7 +102,9 @@ def render_files(
         stream = StreamingEngine(mixer, block=0, max_block=block, pre=pre_boards, post=_board(post or [], "post"))
         rate = output_rate or round(readers[0].source_rate)
         total = max(r.frames for r in readers)
-        return _run(readers, channels, stream, model.sample_rate, rate, total, out_path, overwrite, block, progress)
+        return _run(
+            readers, channels, stream, model.sample_rate, rate, total, out_path, overwrite, block, batch, progress
+        )
     finally:
         for r in readers:
             r.close()
@@ -121,6 +126,7 @@ def _run(
     out_path: Path,
     overwrite: bool,
     block: int,
+    batch: int,
     progress: Progress | None,
 ) -> RenderResult:
     """The block loop: inputs → engine (chains included) → drop the declared latency → resampler → file."""
@@ -136,7 +142,7 @@ def _run(
         while kept < total:
             _read_sources(readers, channels, inp)
             stream.push(inp)
-            stream.pump()
+            stream.pump(batch)
             stream.pull(out)
             drop = min(skip, block)
             skip -= drop
