@@ -146,7 +146,9 @@ class ObjectiveSection(ConfigBase):
     a multi-resolution STFT distance of the waveforms (``stft_weight``, ramped in linearly from step
     ``stft_start`` over ``stft_ramp`` steps). The remaining examples get the consistency loss of
     Music2Latent / Lin-CAE (student at ``sigma``, detached teacher at ``sigma_step``), scaled by
-    ``consistency_weight``.
+    ``consistency_weight``. Before step ``consistency_start`` every example is reconstructed: a
+    regression warm-up of the decoder, whose consistency targets are noise while it is untrained (with
+    them from the start, the reconstruction learned about half as fast on varied music).
 
     Why: one-step decoding reads the network at ``sigma_max``, the top of the consistency chain, which
     consistency training alone only reaches after hundreds of thousands of steps; until then it decodes
@@ -164,9 +166,11 @@ class ObjectiveSection(ConfigBase):
     stft_ramp: int = 50
     stft_fft_sizes: list[int] = field(default_factory=lambda: [256, 512, 1024, 2048, 4096])
     consistency_weight: float = 0.01
+    consistency_start: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stft_fft_sizes", [int(n) for n in self.stft_fft_sizes])
+        _check(self.consistency_start >= 0, "objective.consistency_start", "must be >= 0")
         _check(
             0.0 <= self.recon_fraction <= 1.0,
             "objective.recon_fraction",
@@ -194,8 +198,11 @@ class ObjectiveSection(ConfigBase):
             return self.stft_weight
         return self.stft_weight * min(1.0, (step - self.stft_start) / self.stft_ramp)
 
-    def recon_count(self, batch: int) -> int:
-        """Examples of a batch of ``batch`` that get the reconstruction loss."""
+    def recon_count(self, batch: int, step: int | None = None) -> int:
+        """Examples of a batch of ``batch`` that get the reconstruction loss at ``step`` (all of them
+        before ``consistency_start``; ``step=None``: after it)."""
+        if step is not None and step < self.consistency_start:
+            return batch
         return round(self.recon_fraction * batch)
 
 

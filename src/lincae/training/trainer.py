@@ -224,7 +224,7 @@ class Trainer:
         )
         n = batch.target_audio.shape[0]
         sigmas, sigmas_step = sample_sigmas(n, step, cfg.steps, self.model.diffusion.config, g, self.sigma_weights)
-        recon = cfg.objective.recon_count(n)
+        recon = cfg.objective.recon_count(n, step)
         sigmas[:recon] = self.model.diffusion.config.sigma_max
         order = torch.randperm(n, generator=g)
         noise = torch.randn(
