@@ -1,0 +1,118 @@
+"""The latency / quality trade-off of the engine's window settings, one table.
+
+    python benchmarks/latency_quality.py [--model default] [--music data/synth-test] [--real data/real-eval]
+
+For each setting (window / step / lookahead frames, crossfade samples, compute budget): the declared
+latency at block 256, the worker's real-time factor (one source, one thread, window by window as live),
+and the boundary error: how far the fully wet output of that setting is from the offline render with a
+long window (96 / 64 / 16 frames, 1024-sample crossfade), as 10·log10(‖y − y_long‖² / ‖y_long‖²) dB
+over held-out music (lower is better; the error comes from the windows' edges). The presets' settings
+are marked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from engine_rtf import measure
+
+from lincae.engine.config import EngineConfig
+from lincae.engine.mixer import LatentMixer
+from lincae.engine.offline import render
+from lincae.engine.params import ParameterRegistry, mixer_parameters
+from lincae.models.registry import load_model
+from lincae.models.runtime import keep_freed_memory
+from lincae.presets import list_presets, load_preset
+
+LONG = {"window_frames": 96, "step_frames": 64, "lookahead_frames": 16, "crossfade": 1024}
+SETTINGS = [  # window, step, lookahead, crossfade, compute budget
+    (12, 8, 1, 256, 0.5),
+    (12, 8, 2, 256, 0.5),
+    (16, 12, 2, 256, 0.5),
+    (16, 12, 2, 256, 0.75),
+    (20, 12, 3, 256, 0.75),
+    (20, 16, 2, 256, 0.5),
+    (24, 16, 4, 512, 0.5),
+    (32, 24, 4, 512, 1.0),
+]
+
+
+def held_out(music: str | None, real: str | None, seconds: float) -> list[np.ndarray]:
+    """Mono clips of held-out music: synth mixes and real recordings, ``seconds`` each."""
+    from lincae.io.audiofile import read_audio
+
+    clips = []
+    n = int(seconds * 44100)
+    if music:
+        for path in sorted(Path(music).rglob("mix.wav"))[:3]:
+            clips.append(read_audio(path, 44100).mean(0, keepdims=True)[:, :n])
+    if real:
+        for path in sorted(Path(real).glob("*.flac"))[:3]:
+            clips.append(read_audio(path, 44100).mean(0, keepdims=True)[:, :n])
+    if not clips:
+        t = np.arange(n) / 44100
+        clips.append((0.2 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 2 * t))).astype(np.float32)[None])
+    return [c.astype(np.float32) for c in clips]
+
+
+def wet_render(model: torch.nn.Module, engine: dict, clip: np.ndarray) -> np.ndarray:
+    reg = ParameterRegistry(mixer_parameters(1))
+    reg.set("mix.dry_wet", 100.0)
+    cfg = EngineConfig.from_dict({**EngineConfig().to_dict(), **engine, "sources": [1]})
+    return render(LatentMixer(model, cfg, reg, device="cpu"), [clip])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--music", help="held-out synth folder")
+    ap.add_argument("--real", help="folder of held-out real recordings (FLAC)")
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--windows", type=int, default=30, help="windows timed per setting")
+    args = ap.parse_args()
+    keep_freed_memory()
+    torch.set_num_threads(1)
+    model = load_model(args.model, max_batch_size=64)
+    clips = held_out(args.music, args.real, args.seconds)
+    refs = [wet_render(model, LONG, c) for c in clips]
+    presets = {}
+    for name in list_presets():
+        e = load_preset(name).engine
+        key = (e.window_frames, e.step_frames, e.lookahead_frames, e.crossfade, e.compute_budget)
+        presets.setdefault(key, []).append(name)
+    settings = list(dict.fromkeys([*SETTINGS, *presets]))
+    print(f"model {model.name}, hop {model.hop_length} samples; {len(clips)} clips of {args.seconds:g} s")
+    print(
+        "| window/step/lookahead (frames) | crossfade | budget | latency ms (block 256) | RTF mean | RTF p95 "
+        "| boundary error dB | presets |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for w, s, la, xf, b in settings:
+        engine = {"window_frames": w, "step_frames": s, "lookahead_frames": la, "crossfade": xf, "compute_budget": b}
+        cfg = EngineConfig.from_dict({**EngineConfig().to_dict(), **engine, "sources": [1]})
+        try:
+            cfg.check_model(model.hop_length)
+        except ValueError:
+            continue
+        err = sum(float(np.sum((wet_render(model, engine, c) - r) ** 2)) for c, r in zip(clips, refs, strict=True))
+        energy = sum(float(np.sum(r**2)) for r in refs)
+        m = measure(model, cfg, args.windows, "cpu")
+        latency = 1000 * cfg.latency_samples(model.hop_length, 256) / model.sample_rate
+        print(
+            f"| {w}/{s}/{la} | {xf} | {b:g} | {latency:.0f} | {m['mean']:.3f} | {m['p95']:.3f} | "
+            f"{10 * np.log10(err / energy):.1f} | {', '.join(presets.get((w, s, la, xf, b), []))} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
