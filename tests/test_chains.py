@@ -13,9 +13,8 @@ import pytest
 
 pedalboard = pytest.importorskip("pedalboard")
 
-from lincae.engine.params import ParameterRegistry  # noqa: E402
-from lincae.render import chains  # noqa: E402
-from lincae.render.chains import (  # noqa: E402
+from lincae.engine import effects as chains  # noqa: E402
+from lincae.engine.effects import (  # noqa: E402
     ChainProcessor,
     EffectChain,
     apply_parameter,
@@ -28,6 +27,7 @@ from lincae.render.chains import (  # noqa: E402
     set_bypass,
     validate_chain_spec,
 )
+from lincae.engine.params import ParameterRegistry  # noqa: E402
 
 SR = 48000
 

@@ -24,9 +24,11 @@ def test_unknown_model_is_a_clean_error(capsys: pytest.CaptureFixture[str]) -> N
     assert "unknown model 'no-such-model'" in capsys.readouterr().err
 
 
-def test_demo_renders_every_demonstration_into_a_page(tmp_path: Path) -> None:
+def test_demo_renders_every_demonstration_into_a_page(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("tinysoundfont")
     assert main(["demo", "--out", str(tmp_path), "--model", str(FIXTURE), "--seconds", "2"]) == 0
+    progress = capsys.readouterr().err
+    assert "demo: loading model" in progress and "rendering demonstration 6/6" in progress
     page = (tmp_path / "index.html").read_text()
     for key in ("reconstruction", "latent-sum", "volume-x0.1", "volume-x0.5", "volume-x2", "separation-minus-drums"):
         assert f'src="{key}.wav"' in page and f'src="{key}-reference.png"' in page
@@ -37,6 +39,7 @@ def test_demo_renders_every_demonstration_into_a_page(tmp_path: Path) -> None:
         assert (tmp_path / ref).stat().st_size > 1000, ref
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["model"] == str(FIXTURE) and len(summary["items"]) == 6
+    assert all(0.0 <= item["chroma"] <= 1.0 for item in summary["items"].values())
     # The references encode the ideal: x0.1 is 20 dB below the mix, x2 6 dB above.
     items = summary["items"]
     rec = items["reconstruction"]["reference_rms_db"]

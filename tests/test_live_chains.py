@@ -12,13 +12,13 @@ from test_chains import _Explodes
 from test_engine import CONFIG, LinearTestCodec, stream_through, tones
 
 from lincae.engine.config import EngineConfig
+from lincae.engine.effects import RAMP_BLOCK, ChainProcessor, build_chain, chain_latency, chain_parameter_specs
 from lincae.engine.mixer import LatentMixer
 from lincae.engine.offline import render
 from lincae.engine.params import ParameterRegistry, mixer_parameters
 from lincae.engine.stream import StreamingEngine
 from lincae.io.mapping import MidiMapping
 from lincae.io.midi import MidiController
-from lincae.render.chains import RAMP_BLOCK, ChainProcessor, build_chain, chain_latency, chain_parameter_specs
 
 pytest_plugins = ["jackd_fixture"]
 

@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("pedalboard")
 
 from lincae.engine.config import EngineConfig
+from lincae.engine.effects import ChainProcessor, parse_chain_arg
 from lincae.io.mapping import MidiMapping
 from lincae.presets import (
     MIGRATIONS,
@@ -23,7 +24,6 @@ from lincae.presets import (
     migration,
     shipped_presets_dir,
 )
-from lincae.render.chains import ChainProcessor, parse_chain_arg
 
 REPO_PRESETS = Path(__file__).resolve().parents[1] / "presets"
 SR = 44100

@@ -14,12 +14,12 @@ from conftest import make_tiny_model
 
 from lincae.cli import main, parse_gain
 from lincae.engine.config import EngineConfig
+from lincae.engine.effects import build_chain
 from lincae.engine.mixer import LatentMixer
 from lincae.engine.offline import render
 from lincae.engine.params import ParameterRegistry, mixer_parameters
 from lincae.io.audiofile import AudioReader, read_audio, write_audio
 from lincae.presets import list_presets, load_preset
-from lincae.render.chains import build_chain
 from lincae.render.files import render_files
 
 SRC = str(Path(__file__).parents[1] / "src")
@@ -192,7 +192,8 @@ def test_progress_reports_audio_seconds_and_speed_and_stays_silent_on_quick_erro
     tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     good = str(write_audio(tmp_path / "good.wav", music(1, 1.0), 44100))
-    assert main(["render", str(tmp_path / "missing.wav"), "-o", str(tmp_path / "x.wav"), "--model", str(model_dir)]) == 2
+    missing = str(tmp_path / "missing.wav")
+    assert main(["render", missing, "-o", str(tmp_path / "x.wav"), "--model", str(model_dir)]) == 2
     err = capsys.readouterr().err
     assert "% |" not in err and "s of audio" not in err and "no such file" in err
     assert main(["render", good, "-o", str(tmp_path / "out.wav"), "--model", str(model_dir)]) == 0

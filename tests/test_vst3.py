@@ -20,11 +20,9 @@ pedalboard = pytest.importorskip("pedalboard")
 from conftest import make_tiny_model  # noqa: E402
 
 from lincae.cli import main  # noqa: E402
+from lincae.engine import effects as chains  # noqa: E402
 from lincae.engine.config import EngineConfig  # noqa: E402
-from lincae.io.audiofile import read_audio, write_audio  # noqa: E402
-from lincae.presets import Preset  # noqa: E402
-from lincae.render import chains  # noqa: E402
-from lincae.render.chains import (  # noqa: E402
+from lincae.engine.effects import (  # noqa: E402
     ChainProcessor,
     PluginLoadError,
     apply_parameter,
@@ -35,6 +33,8 @@ from lincae.render.chains import (  # noqa: E402
     is_bypassed,
     parse_chain_arg,
 )
+from lincae.io.audiofile import read_audio, write_audio  # noqa: E402
+from lincae.presets import Preset  # noqa: E402
 
 pytest_plugins = ["vst3_fixture"]
 
@@ -314,3 +314,13 @@ def test_a_preset_with_the_vst3_round_trips(vst3_plugin: Path, tmp_path: Path) -
     wrong.save(tmp_path / "typo.json")
     with pytest.raises(chains.ChainSpecError, match="has no parameter 'volume'; its parameters: gain_db, mute"):
         Preset.load(tmp_path / "typo.json").build_chains()
+
+
+@pytest.fixture(autouse=True)
+def _release_plugins_inside_the_test() -> object:
+    """Destroy each test's plugin instances (they sit in reference cycles) while pytest still captures
+    output: DPF prints a warning when a plugin is torn down, which would otherwise follow the summary."""
+    import gc
+
+    yield
+    gc.collect()

@@ -272,7 +272,7 @@ class RenderDialog(QDialog):
             self._fail("Choose an output file")
             return False
         try:
-            from lincae.render.chains import parse_chain_arg
+            from lincae.engine.effects import parse_chain_arg
 
             post = parse_chain_arg(self.post_edit.text())
         except Exception as e:

@@ -39,7 +39,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Render the Lin-CAE demonstrations (reconstruction, latent sum, volume, separation) into a web page."""
     from lincae.demo import run_demo
 
-    index = run_demo(Path(args.out), model_id=args.model, seconds=args.seconds, seed=args.seed)
+    index = run_demo(
+        Path(args.out),
+        model_id=args.model,
+        seconds=args.seconds,
+        seed=args.seed,
+        report=lambda line: print(f"demo: {line}", file=sys.stderr, flush=True),
+    )
     print(f"open {index}")
     return 0
 
@@ -192,9 +198,9 @@ def parse_gain(text: str, names: list[str]) -> tuple[int, float, bool]:
 
 def cmd_render(args: argparse.Namespace) -> int:
     """Mix files in latent space (gains, inversion, presets) and write the result through effect chains."""
+    from lincae.engine.effects import parse_chain_arg
     from lincae.models.registry import load_model
     from lincae.presets import load_preset
-    from lincae.render.chains import parse_chain_arg
     from lincae.render.files import render_files
 
     names = [Path(p).stem for p in args.inputs]
@@ -346,13 +352,13 @@ def cmd_live(args: argparse.Namespace) -> int:
     import torch
 
     from lincae.engine.config import EngineConfig
+    from lincae.engine.effects import build_chain, parse_chain_arg
     from lincae.engine.mixer import LatentMixer
     from lincae.engine.params import ParameterRegistry, mixer_parameters
     from lincae.engine.stream import StreamingEngine
     from lincae.io.live import LiveConfig, LiveSession, parse_sources
     from lincae.models.registry import load_model
     from lincae.presets import load_preset
-    from lincae.render.chains import build_chain, parse_chain_arg
 
     torch.set_num_threads(args.threads)
     sources = parse_sources(args.sources)

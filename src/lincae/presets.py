@@ -17,7 +17,7 @@ Schema version 1::
 ``engine`` may leave fields out (they take EngineConfig's defaults); :meth:`Preset.to_dict` writes
 them all. ``parameters`` are registry names: the latent mixer's (:func:`~lincae.engine.params.
 mixer_parameters` for the preset's sources) and the chains' (``pre.N.SLOT.PLUGIN.PARAM``,
-``post.SLOT.PLUGIN.PARAM``, ``….SLOT.bypass``; see :func:`lincae.render.chains.chain_parameter_specs`).
+``post.SLOT.PLUGIN.PARAM``, ``….SLOT.bypass``; see :func:`lincae.engine.effects.chain_parameter_specs`).
 Values of chain parameters are applied after the chain is built, so they override the chain's
 ``params``. Names under an external (VST3/AU) slot are checked only when that plugin is loaded.
 
@@ -60,7 +60,7 @@ from lincae.io.atomic import discard, new_temp, publish
 from lincae.io.mapping import MidiMapping
 
 if TYPE_CHECKING:
-    from lincae.render.chains import EffectChain
+    from lincae.engine.effects import EffectChain
 
 __all__ = [
     "MIGRATIONS",
@@ -276,7 +276,7 @@ class _ChainCheck:
 
     @classmethod
     def build(cls, chains: Mapping[str, Sequence[Mapping[str, Any]]]) -> _ChainCheck:
-        from lincae.render.chains import EXTERNAL_KINDS, build_chain, chain_parameter_specs
+        from lincae.engine.effects import EXTERNAL_KINDS, build_chain, chain_parameter_specs
 
         slots: dict[tuple[str, int], Any] = {}
         names: set[str] = set()
@@ -305,7 +305,7 @@ class _ChainCheck:
         return name in self.names or any(name.startswith(p) for p in self.deferred)
 
     def check(self, name: str, value: Any, num_sources: int, chain_lengths: Mapping[str, int]) -> float:
-        from lincae.render.chains import apply_parameter
+        from lincae.engine.effects import apply_parameter
 
         field_path = f"parameters.{name}"
         m = _CHAIN_NAME.match(name)
@@ -440,7 +440,7 @@ class Preset:
 
     @staticmethod
     def _chains(value: Any, num_sources: int) -> tuple[dict[int, list[dict[str, Any]]], list[dict[str, Any]]]:
-        from lincae.render.chains import validate_chain_spec
+        from lincae.engine.effects import validate_chain_spec
 
         if value is None:
             return {}, []
@@ -530,10 +530,10 @@ class Preset:
     def build_chains(self, on_load_error: str = "raise") -> tuple[dict[int, EffectChain], EffectChain]:
         """Build the pre chains (by source number) and the post chain, with chain parameters applied.
 
-        ``on_load_error`` is :func:`lincae.render.chains.build_chain`'s: ``"bypass"`` (live use) keeps a
+        ``on_load_error`` is :func:`lincae.engine.effects.build_chain`'s: ``"bypass"`` (live use) keeps a
         plugin file that does not load as a bypassed slot that reports its error, instead of raising.
         """
-        from lincae.render.chains import apply_parameter, build_chain
+        from lincae.engine.effects import apply_parameter, build_chain
 
         pre = {k: build_chain(v, f"chains.pre.{k}", on_load_error=on_load_error) for k, v in self.pre.items()}
         post = build_chain(self.post, "chains.post", on_load_error=on_load_error)
@@ -549,7 +549,7 @@ class Preset:
         specs = mixer_parameters(self.num_sources)
         if not self.pre and not self.post and chains is None:
             return specs
-        from lincae.render.chains import chain_parameter_specs
+        from lincae.engine.effects import chain_parameter_specs
 
         pre, post = chains if chains is not None else self.build_chains()
         for k, board in sorted(pre.items()):

@@ -1,12 +1,25 @@
-"""Offline rendering with the streaming engine's mixer: no clock, as fast as the model runs."""
+"""Offline rendering: the live engine driven without a clock, as fast as the model runs.
+
+One renderer serves arrays (:func:`render`) and files (:func:`lincae.render.files.render_files`): both
+push input into a :class:`~lincae.engine.stream.StreamingEngine` (effect chains included), let it mix
+several windows per model call (:meth:`~lincae.engine.stream.StreamingEngine.pump` with ``batch``), and
+drop the engine's declared latency from the output (:func:`drive`). The result is what the live engine
+plays, delayed by its latency: exactly with ``batch=1``, within float rounding otherwise.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from lincae.engine.mixer import LatentMixer
+
+#: Windows mixed per model call when rendering offline.
+DEFAULT_BATCH = 16
+
+Progress = Callable[[int, int], None]
 
 
 def stack_sources(mixer: LatentMixer, sources: Sequence[np.ndarray]) -> np.ndarray:
@@ -26,27 +39,74 @@ def stack_sources(mixer: LatentMixer, sources: Sequence[np.ndarray]) -> np.ndarr
     return rows
 
 
+def drive(
+    stream: Any,
+    read: Callable[[np.ndarray], None],
+    write: Callable[[np.ndarray], None],
+    total: int,
+    *,
+    batch: int = DEFAULT_BATCH,
+    progress: Progress | None = None,
+) -> None:
+    """Run ``stream`` (a :class:`~lincae.engine.stream.StreamingEngine`) over ``total`` input samples.
+
+    ``read(block)`` fills ``block`` ``(rows, n)`` with the next input (zeros past the end); ``write(y)``
+    receives the output ``(out_channels, m)`` aligned with the input (the declared latency dropped), in
+    order, ``total`` samples in all. Blocks are ``stream.max_block`` samples.
+    """
+    n = stream.max_block
+    inp = np.zeros((stream.rows, n), np.float32)
+    out = np.zeros((stream.out_channels, n), np.float32)
+    skip = stream.latency
+    kept = 0
+    while kept < total:
+        read(inp)
+        stream.push(inp)
+        stream.pump(batch)
+        stream.pull(out)
+        drop = min(skip, n)
+        skip -= drop
+        y = out[:, drop : drop + min(n - drop, total - kept)]
+        kept += y.shape[-1]
+        if y.shape[-1]:
+            write(y)
+        if progress is not None:
+            progress(kept, total)
+
+
 def render(
-    mixer: LatentMixer, sources: Sequence[np.ndarray], progress: Callable[[int, int], None] | None = None
+    mixer: LatentMixer,
+    sources: Sequence[np.ndarray],
+    progress: Progress | None = None,
+    *,
+    batch: int = DEFAULT_BATCH,
+    pre: Mapping[int, Any] | None = None,
+    post: Any = None,
 ) -> np.ndarray:
     """Mix whole signals: sources ``(channels_i, T_i)`` → output ``(out_channels, T)``, latency-compensated.
 
     Window ``k`` sees input ``[end_k − W, end_k)`` (zeros before the start and after the end), exactly
-    as the live engine does, so the live output equals this one delayed by the declared latency.
+    as the live engine does, so the live output equals this one delayed by the declared latency
+    (exactly with ``batch=1``). ``pre``/``post``: effect chains (built boards), as in the live engine.
     """
+    from lincae.engine.stream import StreamingEngine
+
     rows = stack_sources(mixer, sources)
     length = rows.shape[-1]
-    first = mixer.first_output_index  # negative: the pre-roll before input sample 0
-    total_windows = -(-(length - first) // mixer.step)
-    out = np.zeros((mixer.out_channels, total_windows * mixer.step), np.float32)
-    window = np.zeros((mixer.num_rows, mixer.window), np.float32)
-    for k in range(total_windows):
-        end = mixer.window_end(k)
-        window_slice(rows, end - mixer.window, window)
-        out[:, k * mixer.step : (k + 1) * mixer.step] = mixer.process(k, window)
-        if progress is not None:
-            progress(k + 1, total_windows)
-    return out[:, -first : -first + length]
+    stream = StreamingEngine(mixer, block=0, max_block=max(1, batch) * mixer.step, pre=pre, post=post)
+    out = np.zeros((stream.out_channels, length), np.float32)
+    pos = [0, 0]
+
+    def read(block: np.ndarray) -> None:
+        window_slice(rows, pos[0], block)
+        pos[0] += block.shape[-1]
+
+    def write(y: np.ndarray) -> None:
+        out[:, pos[1] : pos[1] + y.shape[-1]] = y
+        pos[1] += y.shape[-1]
+
+    drive(stream, read, write, length, batch=batch, progress=progress)
+    return out
 
 
 def window_slice(rows: np.ndarray, start: int, out: np.ndarray) -> None:

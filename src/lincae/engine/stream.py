@@ -88,7 +88,7 @@ class StreamingEngine:
         max_block: the largest block ``push``/``pull`` will see (scratch buffers are sized for it).
         pre: effect chains by source number (from 1), run on each source's input before encoding.
         post: an effect chain run on the decoded mix. Chains are boards as from
-            :func:`~lincae.render.chains.build_chain` (``on_load_error="bypass"`` keeps a live session
+            :func:`~lincae.engine.effects.build_chain` (``on_load_error="bypass"`` keeps a live session
             running when a plugin file does not load). Their registry parameters (``pre.N.…``,
             ``post.…``) are applied once per window; continuous ones ramp over a step.
     """
@@ -101,7 +101,7 @@ class StreamingEngine:
         pre: Mapping[int, Any] | None = None,
         post: Any = None,
     ) -> None:
-        from lincae.render.chains import ChainProcessor, chain_latency
+        from lincae.engine.effects import ChainProcessor, chain_latency
 
         self.mixer = mixer
         cfg = mixer.config
@@ -346,13 +346,13 @@ class StreamingEngine:
 
         Only values that changed are touched. Continuous ones (``smoothed``, not toggles) ramp
         linearly from the old value to the new over the chain's next block, one step of audio
-        (:meth:`~lincae.render.chains.ChainProcessor.process_ramped`); switches, choices and unsmoothed
+        (:meth:`~lincae.engine.effects.ChainProcessor.process_ramped`); switches, choices and unsmoothed
         parameters change at the block boundary. The first call applies every value at once.
         """
         registry = self.mixer.registry
         if registry.version == self._registry_version or not (self.pre or self.post):
             return
-        from lincae.render.chains import apply_parameter
+        from lincae.engine.effects import apply_parameter
 
         self._registry_version = registry.version
         for name, value in registry.values().items():

@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 
 from lincae.engine.config import EngineConfig
+from lincae.engine.effects import build_chain
 from lincae.engine.mixer import LatentMixer
+from lincae.engine.offline import DEFAULT_BATCH, drive
 from lincae.engine.params import ParameterRegistry, mixer_parameters
 from lincae.engine.stream import StreamingEngine
 from lincae.io.audiofile import AtomicAudioWriter, AudioReader, check_output_path
 from lincae.models.autoencoder import Autoencoder
-from lincae.render.chains import build_chain
 
 Progress = Callable[[int, int], None]
 
@@ -59,7 +60,7 @@ def render_files(
     output_rate: int | None = None,
     overwrite: bool = False,
     block: int | None = None,
-    batch: int = 16,
+    batch: int = DEFAULT_BATCH,
     progress: Progress | None = None,
 ) -> RenderResult:
     """Mix ``inputs`` (one source each) in latent space and write ``output``.
@@ -102,9 +103,7 @@ def render_files(
         stream = StreamingEngine(mixer, block=0, max_block=block, pre=pre_boards, post=_board(post or [], "post"))
         rate = output_rate or round(readers[0].source_rate)
         total = max(r.frames for r in readers)
-        return _run(
-            readers, channels, stream, model.sample_rate, rate, total, out_path, overwrite, block, batch, progress
-        )
+        return _run(readers, channels, stream, model.sample_rate, rate, total, out_path, overwrite, batch, progress)
     finally:
         for r in readers:
             r.close()
@@ -125,35 +124,23 @@ def _run(
     total: int,
     out_path: Path,
     overwrite: bool,
-    block: int,
     batch: int,
     progress: Progress | None,
 ) -> RenderResult:
-    """The block loop: inputs → engine (chains included) → drop the declared latency → resampler → file."""
+    """Inputs → :func:`~lincae.engine.offline.drive` (engine, chains, latency dropped) → resampler → file."""
     from pedalboard.io import StreamResampler
 
     out_ch = stream.out_channels
     resampler = StreamResampler(float(sr), float(rate), out_ch) if rate != sr else None
-    inp = np.zeros((sum(channels), block), np.float32)
-    out = np.zeros((out_ch, block), np.float32)
-    skip = stream.latency
-    kept = 0
     with AtomicAudioWriter(out_path, rate, out_ch, overwrite=overwrite) as writer:
-        while kept < total:
-            _read_sources(readers, channels, inp)
-            stream.push(inp)
-            stream.pump(batch)
-            stream.pull(out)
-            drop = min(skip, block)
-            skip -= drop
-            y = out[:, drop : drop + min(block - drop, total - kept)]
-            kept += y.shape[-1]
-            if resampler is not None and y.shape[-1]:
+
+        def write(y: np.ndarray) -> None:
+            if resampler is not None:
                 y = resampler.process(np.ascontiguousarray(y))
             if y.shape[-1]:
                 writer.write(y)
-            if progress is not None:
-                progress(kept, total)
+
+        drive(stream, lambda inp: _read_sources(readers, channels, inp), write, total, batch=batch, progress=progress)
         if resampler is not None:
             tail = resampler.process(None)
             tail = tail[:, : max(0, math.floor(total * rate / sr + 0.5) - writer.written)]
