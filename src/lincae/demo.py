@@ -18,7 +18,7 @@ import html
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +43,7 @@ SMALL_RANDOM = {
         "attention_list": [0, 0, 0, 0],
         "layers_list_encoder": [1, 1, 1, 1],
         "attention_list_encoder": [0, 0, 0, 0],
-        "freq_downsample_list": [1, 0, 0],
+        "freq_downsample_list": [1, 1, 1],
         "bottleneck_base_channels": 128,
         "num_bottleneck_layers": 2,
         "cond_channels": 64,
@@ -87,6 +87,15 @@ def si_sdr_db(estimate: np.ndarray, reference: np.ndarray) -> float:
     return float(10 * np.log10((np.dot(target, target) + 1e-12) / (np.dot(est - target, est - target) + 1e-12)))
 
 
+def chroma(estimate: np.ndarray, reference: np.ndarray) -> float:
+    """Chroma correlation of mono signals (see :func:`lincae.evaluation.metrics.chroma_correlation`)."""
+    from lincae.evaluation.metrics import CHROMA_SETTINGS, chroma_correlation
+
+    if len(reference) < CHROMA_SETTINGS["n_fft"]:
+        return float("nan")
+    return float(chroma_correlation(torch.from_numpy(estimate)[None], torch.from_numpy(reference)[None])[0])
+
+
 def rms_db(x: np.ndarray) -> float:
     return float(20 * math.log10(math.sqrt(float(np.mean(np.square(x, dtype=np.float64)))) + 1e-12))
 
@@ -97,12 +106,25 @@ def _engine(model: Autoencoder, n: int, values: dict[str, float], seed: int) -> 
     return LatentMixer(model, EngineConfig(sources=[1] * n, seed=seed), params)
 
 
-def make_items(model: Autoencoder, stems: dict[str, np.ndarray], seed: int = 0) -> list[DemoItem]:
-    """Render every demonstration with the offline engine; ``stems``: name → mono float32 ``(samples,)``."""
+Report = Callable[[str], None]
+
+
+def make_items(
+    model: Autoencoder, stems: dict[str, np.ndarray], seed: int = 0, report: Report | None = None
+) -> list[DemoItem]:
+    """Render every demonstration with the offline engine; ``stems``: name → mono float32 ``(samples,)``.
+
+    ``report`` receives a line before each render (progress for a terminal).
+    """
     names = list(stems)
     mix = np.sum([stems[n] for n in names], axis=0).astype(np.float32)
+    done = [0]
+    total = 6
 
     def run(sources: Sequence[np.ndarray], values: dict[str, float]) -> np.ndarray:
+        done[0] += 1
+        if report is not None:
+            report(f"rendering demonstration {done[0]}/{total} ({len(sources)} source(s))")
         return render(_engine(model, len(sources), values, seed), [s[None] for s in sources])[0]
 
     items = [
@@ -192,13 +214,15 @@ def write_page(
     for item in items:
         score = {
             "si_sdr_db": si_sdr_db(item.output, item.reference),
+            "chroma": chroma(item.output, item.reference),
             "output_rms_db": rms_db(item.output),
             "reference_rms_db": rms_db(item.reference),
         }
         summary["items"][item.key] = score
         rows.append(
             f"<section><h2>{html.escape(item.title)}</h2><p>{html.escape(item.explanation)}</p>"
-            f'<p class="score">SI-SDR against the reference: {score["si_sdr_db"]:.1f} dB · level '
+            f'<p class="score">SI-SDR against the reference: {score["si_sdr_db"]:.1f} dB · pitch content (chroma '
+            f"correlation, 1 = same) {score['chroma']:.2f} · level "
             f"{score['output_rms_db']:.1f} dBFS (reference {score['reference_rms_db']:.1f} dBFS)</p>"
             f'<div class="pair">{media(item.key, item.output, "lincae output")}'
             f"{media(item.key + '-reference', item.reference, 'reference (ideal linearity)')}</div></section>"
@@ -219,12 +243,21 @@ audio{{width:600px}}.score{{color:#444}}section{{border-top:1px solid #ccc;margi
     return out / "index.html"
 
 
-def run_demo(out: Path, model_id: str | None = None, seconds: float = 8.0, seed: int = 0) -> Path:
-    """Generate a piece, render every demonstration and write the page; returns ``index.html``."""
+def run_demo(
+    out: Path, model_id: str | None = None, seconds: float = 8.0, seed: int = 0, report: Report | None = None
+) -> Path:
+    """Generate a piece, render every demonstration and write the page; returns ``index.html``.
+
+    ``report`` receives a line at each stage (model, piece, each render, page).
+    """
     from lincae.data.synth import SynthConfig, generate_piece
 
+    say = report or (lambda line: None)
+    say(f"loading model {model_id or DEFAULT_MODEL_ALIAS}")
     model, label = load_demo_model(model_id)
+    say(f"composing and synthesising a {seconds:g} s piece with four stems (seed {seed})")
     piece = generate_piece(seed, SynthConfig(seconds=seconds, sample_rate=model.sample_rate))
     stems = {name: audio.astype(np.float32) for name, audio in piece.stems.items()}
-    items = make_items(model, stems, seed=seed)
+    items = make_items(model, stems, seed=seed, report=report)
+    say(f"writing audio, spectrograms and the page into {out}")
     return write_page(out, items, stems, model.sample_rate, label)
