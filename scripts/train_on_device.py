@@ -86,7 +86,8 @@ def main() -> int:
     trainer.fit(deadline=t_train + 60.0 * args.minutes)
     seconds = time.monotonic() - t_train
     steps = trainer.step - start_step
-    print(f"[device] {steps} steps in {seconds:.0f} s ({steps * cfg.data.batch_size / max(seconds, 1e-9):.0f} examples/s)")
+    rate = steps * cfg.data.batch_size / max(seconds, 1e-9)
+    print(f"[device] {steps} steps in {seconds:.0f} s ({rate:.0f} examples/s)")
 
     best = run / "best" if (run / "best").is_dir() else trainer.export(run / "last-model")
     export_model(best, out / "model", name="lincae-small", half=True)

@@ -13,7 +13,7 @@ from torch import Tensor
 
 HUBER_C = 0.00054
 STFT_FFT_SIZES: tuple[int, ...] = (256, 512, 1024, 2048, 4096)
-_LOG_FLOOR = 1e-5
+_LOG_FLOOR = 1e-4
 
 
 def pseudo_huber(x: Tensor, y: Tensor, weight: Tensor | None = None, c: float = HUBER_C) -> Tensor:
@@ -49,7 +49,7 @@ def multi_resolution_stft(estimate: Tensor, target: Tensor, fft_sizes: Sequence[
     """Mean over resolutions of spectral convergence plus mean absolute log-magnitude difference.
 
     ``estimate``, ``target``: ``[B, T]`` audio. Spectral convergence ``‖|Ŝ| − |S|‖ / ‖|S|‖`` is pooled
-    over the batch; magnitudes are floored at 1e-5 before the log. The largest sizes reach across many
+    over the batch; magnitudes are floored at 1e-4 before the log (as in auraloss). The largest sizes reach across many
     model frames, so the loss asks for phase that stays coherent from frame to frame, which a
     per-frame distance does not see. Sizes longer than the signal are left out (the shortest is kept).
     """
