@@ -166,6 +166,8 @@ class MainWindow(QMainWindow):
         self.session: Any = None
         self.engine: Any = None
         self.midi: Any = None
+        self.programs: Any = None  # the ProgramRecall that MIDI program changes go through
+        self._adopted_program: Preset | None = None
         self.preset: Preset | None = None
         self._live_chain_params: set[str] = set()  # the loaded preset's chain parameters, once audio ran
         self._shown_plugin_errors = 0
@@ -511,6 +513,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------------------------------ MIDI
     def _make_midi(self, mappings: list[MidiMapping], port: str | None) -> None:
         from lincae.io.midi import MidiController
+        from lincae.io.programs import ProgramRecall
 
         if self.midi is not None:
             try:
@@ -524,20 +527,25 @@ class MainWindow(QMainWindow):
             client_name="lincae",
             on_learned=self._on_learned,
             on_connection=self._on_midi_connection,
-            on_program=self._on_program_change,
         )
+        # Program changes recall presets exactly as in ``lincae live``: program n is the n-th shipped preset
+        # (alphabetical, as in the File menu); values and mappings change, the sources stay.
+        self.programs = ProgramRecall(self.registry, None, num_sources=self.num_sources, report=self._on_recalled)
+        self.programs.attach(self.midi)
         self._open_midi_port(port)
         self._refresh_mapping_labels()
 
-    def _on_program_change(self, channel: int, program: int) -> None:
-        """Program change ``n`` loads the ``n``-th shipped preset (alphabetical, as in the File menu)."""
-        from lincae.presets import list_presets
-
-        names = list_presets()
-        if program < len(names):
-            self.load_preset(names[program])
-        else:
-            self.show_info(f"Program change {program} (channel {channel}): no preset; programs 0–{len(names) - 1}")
+    def _on_recalled(self, line: str) -> None:
+        """A program change went through :class:`~lincae.io.programs.ProgramRecall`; adopt what it recalled."""
+        recalled = self.programs.current if self.programs is not None else None
+        if recalled is not None and recalled is not self._adopted_program:
+            self._adopted_program = recalled
+            self.preset, self.preset_path = recalled, None
+            if self.session is None:
+                self.engine_config = recalled.engine
+            self._refresh_mapping_labels()
+            self._update_title()
+        self.show_info(line[0].upper() + line[1:])
 
     def _midi_port_choice(self) -> str | None:
         text = self.midi_combo.currentText()
@@ -748,9 +756,8 @@ class MainWindow(QMainWindow):
             self._start_after_load = True
             self.load_model()
             return
-        from lincae.engine.mixer import LatentMixer
-        from lincae.engine.stream import StreamingEngine
-        from lincae.io.live import LiveConfig, LiveSession
+        from lincae.io.live import LiveConfig
+        from lincae.rig import Rig
 
         block = int(self.block_combo.currentData())
         layout = self.source_layout()
@@ -760,10 +767,24 @@ class MainWindow(QMainWindow):
             channels.append(tuple(range(ch, ch + c)))
             ch += c
         try:
-            cfg = EngineConfig.from_dict({**self.engine_config.to_dict(), "sources": layout})
-            pre, post = self._live_chains()
-            mixer = LatentMixer(self.model, cfg, self.registry)
-            engine = StreamingEngine(mixer, block=block, max_block=max(4096, block), pre=pre, post=post)
+            # The loaded preset's chains run live (a plugin file that fails to load is bypassed and reported);
+            # their parameters join the window's registry, which MIDI mappings and presets drive by name.
+            preset = self.preset if self.preset is not None and self.preset.num_sources == len(layout) else None
+            rig = Rig(
+                self.model,
+                layout,
+                preset,
+                engine=self.engine_config,
+                parameters={},
+                registry=self.registry,
+                on_load_error="bypass",
+                model_id=self.model_edit.text().strip() or self.model_id,
+            )
+            self._live_chain_params = set(rig.chain_parameters)
+            if self.midi is not None:
+                current = self.midi.mappings
+                extra = [m for m in rig.mappings if m.parameter in self._live_chain_params and m not in current]
+                self.midi.set_mappings([*current, *extra])
             live_cfg = LiveConfig(
                 input_device=self.input_combo.currentData(),
                 output_device=self.output_combo.currentData(),
@@ -773,8 +794,8 @@ class MainWindow(QMainWindow):
                 sample_rate=int(self.rate_combo.currentData() or self.model.sample_rate),
                 max_block=max(4096, block),
             )
-            session = LiveSession(engine, live_cfg)
-            session.start()
+            session = rig.start_live(live_cfg)
+            engine = session.engine
         except Exception as e:
             log.exception("start failed")
             self.show_error("Cannot start audio", _describe(e))
@@ -787,29 +808,6 @@ class MainWindow(QMainWindow):
         self.show_info(f"Live: {len(layout)} source(s), latency {engine.metrics.latency_ms:.0f} ms")
         self._update_run_state()
         self.session_started.emit()
-
-    def _live_chains(self) -> tuple[dict[int, Any], Any]:
-        """The loaded preset's effect chains for live audio, their parameters added to the registry.
-
-        A plugin file that does not load is bypassed (reported in the window); the audio still runs.
-        Chain parameters have no knob, but MIDI mappings and presets drive them by name.
-        """
-        preset = self.preset
-        if preset is None or not (preset.pre or preset.post) or preset.num_sources != self.num_sources:
-            return {}, None
-        pre, post = preset.build_chains(on_load_error="bypass")
-        mixer = set(self._mixer_names())
-        specs = [s for s in preset.parameter_specs((pre, post)) if s.name not in mixer]
-        for spec in specs:
-            if spec.name not in self.registry:
-                self.registry.add(spec)
-        self._live_chain_params = {s.name for s in specs}
-        self.registry.update({k: v for k, v in preset.parameters.items() if k in self._live_chain_params})
-        if self.midi is not None:
-            current = self.midi.mappings
-            extra = [m for m in preset.midi if m.parameter in self._live_chain_params and m not in current]
-            self.midi.set_mappings([*current, *extra])
-        return pre, post
 
     def stop(self) -> None:
         self._start_after_load = False
@@ -1036,8 +1034,7 @@ class MainWindow(QMainWindow):
             model=self.model,
             model_id=self.model_edit.text().strip() or self.model_id or "default",
             model_loader=self.model_loader,
-            engine_config=self.engine_config,
-            parameters=self.registry.values(),
+            preset=self.current_preset(),
             settings=self.settings,
         )
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)

@@ -1,14 +1,16 @@
 """Offline render dialog: input files (one source each), optional post chain, output file.
 
-The render (:func:`lincae.render.files.render_files`, and the model load when no model is loaded yet)
-runs on a :class:`RenderWorker` ``QThread``; progress reaches the progress bar through a queued signal,
-so the GUI stays responsive. Errors are shown in the dialog, never as tracebacks.
+The render is a :class:`lincae.rig.Rig` built from the window's current preset (engine settings, every
+parameter, the effect chains) for the chosen files, so a render sounds like the live mix. It runs (with
+the model load, when no model is loaded yet) on a :class:`RenderWorker` ``QThread``; progress reaches the
+progress bar through a queued signal, so the GUI stays responsive. Errors are shown in the dialog, never
+as tracebacks.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from lincae.engine.config import EngineConfig
+from lincae.presets import Preset
 from lincae_gui.threads import keep_alive
 
 log = logging.getLogger(__name__)
@@ -52,16 +54,15 @@ class RenderWorker(QThread):
         model: Any,
         model_id: str,
         model_loader: Callable[[str], Any],
-        post: list[dict[str, Any]],
-        engine_config: EngineConfig | None,
-        parameters: Mapping[str, float],
+        post: list[dict[str, Any]] | None,
+        preset: Preset | None,
         overwrite: bool,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self.inputs, self.output = inputs, output
         self.model, self.model_id, self.model_loader = model, model_id, model_loader
-        self.post, self.engine_config, self.parameters = post, engine_config, dict(parameters)
+        self.post, self.preset = post, preset
         self.overwrite = overwrite
         self.cancelled = False
 
@@ -72,27 +73,17 @@ class RenderWorker(QThread):
 
     def run(self) -> None:
         try:
-            from lincae.render.files import render_files
+            from lincae.rig import Rig, file_sources
 
             model = self.model
             if model is None:
                 self.status.emit(f"Loading model {self.model_id}…")
                 model = self.model_loader(self.model_id)
             self.status.emit("Rendering…")
-            n = len(self.inputs)
-            params = {
-                k: v for k, v in self.parameters.items() if not k.startswith("source.") or int(k.split(".")[1]) <= n
-            }
-            result = render_files(
-                model,
-                self.inputs,
-                self.output,
-                engine=self.engine_config,
-                parameters=params,
-                post=self.post or None,
-                overwrite=self.overwrite,
-                progress=self._progress,
-            )
+            layout = file_sources(self.inputs)
+            preset = self.preset.for_sources(layout) if self.preset is not None else None
+            rig = Rig(model, layout, preset, post=self.post or None, model_id=self.model_id)
+            result = rig.render(self.inputs, self.output, overwrite=self.overwrite, progress=self._progress)
         except BaseException as e:  # nothing escapes a worker thread
             text = str(e).strip() or type(e).__name__
             self.failed.emit(text if isinstance(e, (ValueError, OSError)) else f"{type(e).__name__}: {text}")
@@ -105,8 +96,8 @@ class RenderDialog(QDialog):
 
     Args:
         model: a loaded model, or ``None`` to load ``model_id`` on the worker thread.
-        engine_config: engine settings (its ``sources`` are replaced by the files' channel counts).
-        parameters: mixer parameter values to render with (e.g. the main window's registry values).
+        preset: what to render with: engine settings, parameter values and effect chains (the main
+            window's current state); its sources follow the chosen files (see :meth:`Preset.for_sources`).
     """
 
     finished_render = pyqtSignal(str)  # output path, or "" on failure
@@ -118,16 +109,14 @@ class RenderDialog(QDialog):
         model: Any = None,
         model_id: str = "default",
         model_loader: Callable[[str], Any] | None = None,
-        engine_config: EngineConfig | None = None,
-        parameters: Mapping[str, float] | None = None,
+        preset: Preset | None = None,
         settings: QSettings | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Render files")
         self.model, self.model_id = model, model_id
         self.model_loader = model_loader or _default_loader
-        self.engine_config = engine_config
-        self.parameters = dict(parameters or {})
+        self.preset = preset
         self.settings = settings
         self.worker: RenderWorker | None = None
         self.result: Any = None
@@ -143,8 +132,11 @@ class RenderDialog(QDialog):
         self.post_edit = QLineEdit()
         self.post_edit.setPlaceholderText("e.g. reverb(room_size=0.3), gain(gain_db=-3)")
         self.post_edit.setToolTip(
-            "Optional post chain applied to the decoded mix (same syntax as --post), or a JSON chain file"
+            "Optional post chain applied to the decoded mix (same syntax as --post), or a JSON chain file; "
+            "it replaces the preset's post chain"
         )
+        if preset is not None and preset.post:
+            self.post_edit.setPlaceholderText("the preset's post chain (type a chain to replace it)")
         self.output_edit = QLineEdit()
         self.output_edit.setToolTip("Output file (.wav, .flac or .ogg)")
         self.output_browse = QPushButton("…")
@@ -274,7 +266,7 @@ class RenderDialog(QDialog):
         try:
             from lincae.engine.effects import parse_chain_arg
 
-            post = parse_chain_arg(self.post_edit.text())
+            post = parse_chain_arg(self.post_edit.text()) if self.post_edit.text().strip() else None
         except Exception as e:
             self._fail(f"Post chain: {e}")
             return False
@@ -287,8 +279,7 @@ class RenderDialog(QDialog):
             model_id=self.model_id,
             model_loader=self.model_loader,
             post=post,
-            engine_config=self.engine_config,
-            parameters=self.parameters,
+            preset=self.preset,
             overwrite=self.overwrite_box.isChecked(),
         )
         keep_alive(self.worker)

@@ -201,54 +201,39 @@ def cmd_render(args: argparse.Namespace) -> int:
     from lincae.engine.effects import parse_chain_arg
     from lincae.models.registry import load_model
     from lincae.presets import load_preset
-    from lincae.render.files import render_files
+    from lincae.rig import Rig, file_sources, parse_pre_args
 
     names = [Path(p).stem for p in args.inputs]
-    engine = registry = None
-    pre: dict[int, object] = {}
-    post: object = None
-    model_id = args.model
-    if args.preset:
-        preset = load_preset(args.preset)
-        if preset.engine.num_sources != len(args.inputs):
-            raise ValueError(
-                f"preset {args.preset} is for {preset.engine.num_sources} source(s); "
-                f"got {len(args.inputs)} input file(s)"
-            )
-        pre_boards, post = preset.build_chains()
-        pre = dict(pre_boards)
-        registry = preset.registry((pre_boards, post))
-        engine = preset.engine
-        model_id = model_id or preset.model
+    if not args.inputs:
+        raise ValueError("render needs at least one input file")
     values: dict[str, float] = {}
     for text in args.gain:
         index, db, inverted = parse_gain(text, names)
         values[f"source.{index}.gain_db"] = db
         values[f"source.{index}.invert"] = 1.0 if inverted else 0.0
-    for text in args.pre:
-        key, sep, chain = text.partition("=")
-        if not sep or not key.isdigit():
-            raise ValueError(f"--pre {text!r}: expected SOURCE_NUMBER=CHAIN, e.g. 1=noisegate(threshold_db=-50)")
-        pre[int(key)] = parse_chain_arg(chain)
-    if args.post:
-        post = parse_chain_arg(args.post)
-    model = load_model(model_id or "default", max_batch_size=8)
+    pre = parse_pre_args(args.pre)
+    post = parse_chain_arg(args.post) if args.post else None
+    preset = load_preset(args.preset) if args.preset else None
+    if preset is not None and preset.num_sources != len(args.inputs):
+        raise ValueError(
+            f"preset {args.preset} is for {preset.num_sources} source(s); got {len(args.inputs)} input file(s)"
+        )
+    layout = file_sources(args.inputs)
+    model_id = args.model or (preset.model if preset else None) or "default"
+    model = load_model(model_id, max_batch_size=8)
+    rig = Rig(model, layout, preset, pre=pre, post=post, parameters=values, model_id=model_id)
     bar = _progress_bar(args.no_progress)
-    result = render_files(
-        model,
-        args.inputs,
-        args.output,
-        engine=engine,
-        parameters=values,
-        registry=registry,
-        pre=pre,
-        post=post,
-        output_rate=args.rate,
-        overwrite=args.overwrite,
-        progress=bar.update if bar else None,
-    )
-    if bar:
-        bar.close()
+    try:
+        result = rig.render(
+            args.inputs,
+            args.output,
+            output_rate=args.rate,
+            overwrite=args.overwrite,
+            progress=bar.update if bar else None,
+        )
+    finally:
+        if bar:
+            bar.close()
     for err in result.plugin_errors:
         print(f"warning: plugin bypassed after an error: {err}", file=sys.stderr)
     print(
@@ -351,70 +336,42 @@ def cmd_live(args: argparse.Namespace) -> int:
 
     import torch
 
-    from lincae.engine.config import EngineConfig
-    from lincae.engine.effects import build_chain, parse_chain_arg
-    from lincae.engine.mixer import LatentMixer
-    from lincae.engine.params import ParameterRegistry, mixer_parameters
-    from lincae.engine.stream import StreamingEngine
-    from lincae.io.live import LiveConfig, LiveSession, parse_sources
+    from lincae.engine.effects import parse_chain_arg
+    from lincae.io.live import LiveConfig, parse_sources
     from lincae.models.registry import load_model
     from lincae.presets import load_preset
+    from lincae.rig import Rig, parse_pre_args
 
     torch.set_num_threads(args.threads)
     sources = parse_sources(args.sources)
-    layout = [len(c) for c in sources]
-    engine_cfg = EngineConfig(sources=layout)
-    registry = ParameterRegistry(mixer_parameters(len(sources)))
-    mappings: list = []
-    pre: dict = {}
-    post = None
-    model_id = args.model
-    if args.preset:
-        preset = load_preset(args.preset)
-        if preset.engine.num_sources != len(sources):
-            raise ValueError(
-                f"preset {args.preset} is for {preset.engine.num_sources} source(s), --sources gives {len(sources)}"
-            )
-        pre_boards, post = preset.build_chains(on_load_error="bypass")  # live: a missing plugin is bypassed
-        pre = dict(pre_boards)
-        registry = preset.registry((pre_boards, post))
-        engine_cfg = EngineConfig.from_dict({**preset.engine.to_dict(), "sources": layout})
-        mappings = list(preset.midi)
-        model_id = model_id or preset.model
-    for text in args.pre:
-        key, sep, chain = text.partition("=")
-        if not sep or not key.isdigit():
-            raise ValueError(f"--pre {text!r}: expected SOURCE_NUMBER=CHAIN, e.g. 1=noisegate(threshold_db=-50)")
-        pre[int(key)] = build_chain(parse_chain_arg(chain), f"pre.{key}", on_load_error="bypass")
-    if args.post:
-        post = build_chain(parse_chain_arg(args.post), "post", on_load_error="bypass")
-    model = load_model(model_id or "default", max_batch_size=8)
-    engine = StreamingEngine(
-        LatentMixer(model, engine_cfg, registry), block=args.block, max_block=max(4096, args.block), pre=pre, post=post
-    )
-    outputs = tuple(int(c) for c in args.outputs.split(","))
+    preset = load_preset(args.preset) if args.preset else None
+    if preset is not None and preset.num_sources != len(sources):
+        raise ValueError(f"preset {args.preset} is for {preset.num_sources} source(s), --sources gives {len(sources)}")
+    pre = parse_pre_args(args.pre)
+    post = parse_chain_arg(args.post) if args.post else None
+    model_id = args.model or (preset.model if preset else None) or "default"
+    model = load_model(model_id, max_batch_size=8)
+    # live: a plugin file that fails to load is bypassed and reported; the audio still runs
+    rig = Rig(model, [len(c) for c in sources], preset, pre=pre, post=post, on_load_error="bypass", model_id=model_id)
     config = LiveConfig(
         input_device=_device_arg(args.input),
         output_device=_device_arg(args.output),
         source_channels=sources,
-        output_channels=outputs,
+        output_channels=tuple(int(c) for c in args.outputs.split(",")),
         block=args.block,
         sample_rate=args.rate or model.sample_rate,
     )
     midi = None
     if args.midi:
-        from lincae.io.midi import MidiController
-        from lincae.io.programs import ProgramRecall
-
-        midi = MidiController(registry, mappings, api=args.midi_api)
         programs = [p.strip() for p in args.programs.split(",")] if args.programs else None
-        recall = ProgramRecall(
-            registry, programs, num_sources=len(sources), report=lambda line: print(f"\n{line}", file=sys.stderr)
+        midi = rig.attach_midi(
+            api=args.midi_api,
+            port=args.midi,
+            programs=programs,
+            report=lambda line: print(f"\n{line}", file=sys.stderr),
         )
-        recall.attach(midi)
-        midi.watch(args.midi)
-    session = LiveSession(engine, config)
-    session.start()
+    session = rig.start_live(config)
+    engine = session.engine
     print(f"live: {len(sources)} source(s), latency {engine.metrics.latency_ms:.0f} ms; Ctrl-C stops", file=sys.stderr)
     for err in engine.metrics.plugin_errors:
         print(f"live: plugin bypassed: {err}", file=sys.stderr)
@@ -432,7 +389,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        session.stop()
+        rig.stop()
         if midi is not None:
             midi.close()
     m = engine.metrics

@@ -368,6 +368,26 @@ class Preset:
     def num_sources(self) -> int:
         return self.engine.num_sources
 
+    def for_sources(self, sources: Sequence[int]) -> Preset:
+        """This preset for another source layout (channels per source): what concerns sources past the
+        new count (their parameters, pre chains and mappings) is left out, the rest is kept."""
+        n = len(sources)
+
+        def kept(name: str) -> bool:
+            m = re.match(r"(source|pre)\.(\d+)\.", name)
+            return m is None or int(m.group(2)) <= n
+
+        return Preset(
+            name=self.name,
+            description=self.description,
+            engine=EngineConfig.from_dict({**self.engine.to_dict(), "sources": list(sources)}),
+            parameters={k: v for k, v in self.parameters.items() if kept(k)},
+            midi=[m for m in self.midi if kept(m.parameter)],
+            pre={k: list(v) for k, v in self.pre.items() if k <= n},
+            post=list(self.post),
+            model=self.model,
+        )
+
     # -- reading -----------------------------------------------------------------------------------
 
     @classmethod
