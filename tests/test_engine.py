@@ -340,3 +340,16 @@ def test_batched_windows_equal_window_by_window_within_rounding(batch: int) -> N
     d = engine.latency
     assert np.abs(out[:, d : d + 9000] - one).max() < 1e-5 * max(1.0, float(np.abs(one).max()))
     assert not np.array_equal(out[:, d : d + 9000], np.zeros_like(one))
+
+
+def test_metrics_show_the_mix_latents_after_gains() -> None:
+    """The GUI's "Mix (after gains)" view reads metrics.mix_latents: the newest frame of the decoded mix."""
+    model = make_tiny_model()
+    reg = ParameterRegistry(mixer_parameters(2))
+    reg.update({"source.2.invert": 1.0})
+    engine = StreamingEngine(LatentMixer(model, EngineConfig(sources=[1, 1], **CONFIG), reg, device="cpu"), block=256)
+    stream_through(engine, [tones(1, 6000, 4), tones(1, 6000, 5)], 256, extra=256)
+    m = engine.metrics
+    assert m.mix_latents is not None and m.mix_latents.shape == (64,)
+    assert np.allclose(m.mix_latents, m.latents[0] - m.latents[1], atol=1e-5)
+    assert np.abs(m.mix_latents).max() > 0

@@ -111,6 +111,7 @@ class LatentMixer:
         self._last_frame = -(10**9)
         self.tail = np.zeros((self.out_channels, self.xfade), np.float32)
         self.last_latents = np.zeros((config.num_sources, model.latent_channels), np.float32)
+        self.last_mix_latents = np.zeros(model.latent_channels, np.float32)
         self.last_compute_s = 0.0
 
     # ------------------------------------------------------------------ geometry
@@ -205,6 +206,8 @@ class LatentMixer:
                 for s in range(cfg.num_sources)
             ]
         )
+        # the newest latent frame of the mix as decoded (mean over output channels), for displays
+        self.last_mix_latents = mixed[-1, :, :, -1].mean(0).cpu().numpy()
         # The output channels of one window share its noise (a dual-mono mix stays dual mono).
         seeds = [cfg.seed + k + j for j in range(n) for _ in range(self.out_channels)]
         wet = (

@@ -408,6 +408,7 @@ class StreamingEngine:
         m.rtf_last = mixer.last_compute_s / (mixer.step / mixer.sample_rate)
         m.rtf_peak = max(m.rtf_peak, m.rtf_last)
         m.latents = mixer.last_latents
+        m.mix_latents = mixer.last_mix_latents
         m.input_overruns = self.inputs.overruns
 
     def _skip_to(self, k: int) -> None:
