@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from lincae.data import synth
-from lincae.data.audio_folder import StemFolder, read_piece
+from lincae.data.pieces import StemFolder, read_piece
 from lincae.data.synth import (
     DATASET_FORMAT,
     DATASET_VERSION,
@@ -405,7 +405,7 @@ def test_parallel_workers_write_the_same_bytes(tmp_path: Path, soundfont: Path) 
 
 def test_import_has_no_side_effects() -> None:
     code = (
-        "import sys, lincae.data, lincae.data.synth, lincae.data.audio_folder;"
+        "import sys, lincae.data, lincae.data.synth, lincae.data.pieces;"
         "assert not [m for m in sys.modules if m.startswith(('tinysoundfont', 'pedalboard'))], 'eager import'"
     )
     src = Path(synth.__file__).resolve().parents[2]

@@ -117,7 +117,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Score one or more models on held-out stems and write a side-by-side report."""
-    from lincae.data.audio_folder import StemFolder
+    from lincae.data.pieces import StemFolder
     from lincae.evaluation.suite import evaluate, write_report
     from lincae.models.registry import load_model
     from lincae.models.runtime import prepare_for_inference

@@ -1,10 +1,10 @@
-"""Training and evaluation data: procedural multi-stem music and streamed crops of audio folders.
+"""Training and evaluation data: procedural multi-stem music and reading back its pieces.
 
 Optional dependencies are imported lazily: ``tinysoundfont`` when music is rendered, ``pedalboard``
-when audio files other than lincae's own float WAVs are decoded.
+when audio files are decoded.
 """
 
-from lincae.data.audio_folder import AudioFolderDataset, StemFolder, load_audio, read_piece
+from lincae.data.pieces import StemFolder, read_piece
 from lincae.data.synth import (
     ROLES,
     Piece,
@@ -17,12 +17,10 @@ from lincae.data.synth import (
 
 __all__ = [
     "ROLES",
-    "AudioFolderDataset",
     "Piece",
     "StemFolder",
     "SynthConfig",
     "generate_piece",
-    "load_audio",
     "read_piece",
     "read_wav",
     "write_synth_dataset",

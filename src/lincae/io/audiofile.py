@@ -63,6 +63,14 @@ class AudioReader:
             raise AudioFileError(f"{self.path}: holds no audio samples")
         self.position = 0
 
+    def seek(self, position: int) -> None:
+        """Continue reading at sample ``position`` (at :attr:`sample_rate`)."""
+        try:
+            self._reader.seek(int(position))
+        except Exception as e:
+            raise AudioFileError(f"{self.path}: cannot seek to sample {position} ({e})") from e
+        self.position = int(position)
+
     def read(self, n: int) -> np.ndarray:
         """Up to ``n`` samples ``(channels, m)``; ``m < n`` only at the end of the file."""
         try:
@@ -100,6 +108,41 @@ def read_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     """Whole file at ``sample_rate``: ``(channels, samples)`` float32."""
     with AudioReader(path, sample_rate) as r:
         return r.read(r.frames + 1)
+
+
+def read_mono(path: str | Path, sample_rate: int, start: int = 0, num_samples: int | None = None) -> np.ndarray:
+    """``num_samples`` samples from ``start`` (default: to the end), channels averaged: ``(n,)`` float32.
+
+    A crop that runs past the end is zero-padded to ``num_samples``.
+    """
+    with AudioReader(path, sample_rate) as r:
+        if start:
+            r.seek(start)
+        block = r.read(r.frames - start if num_samples is None else num_samples)
+    mono = block.mean(axis=0, dtype=np.float32) if block.shape[0] > 1 else block[0]
+    if num_samples is None or mono.shape[0] == num_samples:
+        return np.ascontiguousarray(mono, dtype=np.float32)
+    out = np.zeros(num_samples, np.float32)
+    out[: mono.shape[0]] = mono
+    return out
+
+
+def find_audio_files(root: str | Path, pattern: str | None = None) -> list[Path]:
+    """Every readable-looking audio file below ``root`` (by suffix, case-insensitive; hidden files left out),
+    sorted. ``pattern``: an ``fnmatch`` pattern the file *name* must match."""
+    import fnmatch
+
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"audio folder {root} does not exist or is not a directory")
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.suffix.lower() in READ_SUFFIXES
+        and p.is_file()
+        and not p.name.startswith(".")
+        and (pattern is None or fnmatch.fnmatch(p.name, pattern))
+    )
 
 
 def check_output_path(path: str | Path, overwrite: bool = False) -> Path:

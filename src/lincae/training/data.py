@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lincae.data.audio_folder import find_audio_files, probe_audio, read_crop
+from lincae.io.audiofile import AudioFileError, AudioReader, find_audio_files, read_mono
 
 MAX_REDRAWS = 20
 
@@ -68,13 +68,13 @@ class FolderCrops:
         self.lengths: list[int] = []
         for path in files:
             try:
-                info = probe_audio(path, sample_rate)
-            except Exception as e:  # pedalboard raises several types for unreadable files
-                warnings.warn(f"skipping unreadable audio file {path}: {e}", stacklevel=2)
+                with AudioReader(path, sample_rate) as r:
+                    frames = r.frames
+            except AudioFileError as e:
+                warnings.warn(f"skipping unreadable audio file: {e}", stacklevel=2)
                 continue
-            if info.frames > 0:
-                self.files.append(path)
-                self.lengths.append(info.frames)
+            self.files.append(path)
+            self.lengths.append(frames)
         if not self.files:
             raise ValueError(f"no readable audio files under {self.root}")
         lengths = np.asarray(self.lengths, dtype=np.float64)
@@ -90,7 +90,7 @@ class FolderCrops:
         for _ in range(MAX_REDRAWS):
             i = self._pick_file(rng)
             start = int(rng.integers(max(1, self.lengths[i] - self.crop_samples + 1)))
-            out = read_crop(self.files[i], start, self.crop_samples, self.sample_rate)
+            out = read_mono(self.files[i], self.sample_rate, start, self.crop_samples)
             if np.sqrt(np.mean(np.square(out, dtype=np.float64))) >= self.rms_floor:
                 break
         return out
