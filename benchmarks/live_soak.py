@@ -97,9 +97,7 @@ def soak(args: argparse.Namespace) -> None:
         time.sleep(0.5)
         client.set_process_callback(process)
         client.activate()
-        ports = [p.name for p in client.get_ports("PortAudio")]
-        pa_ins = sorted((p for p in ports if ":in_" in p), key=lambda p: int(p.rsplit("_", 1)[1]))
-        pa_out = min((p for p in ports if ":out_" in p), key=lambda p: int(p.rsplit("_", 1)[1]))
+        pa_ins, (pa_out, *_) = session.port_names
         for k, pa_in in enumerate(pa_ins[:n]):
             for c in client.get_all_connections(pa_in):
                 client.disconnect(c, pa_in)

@@ -72,8 +72,7 @@ def main() -> int:
             if w.session is None:
                 raise RuntimeError(f"the session did not start: {w.last_error}")
             player.activate()
-            pa_in = sorted(p.name for p in player.get_ports("PortAudio:in_"))
-            for port, out in zip(pa_in, outs, strict=False):
+            for port, out in zip(w.session.port_names[0], outs, strict=False):
                 for other in player.get_all_connections(port):
                     player.disconnect(other, port)
                 player.connect(out, port)

@@ -127,6 +127,30 @@ class JackServer:
     def running(self) -> bool:
         return self.process.poll() is None
 
+    def restart(self, kill: bool = True, down_for: float = 1.0) -> None:
+        """Kill the server (SIGKILL, as a crash; else SIGTERM), wait ``down_for`` s, start it again (same name).
+
+        PortAudio, when loaded, lets go of the server first and rescans afterwards (``Pa_Terminate`` on a
+        server that died under it aborts the process; see the module docstring).
+        """
+        portaudio = _portaudio_loaded() and sys.modules["sounddevice"]._initialized > 0
+        if portaudio:
+            sys.modules["sounddevice"]._terminate()
+        if kill:
+            self.process.kill()
+            self.process.wait(timeout=5)
+        else:
+            _stop(self.process)
+        time.sleep(down_for)
+        jackd = shutil.which("jackd")
+        assert jackd is not None
+        server, why = _try_start(jackd, self.name, self.sample_rate, self.period, self.log_path.with_suffix(".2.log"))
+        if server is None:
+            raise RuntimeError(f"jackd -n {self.name} did not restart ({why})")
+        self.process, self.log_path = server.process, server.log_path
+        if portaudio:
+            sys.modules["sounddevice"]._initialize()
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 

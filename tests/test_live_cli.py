@@ -72,4 +72,4 @@ def test_live_command_at_a_device_rate_other_than_the_models(jack_server_48k, tm
         timeout=120,
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
-    assert "cannot open the audio device at 44100 Hz" in done.stderr and "--rate" in done.stderr
+    assert "the JACK server runs at 48000 Hz, not 44100 Hz" in done.stderr and "--rate 48000" in done.stderr

@@ -532,6 +532,10 @@ class MainWindow(QMainWindow):
         # (alphabetical, as in the File menu); values and mappings change, the sources stay.
         self.programs = ProgramRecall(self.registry, None, num_sources=self.num_sources, report=self._on_recalled)
         self.programs.attach(self.midi)
+        try:
+            self.midi.start_client()  # now, before any audio stream of ours runs on JACK (see JackStream)
+        except OSError as e:  # no MIDI API could start (no JACK server, no ALSA sequencer): ports retry later
+            log.info("MIDI client not started yet: %s", e)
         self._open_midi_port(port)
         self._refresh_mapping_labels()
 
@@ -560,8 +564,7 @@ class MainWindow(QMainWindow):
             return
         try:
             if port is None:
-                self.midi.watch(None)
-                self.midi.close()
+                self.midi.close_port()  # the client stays: a port opened later needs no new one
             elif port == VIRTUAL_MIDI:
                 self.midi.open_virtual("in")
                 self.show_info("MIDI: virtual input port lincae:in is open")

@@ -202,6 +202,7 @@ class Rig:
             midi = MidiController(self.registry, self.mappings, api=api)
         elif midi.registry is not self.registry:
             raise ValueError("the MIDI controller drives another registry")
+        midi.start_client()  # before any JACK audio stream of ours runs (see JackStream)
 
         def reported(line: str) -> None:
             if self.programs is not None and self.programs.current is not None:

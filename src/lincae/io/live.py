@@ -1,4 +1,4 @@
-"""Live audio: a sounddevice duplex stream around the streaming engine.
+"""Live audio: a duplex stream around the streaming engine (JACK directly, or PortAudio).
 
 The audio callback copies the mapped input channels into a preallocated buffer, calls the engine's
 non-blocking ``push`` and ``pull``, and copies the result to the output channels; it takes no lock,
@@ -7,7 +7,12 @@ device reports. When the device runs at another rate than the model, a windowed-
 (:class:`lincae.io.resample.DuplexResampler`) converts the input to the model's rate before ``push``
 and the output back after ``pull``; its delay is part of the declared latency. A supervisor thread
 watches the stream: when the device errors or disappears it is reported in :attr:`LiveSession.status`
-and reopened with back-off, without blocking the caller.
+and reopened with back-off, without blocking the caller; :attr:`LiveSession.device_losses` and
+:attr:`LiveSession.lost_seconds` count the gaps.
+
+Back ends (``LiveConfig.backend``): on a running JACK server the stream is a JACK client of its own
+(:class:`lincae.io.jack_stream.JackStream`), which survives the server going away and comes back when
+it restarts; elsewhere it is a ``sounddevice`` (PortAudio) stream.
 """
 
 from __future__ import annotations
@@ -42,6 +47,9 @@ class LiveConfig:
         sample_rate: the device rate in Hz (``None``: the model's rate). Any other rate than the
             model's is converted in the callback (windowed sinc) and adds a few ms of latency.
         reopen_backoff: seconds between attempts to reopen a failed device (doubling, at most 8×).
+        backend: ``"jack"`` (a JACK client of its own: devices are JACK client names such as ``system``),
+            ``"portaudio"`` (sounddevice), or ``"auto"``: JACK when a JACK server runs and JACK-Client is
+            installed, else PortAudio. Decided when the session starts.
     """
 
     input_device: int | str | None = None
@@ -52,6 +60,7 @@ class LiveConfig:
     sample_rate: int | None = None
     reopen_backoff: float = 0.5
     max_block: int = 4096
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         if not self.source_channels or any(len(c) not in (1, 2) for c in self.source_channels):
@@ -64,6 +73,8 @@ class LiveConfig:
             raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
         if self.block < 0 or self.block > self.max_block:
             raise ValueError(f"block must be 0..{self.max_block}, got {self.block}")
+        if self.backend not in ("auto", "jack", "portaudio"):
+            raise ValueError(f"backend must be 'auto', 'jack' or 'portaudio', got {self.backend!r}")
 
     @property
     def source_layout(self) -> list[int]:
@@ -129,6 +140,9 @@ class LiveSession:
         self.status = "stopped"
         self.callback_errors = 0
         self.reopens = 0
+        self.device_losses = 0
+        self.lost_seconds = 0.0
+        self.backend = ""  # "jack" or "portaudio", once started
 
     @property
     def resampler_latency(self) -> int:
@@ -178,18 +192,28 @@ class LiveSession:
             self._open_locked()
 
     def _open_locked(self) -> None:
-        import sounddevice as sd
-
-        from lincae.io.devices import resolve_audio_device
-
         cfg = self.config
-        factory = self._factory or sd.Stream
         if self._resampler is not None:  # a fresh stream starts from a fresh conversion (no callback runs now)
             self._resampler.reset()
-        dev_in = resolve_audio_device(cfg.input_device, "input").index if cfg.input_device is not None else None
-        dev_out = resolve_audio_device(cfg.output_device, "output").index if cfg.output_device is not None else None
         n_in = max(self._in_index) + 1
         n_out = max(self._out_index) + 1
+        if self._factory is not None or self.backend == "portaudio":
+            import sounddevice as sd
+
+            from lincae.io.devices import resolve_audio_device
+
+            factory = self._factory or sd.Stream
+            dev_in = resolve_audio_device(cfg.input_device, "input").index if cfg.input_device is not None else None
+            dev_out = (
+                resolve_audio_device(cfg.output_device, "output").index if cfg.output_device is not None else None
+            )
+        else:
+            from functools import partial
+
+            from lincae.io.jack_stream import JackStream
+
+            factory = partial(JackStream, max_block=cfg.max_block)
+            dev_in, dev_out = cfg.input_device, cfg.output_device
         self._stream = factory(
             device=(dev_in, dev_out),
             samplerate=self.device_rate,
@@ -218,6 +242,11 @@ class LiveSession:
         m.latency_ms = 1000.0 * m.latency_samples / self.device_rate
 
     @property
+    def port_names(self) -> tuple[list[str], list[str]]:
+        """The JACK ports of the open stream (inputs, outputs), with the JACK back end; else empty."""
+        return getattr(self._stream, "port_names", ([], []))
+
+    @property
     def latency(self) -> int:
         """Declared input-to-output latency in device-rate samples: the engine's, the rate conversion's
         (:attr:`resampler_latency`, when the device rate differs from the model's) and the device's."""
@@ -244,6 +273,7 @@ class LiveSession:
 
     def _supervise(self) -> None:
         delay = self.config.reopen_backoff
+        lost_at: float | None = None
         while not self._stop.is_set():
             self._failed.wait(0.25)
             if self._stop.is_set():
@@ -253,6 +283,9 @@ class LiveSession:
             if not broken:
                 delay = self.config.reopen_backoff
                 continue
+            if lost_at is None:
+                lost_at = time.monotonic()
+                self.device_losses += 1
             self._close()
             self.status = f"device lost; reopening in {delay:.1f} s"
             if self._stop.wait(delay):
@@ -260,6 +293,8 @@ class LiveSession:
             try:
                 self._open()
                 self.reopens += 1
+                self.lost_seconds += time.monotonic() - lost_at
+                lost_at = None
             except Exception as e:
                 self.status = f"device unavailable ({type(e).__name__}: {e}); retrying"
                 delay = min(delay * 2, self.config.reopen_backoff * 8)
@@ -279,6 +314,12 @@ class LiveSession:
             sys.setswitchinterval(min(self._saved_switch, SWITCH_INTERVAL))
             gc.collect()
             gc.freeze()
+        if self._factory is None and self.config.backend == "auto":
+            from lincae.io.jack_stream import jack_available
+
+            self.backend = "jack" if jack_available() else "portaudio"
+        else:
+            self.backend = self.config.backend if self._factory is None else "portaudio"
         self.engine.start()
         try:
             self._open()

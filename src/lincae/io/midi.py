@@ -502,6 +502,21 @@ class MidiController:
             return midi_in
         raise OSError(f"cannot start a MIDI input client ({'; '.join(errors)}); is the JACK server running?")
 
+    def start_client(self) -> str:
+        """Start the MIDI client now (else the first port operation does); returns the API it runs on.
+
+        With a JACK audio stream of lincae's own (:class:`lincae.io.jack_stream.JackStream`) running, a
+        new JACK MIDI client cannot register (python-rtmidi holds the GIL while it connects, and the
+        stream's process callback needs it): start the client before the audio.
+        """
+        self._client()
+        return self._api_used or ""
+
+    def close_port(self) -> None:
+        """Close the open port and stop watching; the client stays (ports open again without a new one)."""
+        self._wanted = None
+        self._close_port()
+
     def available_ports(self) -> list[str]:
         """Names of the ports that :meth:`open` can connect to, in index order."""
         return list(self._client().get_ports())

@@ -1,0 +1,225 @@
+"""A JACK client with the interface of ``sounddevice.Stream``, for live sessions on a JACK server.
+
+PortAudio (through ``sounddevice``) reaches JACK too, but when the JACK server goes away under it, its
+stream cannot be stopped or closed any more (``Pa_AbortStream`` waits forever), and it cannot see a
+restarted server without ``Pa_Terminate``, which then aborts the process. A client made with
+JACK-Client (``jack``) survives both: the server's shutdown is a callback, the dead client closes at
+once, and a new client connects to the restarted server. :class:`lincae.io.live.LiveSession` uses this
+stream when a JACK server is running (``LiveConfig.backend``), so a session recovers from a JACK restart
+by itself.
+
+One limit: while this stream runs, a library that opens a new JACK client while holding Python's GIL
+(python-rtmidi does) cannot register it, because the server waits for this stream's process callback,
+which waits for the GIL. lincae's MIDI controller therefore starts its client before the audio
+(:meth:`lincae.io.midi.MidiController.start_client`) and keeps it.
+
+The client (``lincae`` by default) registers ``in_1 … in_N`` and ``out_1 … out_M`` and connects them to
+the ports of the chosen device: a JACK client name such as ``system`` (its capture ports feed the
+inputs, its playback ports take the outputs), or the physical ports when no device is named. The
+callback runs in JACK's process thread with the block JACK gives (its period); it receives
+``(indata[frames, N], outdata[frames, M], frames, None, status)`` like a sounddevice callback, in
+buffers allocated once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["JackStream", "jack_available"]
+
+_CAPTURE, _PLAYBACK = 0, 1  # jack_latency_callback_mode_t
+
+
+def jack_available(client_name: str = "lincae-probe") -> bool:
+    """Whether JACK-Client is installed and a JACK server answers (without starting one)."""
+    try:
+        import jack
+    except (ImportError, OSError):
+        return False
+    try:
+        client = jack.Client(client_name, no_start_server=True)
+    except jack.JackOpenError:
+        return False
+    client.close()
+    return True
+
+
+class _Range(ctypes.Structure):
+    _fields_ = [("min", ctypes.c_uint32), ("max", ctypes.c_uint32)]
+
+
+def _latency(port: Any, mode: int) -> int:
+    """The JACK latency range maximum of ``port`` (frames) for ``mode``, read through libjack (0 if unknown)."""
+    name = ctypes.util.find_library("jack")
+    if name is None or port is None:
+        return 0
+    try:
+        import jack
+
+        lib = ctypes.CDLL(name)
+        lib.jack_port_get_latency_range.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(_Range)]
+        lib.jack_port_get_latency_range.restype = None
+        rng = _Range()
+        pointer = int(jack._ffi.cast("uintptr_t", port._ptr))
+        lib.jack_port_get_latency_range(pointer, mode, ctypes.byref(rng))
+        return int(rng.max)
+    except Exception:
+        return 0
+
+
+class JackStream:
+    """A duplex audio stream on the running JACK server (see the module docstring).
+
+    Args:
+        device: ``(input, output)``: JACK client names whose ports to connect (``None``: physical ports).
+        samplerate: must be the server's rate (JACK does not convert); else ``ValueError`` at start.
+        blocksize: ignored (JACK's period decides; the callback gets whatever JACK gives).
+        channels: ``(inputs, outputs)`` port counts.
+        dtype: must be ``"float32"`` (JACK's sample type).
+        callback: ``callback(indata, outdata, frames, time, status)``.
+        finished_callback: called when the stream ends by itself (the server shut down).
+        client_name: the JACK client's name.
+        max_block: the longest period served (buffers are sized for it).
+    """
+
+    def __init__(
+        self,
+        device: tuple[str | int | None, str | int | None] = (None, None),
+        samplerate: float | None = None,
+        blocksize: int = 0,
+        channels: tuple[int, int] = (1, 1),
+        dtype: str = "float32",
+        callback: Callable[[np.ndarray, np.ndarray, int, Any, Any], None] | None = None,
+        finished_callback: Callable[[], None] | None = None,
+        client_name: str = "lincae",
+        max_block: int = 8192,
+    ) -> None:
+        if dtype != "float32":
+            raise ValueError(f"JACK streams carry float32 samples, not {dtype}")
+        self.device = device
+        self.samplerate = samplerate
+        self.blocksize = blocksize
+        self.channels = channels
+        self.callback = callback
+        self.finished_callback = finished_callback
+        self.client_name = client_name
+        self._in = np.zeros((max_block, channels[0]), np.float32)
+        self._out = np.zeros((max_block, channels[1]), np.float32)
+        self._client: Any = None
+        self._xrun = False
+        self._active = False
+        self._lock = threading.Lock()
+        self.latency: tuple[float, float] = (0.0, 0.0)
+        self.port_names: tuple[list[str], list[str]] = ([], [])
+
+    # ------------------------------------------------------------------ the process callback
+    def _process(self, frames: int) -> None:
+        indata, outdata = self._in[:frames], self._out[:frames]
+        client = self._client
+        for c, port in enumerate(client.inports):
+            indata[:, c] = port.get_array()
+        status, self._xrun = self._xrun, False
+        if self.callback is not None:
+            self.callback(indata, outdata, frames, None, status)
+        for c, port in enumerate(client.outports):
+            port.get_array()[:] = outdata[:, c]
+
+    def _on_xrun(self, delay: float) -> None:
+        self._xrun = True
+
+    def _on_shutdown(self, status: Any, reason: str) -> None:
+        self._active = False
+        if self.finished_callback is not None:
+            self.finished_callback()
+
+    # ------------------------------------------------------------------ sounddevice.Stream's interface
+    def start(self) -> None:
+        """Connect to the JACK server, register and wire the ports, and start processing."""
+        import jack
+
+        try:
+            client = jack.Client(self.client_name, no_start_server=True)
+        except jack.JackOpenError as e:
+            raise OSError(f"no JACK server is running ({e}); start one, e.g. jackd -d dummy -r 44100 &") from e
+        try:
+            if self.samplerate is not None and round(self.samplerate) != client.samplerate:
+                raise ValueError(
+                    f"the JACK server runs at {client.samplerate} Hz, not {round(self.samplerate)} Hz "
+                    f"(choose the server's rate with --rate {client.samplerate})"
+                )
+            if client.blocksize > self._in.shape[0]:
+                raise ValueError(f"JACK's period of {client.blocksize} frames exceeds {self._in.shape[0]}")
+            for i in range(self.channels[0]):
+                client.inports.register(f"in_{i + 1}")
+            for i in range(self.channels[1]):
+                client.outports.register(f"out_{i + 1}")
+            client.set_process_callback(self._process)
+            client.set_xrun_callback(self._on_xrun)
+            client.set_shutdown_callback(self._on_shutdown)
+            self._client = client
+            client.activate()
+            self._active = True
+            sources = self._ports(client, self.device[0], is_output=True)  # capture ports are outputs in JACK
+            sinks = self._ports(client, self.device[1], is_input=True)
+            for own, other in zip(client.inports, sources, strict=False):
+                client.connect(other, own)
+            for own, other in zip(client.outports, sinks, strict=False):
+                client.connect(own, other)
+            capture = _latency(sources[0] if sources else None, _CAPTURE)
+            playback = _latency(sinks[0] if sinks else None, _PLAYBACK)
+            rate = float(client.samplerate)
+            self.latency = (capture / rate, playback / rate)
+            self.port_names = ([p.name for p in client.inports], [p.name for p in client.outports])
+        except BaseException:
+            self._active = False
+            self._client = None
+            client.close()
+            raise
+
+    @staticmethod
+    def _ports(client: Any, device: str | int | None, **kind: bool) -> Sequence[Any]:
+        if device is None or isinstance(device, int):
+            return client.get_ports(is_audio=True, is_physical=True, **kind)
+        ports = client.get_ports(f"^{device}:", is_audio=True, **kind)
+        if not ports:
+            what = "capture" if kind.get("is_output") else "playback"
+            raise ValueError(f"no JACK audio {what} ports of {device!r}")
+        return ports
+
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    @property
+    def stopped(self) -> bool:
+        return not self._active
+
+    def abort(self, ignore_errors: bool = True) -> None:
+        """Stop processing (the ports stay until :meth:`close`); safe after the server went away."""
+        with self._lock:
+            client, self._active = self._client, False
+            if client is not None:
+                try:
+                    client.deactivate()
+                except Exception:
+                    if not ignore_errors:
+                        raise
+
+    stop = abort
+
+    def close(self, ignore_errors: bool = True) -> None:
+        """Leave the JACK server; safe after it went away."""
+        with self._lock:
+            client, self._client, self._active = self._client, None, False
+            if client is not None:
+                try:
+                    client.close()
+                except Exception:
+                    if not ignore_errors:
+                        raise
