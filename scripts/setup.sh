@@ -45,4 +45,19 @@ log "installing lincae and its extras"
 "${PIP[@]}" install -e ".[audio,gui,train,dev]"
 # tinysoundfont's declared pyaudio dependency does not build and is not needed for offline rendering.
 "$VENV/bin/python" -c "import tinysoundfont" 2>/dev/null || "${PIP[@]}" install --no-deps "tinysoundfont>=0.3"
+# A real recording for the tests of the shipped model (Kevin MacLeod, "Vibe Ace", CC-BY 3.0): the example
+# that librosa 0.7.2's source package carries (the newer librosa downloads its examples instead).
+AUDIO=.cache/test-audio
+if [[ ! -f "$AUDIO/vibe_ace.ogg" ]]; then
+    log "fetching a real recording for the tests (librosa 0.7.2's example, 1.6 MB)"
+    tmp=$(mktemp -d)
+    if "${PIP[@]}" download --no-deps --no-binary=:all: -d "$tmp" "librosa==0.7.2" >/dev/null 2>&1; then
+        mkdir -p "$AUDIO"
+        tar --no-same-owner -xzf "$tmp"/librosa-0.7.2.tar.gz -C "$tmp" librosa-0.7.2/librosa/util/example_data/Kevin_MacLeod_-_Vibe_Ace.ogg
+        mv "$tmp"/librosa-0.7.2/librosa/util/example_data/Kevin_MacLeod_-_Vibe_Ace.ogg "$AUDIO/vibe_ace.ogg"
+    else
+        log "could not fetch it (no package index?): the real-recording tests will be skipped"
+    fi
+    rm -rf "$tmp"
+fi
 log "ready: $VENV/bin/lincae"
