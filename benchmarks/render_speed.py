@@ -1,11 +1,13 @@
-"""Offline render speed (× real time) and peak memory for long inputs.
+"""Offline render speed (× real time) and peak memory for long inputs, against an older lincae.
 
-    python benchmarks/render_speed.py --minutes 1 60 [--model PATH] [--data data/synth-test]
+    python benchmarks/render_speed.py --minutes 1 60 [--model default] [--data data/synth-test] [--baseline-rev REV]
 
 Each length is rendered in a fresh process (so its peak RSS is its own) from a FLAC made by tiling the
 mixes of a synth dataset (or a generated signal when there is none), through the default engine
-settings and a post chain (reverb + brickwall limiter). Without --model the default model's
-architecture is used with random weights (speed does not depend on the weights).
+settings and a post chain (reverb + brickwall limiter). ``--model default`` is the shipped model; an
+empty ``--model`` builds configs/small.yaml's architecture with random weights (speed does not depend
+on the weights). ``--baseline-rev`` renders the same input in the same run with ``src/`` of that git
+revision and *its* shipped default model and engine defaults: the product as it was.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from lincae.models.registry import load_model
 from lincae.training.config import TrainConfig
 from lincae.models.autoencoder import Autoencoder
 if sys.argv[3]:
-    model = load_model(sys.argv[3])
+    model = load_model(sys.argv[3], max_batch_size=8)
 else:
     cfg = TrainConfig.from_yaml("configs/small.yaml").model
     model = Autoencoder(cfg.frontend, cfg.generator, cfg.diffusion)
@@ -65,40 +67,62 @@ def make_input(path: Path, minutes: float, data: Path) -> None:
             i += 1
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def render_child(src_dir: Path, audio: Path, out: Path, model: str, threads: int) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src_dir.resolve()), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(audio), str(out), model, str(threads)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"render in {src_dir} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, nargs="+", default=[1.0, 60.0])
-    ap.add_argument("--model", default="")
+    ap.add_argument("--model", default="default")
     ap.add_argument("--data", default="data/synth-test")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--baseline-rev", help="also render with src/ of this git revision (its own default model)")
     args = ap.parse_args()
+    root = Path(__file__).resolve().parents[1]
     print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores; threads {args.threads}; model "
+        f"machine: {cpu_name()}, {os.cpu_count()} cores; threads {args.threads}; model "
         f"{args.model or 'configs/small.yaml architecture (random weights)'}"
     )
-    print("| input | render wall s | × real time | peak RSS MB | RSS before render MB |")
-    print("|---|---:|---:|---:|---:|")
+    print("| lincae | input | render wall s | × real time | peak RSS MB | RSS before render MB |")
+    print("|---|---|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
+        trees = [("this tree", root / "src", args.model)]
+        if args.baseline_rev:
+            git = ["git", "archive", args.baseline_rev, "src"]
+            archive = subprocess.run(git, cwd=root, capture_output=True, check=True)
+            subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+            trees.append((args.baseline_rev, Path(tmp) / "src", "default"))
         for minutes in args.minutes:
             src = Path(tmp) / f"in-{minutes:g}.flac"
             make_input(src, minutes, Path(args.data))
-            env = {
-                **os.environ,
-                "PYTHONPATH": os.pathsep.join([str(Path("src").resolve()), os.environ.get("PYTHONPATH", "")]),
-            }
-            done = subprocess.run(
-                [sys.executable, "-c", CHILD, str(src), str(Path(tmp) / "out.flac"), args.model, str(args.threads)],
-                capture_output=True,
-                text=True,
-                env=env,
-                check=True,
-            )
-            r = json.loads(done.stdout.strip().splitlines()[-1])
-            print(
-                f"| {minutes:g} min | {r['wall']:.1f} | {r['seconds'] / r['wall']:.2f} | {r['peak_rss_mb']:.0f} | "
-                f"{r['rss_before_render_mb']:.0f} |",
-                flush=True,
-            )
+            for label, tree, model in trees:
+                r = render_child(tree, src, Path(tmp) / "out.flac", model, args.threads)
+                print(
+                    f"| {label} | {minutes:g} min | {r['wall']:.1f} | {r['seconds'] / r['wall']:.2f} | "
+                    f"{r['peak_rss_mb']:.0f} | {r['rss_before_render_mb']:.0f} |",
+                    flush=True,
+                )
             src.unlink()
 
 

@@ -4,6 +4,8 @@
 # Downloads (apt-get download: no root, nothing installed) and unpacks:
 #   wesnoth-1.16-music  41 tracks, ~128 min, orchestral (GPL-2+)
 #   widelands-data      31 tracks, ~97 min, orchestral and medieval (GPL-2+; ingame_24-26 CC-BY-SA-3.0)
+#   openclonk-data       8 tracks, ~26 min, house, reggae, rock, ambient, orchestral (CC-BY 3.0 / CC0)
+#   pushover-data       10 tracks, ~31 min, themed (Aztec, Japanese, Greek, electro, ...) (GPL-3+)
 # and copies their Ogg Vorbis music into OUT/<package>/, with each package's copyright file.
 # Tracks of the held-out evaluation set (scripts/real_eval_set.py) are left out.
 set -euo pipefail
@@ -12,6 +14,8 @@ HELD_OUT=(the_dangerous_symphony.ogg)
 declare -A MUSIC_DIR=(
     [wesnoth-1.16-music]=usr/share/games/wesnoth/1.16/data/core/music
     [widelands-data]=usr/share/games/widelands/data/music
+    [openclonk-data]=usr/share/games/openclonk/Music.ocg
+    [pushover-data]=usr/share/pushover/themes
 )
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
