@@ -85,3 +85,17 @@ def test_keep_freed_memory_applies_once() -> None:
     x = torch.ones(4_000_000)  # 16 MB: above glibc's default mmap threshold
     del x
     assert torch.ones(4_000_000).sum() == 4_000_000
+
+
+def test_cuda_float32_policy_flags() -> None:
+    """float32 on a GPU means float32: TF32 only when asked (the flags exist on CPU builds too)."""
+    from lincae.models.runtime import set_cuda_fp32
+
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        set_cuda_fp32(True)
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        set_cuda_fp32()
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

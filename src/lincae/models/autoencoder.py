@@ -90,12 +90,13 @@ class Autoencoder(nn.Module):
         frontend, generator, diffusion: configs (or plain dicts of the official constructor arguments).
         max_batch_size: largest batch pushed through the network at once; bigger batches are split.
         diffusion_steps: default number of decoding steps.
-        mixed_precision: run the network under CUDA autocast (``autocast_dtype``, default float16).
+        mixed_precision: run the network under CUDA autocast (``autocast_dtype``).
         name: model id, used to look up the official latent scale factor when none is given.
         max_chunk_size: audio longer than this (in samples) is encoded in overlapping chunks.
         overlap_percentage: chunk overlap as a fraction of ``max_chunk_size``.
         scale_factor: multiplies encoder outputs to give latents.
-        autocast_dtype: ``torch.float16`` or ``torch.bfloat16`` for ``mixed_precision``.
+        autocast_dtype: ``torch.float16`` or ``torch.bfloat16`` for ``mixed_precision``; ``None`` (default):
+            bfloat16 where the GPU supports it, else float16 (lincae's precision policy, see the README).
     """
 
     def __init__(
@@ -111,7 +112,7 @@ class Autoencoder(nn.Module):
         max_chunk_size: int | None = None,
         overlap_percentage: float = 0.25,
         scale_factor: float | None = None,
-        autocast_dtype: torch.dtype = torch.float16,
+        autocast_dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         from lincae.models.registry import OFFICIAL_SCALE_FACTORS
@@ -201,7 +202,10 @@ class Autoencoder(nn.Module):
     @contextlib.contextmanager
     def _network_context(self) -> Iterator[None]:
         use_amp = self.mixed_precision and self.device.type == "cuda"
-        with torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype, enabled=use_amp):
+        dtype = self.autocast_dtype
+        if dtype is None:
+            dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        with torch.autocast(device_type=self.device.type, dtype=dtype, enabled=use_amp):
             yield
 
     def _batched(self, fn: Any, x: Tensor, max_batch_size: int | None) -> Tensor:

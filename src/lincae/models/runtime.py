@@ -60,11 +60,26 @@ def use_channels_last(model: nn.Module) -> nn.Module:
     return model.to(memory_format=torch.channels_last)
 
 
-def prepare_for_inference(model: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
-    """Eval mode on ``device``, with channels-last weights on CPU (what the engine and commands run)."""
+def set_cuda_fp32(tf32: bool = False) -> None:
+    """What float32 means on a GPU: without ``tf32``, IEEE float32 for matmuls and cuDNN convolutions.
+
+    PyTorch lets cuDNN compute float32 convolutions in TF32 (10-bit mantissa) by default, which moved
+    outputs by ~0.05 against the CPU; lincae's float32 is float32 unless TF32 is asked for. Process-wide.
+    """
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+
+
+def prepare_for_inference(model: nn.Module, device: str | torch.device = "cpu", tf32: bool = False) -> nn.Module:
+    """Eval mode on ``device`` with channels-last weights (what the engine and commands run).
+
+    On CUDA, float32 is made exact (:func:`set_cuda_fp32`) unless ``tf32``; mixed precision is the
+    model's own setting (``Autoencoder(mixed_precision=True)``: bfloat16 autocast where supported).
+    """
     model = model.eval().to(device)
-    if torch.device(device).type == "cpu":
-        use_channels_last(model)
+    use_channels_last(model)
+    if torch.device(device).type == "cuda":
+        set_cuda_fp32(tf32)
     return model
 
 
@@ -79,4 +94,4 @@ def is_channels_last(model: nn.Module) -> bool:
     )
 
 
-__all__ = ["is_channels_last", "keep_freed_memory", "prepare_for_inference", "use_channels_last"]
+__all__ = ["is_channels_last", "keep_freed_memory", "prepare_for_inference", "set_cuda_fp32", "use_channels_last"]
