@@ -896,17 +896,20 @@ class MainWindow(QMainWindow):
 
     # ---------------------------------------------------------------------------------------- presets
     def _fill_shipped_menu(self) -> None:
-        from lincae.presets import list_presets
+        """One entry per shipped preset, with the engine latency its settings cost (the description as tooltip)."""
+        from lincae.profiles import engine_profiles
 
         self.shipped_menu.clear()
+        self.shipped_menu.setToolTipsVisible(True)
         try:
-            names = list_presets()
+            profiles = engine_profiles(int(self.block_combo.currentData() or 256))
         except Exception:
-            names = []
-        for name in names:
-            act = self.shipped_menu.addAction(name)
+            profiles = []
+        for p in profiles:
+            act = self.shipped_menu.addAction(f"{p.name}  ({p.latency_ms:.0f} ms)")
             assert act is not None
-            act.triggered.connect(lambda _c=False, n=name: self._guard(lambda: self.load_preset(n)))
+            act.setToolTip(p.description)
+            act.triggered.connect(lambda _c=False, n=p.name: self._guard(lambda: self.load_preset(n)))
 
     def _open_preset_dialog(self) -> None:
         start = str(self.settings.value("presets/dir", str(Path.home())))

@@ -304,6 +304,22 @@ def cmd_gui(args: argparse.Namespace) -> int:
     return gui_main(args.gui_args)
 
 
+def cmd_presets(args: argparse.Namespace) -> int:
+    """List the shipped presets with what their engine settings cost (latency) and their descriptions."""
+    import textwrap
+
+    from lincae.profiles import engine_profiles
+
+    for p in engine_profiles(args.block):
+        print(f"{p.name}: {p.title}")
+        print(
+            f"  engine latency {p.latency_ms:.0f} ms at block {args.block} (plus the device's); "
+            f"windows of {p.window_ms:.0f} ms every {p.step_ms:.0f} ms"
+        )
+        print(textwrap.fill(p.description, width=100, initial_indent="  ", subsequent_indent="  "))
+    return 0
+
+
 def cmd_devices(args: argparse.Namespace) -> int:
     """List audio devices and MIDI input ports."""
     from lincae.io.devices import NO_AUDIO_HINT, list_audio_devices, list_midi_inputs, native_messages_hidden
@@ -407,6 +423,16 @@ def _device_arg(text: str | None) -> int | str | None:
     return int(text) if text.isdigit() else text
 
 
+def _profiles_epilog() -> str:
+    """What each shipped preset's engine settings cost (read from files, nothing heavy is imported)."""
+    try:
+        from lincae.profiles import profiles_help
+
+        return profiles_help()
+    except Exception as e:  # a broken installation must not break --help
+        return f"(engine profiles unavailable: {e})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lincae import __version__
 
@@ -435,10 +461,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--float32", action="store_true", help="keep float32 weights")
     p.set_defaults(handler=cmd_export)
 
+    p = sub.add_parser("presets", help="the shipped presets: what they do and what latency they cost")
+    p.add_argument("--block", type=int, default=256, help="audio block size the latency is given for")
+    p.set_defaults(handler=cmd_presets)
+
     p = sub.add_parser("devices", help="list audio devices and MIDI input ports")
     p.set_defaults(handler=cmd_devices)
 
-    p = sub.add_parser("live", help="mix live inputs in latent space (MIDI control, status line; Ctrl-C stops)")
+    p = sub.add_parser(
+        "live",
+        help="mix live inputs in latent space (MIDI control, status line; Ctrl-C stops)",
+        epilog=_profiles_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--input", help="input device: index or name substring (default: the system default)")
     p.add_argument("--output", help="output device: index or name substring (default: the system default)")
     p.add_argument("--sources", default="1", help="input channels per source: '1,2' two mono, '1+2' one stereo")
