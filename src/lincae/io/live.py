@@ -204,9 +204,7 @@ class LiveSession:
 
             factory = self._factory or sd.Stream
             dev_in = resolve_audio_device(cfg.input_device, "input").index if cfg.input_device is not None else None
-            dev_out = (
-                resolve_audio_device(cfg.output_device, "output").index if cfg.output_device is not None else None
-            )
+            dev_out = resolve_audio_device(cfg.output_device, "output").index if cfg.output_device is not None else None
         else:
             from functools import partial
 
