@@ -353,3 +353,22 @@ def test_metrics_show_the_mix_latents_after_gains() -> None:
     assert m.mix_latents is not None and m.mix_latents.shape == (64,)
     assert np.allclose(m.mix_latents, m.latents[0] - m.latents[1], atol=1e-5)
     assert np.abs(m.mix_latents).max() > 0
+
+
+def test_engine_precision_bf16_is_close_to_fp32_and_auto_follows_the_cpu() -> None:
+    from lincae.engine.mixer import resolve_precision
+    from lincae.models.runtime import cpu_has_native_bf16
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    x = tones(1, 9000, 6)
+    outs = {}
+    for precision in ("fp32", "bf16"):
+        mixer = LatentMixer(make_tiny_model(), EngineConfig(sources=[1], precision=precision, **CONFIG), device="cpu")
+        assert mixer.model.mixed_precision == (precision == "bf16")
+        outs[precision] = render(mixer, [x])
+    err = np.sum((outs["bf16"] - outs["fp32"]) ** 2) / np.sum(outs["fp32"] ** 2)
+    assert 0 < err < 1e-2, err  # bfloat16 rounding, more than 20 dB below the signal
+    with pytest.raises(ValueError, match="precision must be one of"):
+        EngineConfig(precision="fp8")

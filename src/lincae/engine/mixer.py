@@ -24,7 +24,14 @@ import torch
 from lincae.engine.config import EngineConfig
 from lincae.engine.params import ParameterRegistry, mixer_parameters, source_coefficients
 from lincae.models.autoencoder import Autoencoder
-from lincae.models.runtime import prepare_for_inference
+from lincae.models.runtime import cpu_has_native_bf16, prepare_for_inference
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` → ``bf16`` on a CPU that computes bfloat16 natively, else ``fp32``; others unchanged."""
+    if precision != "auto":
+        return precision
+    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
 
 
 def crossfade_curves(length: int, shape: str) -> tuple[np.ndarray, np.ndarray]:
@@ -83,6 +90,10 @@ class LatentMixer:
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = prepare_for_inference(model, self.device)
+        self.precision = resolve_precision(config.precision, self.device)
+        self.model.mixed_precision = self.precision == "bf16"
+        if self.precision == "bf16":
+            self.model.autocast_dtype = torch.bfloat16
         self.config = config
         self.registry = registry or ParameterRegistry(mixer_parameters(config.num_sources))
         self.hop = model.hop_length

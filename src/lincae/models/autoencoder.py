@@ -90,7 +90,7 @@ class Autoencoder(nn.Module):
         frontend, generator, diffusion: configs (or plain dicts of the official constructor arguments).
         max_batch_size: largest batch pushed through the network at once; bigger batches are split.
         diffusion_steps: default number of decoding steps.
-        mixed_precision: run the network under CUDA autocast (``autocast_dtype``).
+        mixed_precision: run the network under autocast: ``autocast_dtype`` on CUDA, bfloat16 on the CPU.
         name: model id, used to look up the official latent scale factor when none is given.
         max_chunk_size: audio longer than this (in samples) is encoded in overlapping chunks.
         overlap_percentage: chunk overlap as a fraction of ``max_chunk_size``.
@@ -201,9 +201,11 @@ class Autoencoder(nn.Module):
     # ----------------------------------------------------------------- encode
     @contextlib.contextmanager
     def _network_context(self) -> Iterator[None]:
-        use_amp = self.mixed_precision and self.device.type == "cuda"
+        use_amp = self.mixed_precision and self.device.type in ("cuda", "cpu")
         dtype = self.autocast_dtype
-        if dtype is None:
+        if self.device.type == "cpu":
+            dtype = torch.bfloat16  # what CPU autocast computes well (natively on AVX-512 BF16 / AMX)
+        elif dtype is None:
             dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
         with torch.autocast(device_type=self.device.type, dtype=dtype, enabled=use_amp):
             yield

@@ -60,6 +60,12 @@ def use_channels_last(model: nn.Module) -> nn.Module:
     return model.to(memory_format=torch.channels_last)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX tiles); elsewhere it is emulated."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
 def set_cuda_fp32(tf32: bool = False) -> None:
     """What float32 means on a GPU: without ``tf32``, IEEE float32 for matmuls and cuDNN convolutions.
 
@@ -94,4 +100,11 @@ def is_channels_last(model: nn.Module) -> bool:
     )
 
 
-__all__ = ["is_channels_last", "keep_freed_memory", "prepare_for_inference", "set_cuda_fp32", "use_channels_last"]
+__all__ = [
+    "cpu_has_native_bf16",
+    "is_channels_last",
+    "keep_freed_memory",
+    "prepare_for_inference",
+    "set_cuda_fp32",
+    "use_channels_last",
+]

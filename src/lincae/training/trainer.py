@@ -29,6 +29,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from lincae.models.autoencoder import Autoencoder
+from lincae.models.runtime import cpu_has_native_bf16
 from lincae.training.augment import AugmentedBatch, augment
 from lincae.training.config import TrainConfig
 from lincae.training.data import BatchSource, Prefetcher
@@ -96,12 +97,6 @@ def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
 def device_generator(device: torch.device, seed: int, step: int, rank: int) -> torch.Generator:
     """The generator on ``device`` for the noise of one step on one process (its own stream)."""
     return torch.Generator(device=device).manual_seed(_step_seed(seed, step, rank) ^ 0x5DEECE66D)
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX tiles)."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
 def build_model(config: TrainConfig, name: str = "model") -> Autoencoder:
