@@ -16,6 +16,7 @@ import yaml
 from conftest import TINY_FRONTEND, TINY_GENERATOR
 
 from lincae.cli import main
+from lincae.io.audiofile import write_audio
 from lincae.models.config import DiffusionConfig
 from lincae.training.augment import augment, cap_gains, mix_with_previous
 from lincae.training.config import TrainConfig
@@ -343,6 +344,9 @@ def test_dataset_train_eval_from_the_command_line(tmp_path: Path) -> None:
     meta = json.loads((run / "final" / "config.json").read_text())["metadata"]
     assert meta["step"] == 3 and meta["mode"] == "lin-cae" and meta["train_config"]["seed"] == 0
     report = tmp_path / "report"
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    write_audio(recordings / "take.wav", music(2, 44100, seed=5).numpy(), 44100)  # a stereo file, no stems
     assert (
         main(
             [
@@ -351,6 +355,8 @@ def test_dataset_train_eval_from_the_command_line(tmp_path: Path) -> None:
                 f"b={run / 'best'}",
                 "--data",
                 str(data),
+                "--real",
+                str(recordings),
                 "--out",
                 str(report),
                 "--seconds",
@@ -363,6 +369,7 @@ def test_dataset_train_eval_from_the_command_line(tmp_path: Path) -> None:
     )
     table = (report / "results.md").read_text()
     assert "| metric | unit | better | a | b |" in table and "separation" in table
+    assert "Reconstruction of real recordings" in table and "chroma" in table
     rows = list(csv.DictReader((report / "results.csv").open()))
     assert {"reconstruction/si_sdr", "enc_homogeneity/rel_l2_mean", "latent/erank"} <= {r["metric"] for r in rows}
     assert all(math.isfinite(float(r["a"])) for r in rows if r["a"])

@@ -125,12 +125,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     folder = StemFolder(args.data)
     count = len(folder) if args.pieces is None else min(args.pieces, len(folder))
     pieces = [folder[i] for i in range(count)]
+    real = []
+    if args.real:
+        from lincae.io.audiofile import find_audio_files, read_mono
+
+        real = [{"mix": read_mono(p, 44100)} for p in find_audio_files(args.real)]
     results = {}
     for spec in args.models:
         name, _, path = spec.rpartition("=") if "=" in spec else (Path(spec).name, "", spec)
         model = prepare_for_inference(load_model(path, max_batch_size=args.batch))
-        results[name or path] = evaluate(model, pieces, crop_seconds=args.seconds, seed=args.seed)
-        print(f"evaluated {name or path} on {count} pieces", file=sys.stderr)
+        scores = evaluate(model, pieces, crop_seconds=args.seconds, seed=args.seed)
+        if real:  # recordings without stems: reconstruction and decoder homogeneity
+            on_real = evaluate(model, real, crop_seconds=args.seconds, seed=args.seed)
+            for key in ("reconstruction", "dec_homogeneity"):
+                scores.update({f"real_{k}": v for k, v in on_real.items() if k.startswith(f"{key}/")})
+        results[name or path] = scores
+        print(f"evaluated {name or path} on {count} pieces and {len(real)} recordings", file=sys.stderr)
     write_report(results, args.out)
     print((Path(args.out) / "results.md").read_text())
     return 0
@@ -580,6 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("models", nargs="+", help="model ids, folders or files; NAME=PATH to label a column")
     p.add_argument("--data", required=True, help="held-out synth dataset (folders of mix + stems)")
     p.add_argument("--out", default="eval", help="report folder (results.md, results.csv, plots)")
+    p.add_argument("--real", help="a folder of held-out real recordings (scripts/real_eval_set.py makes one)")
     p.add_argument("--pieces", type=int, help="use only the first N pieces")
     p.add_argument("--seconds", type=float, default=3.0, help="crop of each piece")
     p.add_argument("--batch", type=int, default=8, help="max batch size through the model")

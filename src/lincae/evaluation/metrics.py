@@ -371,16 +371,23 @@ def reconstruction(
         z: ``Enc(audio)`` if already computed, ``[B, C, Z]``.
 
     Returns:
-        Per item ``[B]``: ``si_sdr`` (dB, ↑), ``snr`` (dB, ↑), ``mrstft`` (↓).
+        Per item ``[B]``: ``si_sdr`` (dB, ↑), ``snr`` (dB, ↑), ``mrstft`` (↓), ``level`` (dB of the
+        reconstruction's RMS over the input's, 0 is best) and, for clips of at least 8192 samples,
+        ``chroma`` (chroma correlation, ↑).
     """
     x = _check_audio(audio, "audio")
     z = codec.encode(x) if z is None else z
     y = decode(codec, z, x.shape[-1], seed).to(x.device)
-    return {
+    level = 10 * torch.log10(y.double().square().mean(-1) / x.double().square().mean(-1).clamp_min(EPS))
+    out = {
         "si_sdr": _items(si_sdr(y, x)),
         "snr": _items(snr(y, x)),
         "mrstft": _items(mrstft_distance(y, x)),
+        "level": _items(level.cpu()),
     }
+    if x.shape[-1] >= CHROMA_SETTINGS["n_fft"]:
+        out["chroma"] = _items(chroma_correlation(y, x))
+    return out
 
 
 @torch.inference_mode()

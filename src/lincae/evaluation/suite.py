@@ -48,6 +48,8 @@ GROUP_TITLES: dict[str, str] = {
     "dec_additivity": "Decoder additivity",
     "separation": "Separation by latent subtraction",
     "latent": "Latent space",
+    "real_reconstruction": "Reconstruction of real recordings",
+    "real_dec_homogeneity": "Decoder homogeneity on real recordings",
 }
 """Display order and titles of the metric groups (other groups follow, sorted)."""
 
@@ -75,6 +77,8 @@ _BASE_INFO: dict[str, tuple[str, int, str]] = {
     "rel_l2": ("", -1, "relative L2 error"),
     "erank": ("", 0, "effective rank of the latent frames (out of the channel count)"),
     "silence_norm": ("", -1, "norm of Enc(silence)"),
+    "chroma": ("", 1, "chroma correlation (pitch content kept)"),
+    "level": ("dB", 0, "level of the reconstruction against the input (0 is right)"),
 }
 
 
