@@ -65,7 +65,8 @@ def load_config(args: argparse.Namespace) -> TrainConfig:
     if args.batch_size:
         cfg["data"]["batch_size"] = args.batch_size
     cfg["steps"] = 100_000  # a long schedule: the timed steps sit inside it, past the STFT term's start
-    cfg["objective"]["stft_start"] = 0
+    cfg["objective"]["stft_start"] = 0  # every term from the first step: the full cost of a step
+    cfg["objective"]["consistency_start"] = 0
     cfg["val_every"] = cfg["ckpt_every"] = 1_000_000
     cfg["optim"]["cpu_bf16"] = args.cpu_bf16
     return TrainConfig.from_dict(cfg)

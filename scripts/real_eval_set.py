@@ -5,7 +5,8 @@
 Ten clips, 305 s in all, from free recordings shipped in Debian packages and one PyPI sdist: rock and
 metal bands (Frets on Fire song packs), acoustic folk and orchestral music (0 A.D., Wesnoth) and jazz
 (Kevin MacLeod's "Vibe Ace" in librosa 0.7.2's example data). Each clip is the stated segment of the
-sum of its source files, times the stated gain, written as 44.1 kHz stereo 24-bit FLAC. The packages
+sum of its source files, times the stated gain, written as 24-bit FLAC at the sources' rate and channel
+count (all 44.1 kHz stereo). The packages
 are fetched with ``apt-get download`` and ``pip download`` (no root; 0ad-data is 1.4 GB) into
 ``--cache``; ``scripts/real_music.sh`` leaves these tracks out of the training audio.
 """

@@ -3,7 +3,7 @@
     QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshot.py [--out docs/screenshot.png]
 
 The shipped default model, the ``two-inputs`` preset (two mono sources, each with its high-pass pre
-chain), held-out synthetic music (bass and chords into source 1, melody into source 2) played into the
+chain), held-out synthetic music (bass and chords into source 1, melody and drums into source 2) played into the
 inputs by a second JACK client; once the latent heat map has filled, the window is grabbed.
 """
 

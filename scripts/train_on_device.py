@@ -22,12 +22,15 @@ from lincae.data.synth import PIECE_FILES, SynthConfig, read_wav, write_synth_da
 from lincae.training.config import TrainConfig
 from lincae.training.data import TensorCrops
 from lincae.training.export import compact_checkpoint, export_model
-from lincae.training.trainer import Trainer
+from lincae.training.trainer import Trainer, TrainingDidNotLearn
 
 
-def load_pieces(folders: list[Path]) -> torch.Tensor:
-    """Every mix and stem of the rendered pieces as rows of one ``[N, T]`` tensor (pieces share a length)."""
-    rows = [read_wav(folder / name)[0].reshape(-1).astype(np.float32) for folder in folders for name in PIECE_FILES]
+def load_pieces(folders: list[Path], names: tuple[str, ...] = PIECE_FILES) -> torch.Tensor:
+    """The ``names`` files (default: mix and stems) of the rendered pieces as rows of one ``[N, T]`` tensor.
+
+    Read with the synthetic dataset's own WAV reader: the GPU machine has no pedalboard.
+    """
+    rows = [read_wav(folder / name)[0].reshape(-1).astype(np.float32) for folder in folders for name in names]
     return torch.from_numpy(np.stack(rows))
 
 
@@ -64,7 +67,7 @@ def main() -> int:
     cfg = TrainConfig.from_dict(values)
     audio = load_pieces(train_dirs)
     val_len = max(cfg.crop_samples(), 2 * 44100)
-    val = load_pieces(val_dirs)[:, :val_len][: cfg.data.val_pieces]
+    val = load_pieces(val_dirs, ("mix.wav",))[: cfg.data.val_pieces, 2 * 44100 : 2 * 44100 + val_len]
     run = work / "run"
     resume = False
     if args.resume_from:
@@ -83,7 +86,10 @@ def main() -> int:
     )
     start_step = trainer.step
     t_train = time.monotonic()
-    trainer.fit(deadline=t_train + 60.0 * args.minutes)
+    try:
+        trainer.fit(deadline=t_train + 60.0 * args.minutes)
+    except TrainingDidNotLearn as e:  # still bring back what there is, to look at
+        print(f"[device] {e}")
     seconds = time.monotonic() - t_train
     steps = trainer.step - start_step
     rate = steps * cfg.data.batch_size / max(seconds, 1e-9)

@@ -31,6 +31,13 @@ TINY_FRONTEND = dict(hop_size=32, sample_rate=44100)
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _engine_precision_is_float32(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``precision: auto`` means bfloat16 on CPUs that compute it natively: tests run the same float32
+    everywhere (tests of the precision setting itself patch this back)."""
+    monkeypatch.setattr("lincae.engine.mixer.cpu_has_native_bf16", lambda: False)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="run tests marked slow")
 

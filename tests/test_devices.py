@@ -124,7 +124,10 @@ def test_devices_without_an_audio_server_says_so_in_one_line() -> None:
     import os
     import subprocess
     import sys
+    from pathlib import Path
 
+    if Path("/dev/snd").exists():
+        pytest.skip("this machine has sound devices")
     env = {**os.environ, "JACK_DEFAULT_SERVER": "lincae-no-such-server", "JACK_NO_START_SERVER": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "lincae", "devices"], env=env, capture_output=True, text=True, timeout=60

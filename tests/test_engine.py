@@ -355,12 +355,15 @@ def test_metrics_show_the_mix_latents_after_gains() -> None:
     assert np.abs(m.mix_latents).max() > 0
 
 
-def test_engine_precision_bf16_is_close_to_fp32_and_auto_follows_the_cpu() -> None:
+def test_engine_precision_bf16_is_close_to_fp32_and_auto_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lincae.engine import mixer as mixer_module
     from lincae.engine.mixer import resolve_precision
-    from lincae.models.runtime import cpu_has_native_bf16
 
     cpu = torch.device("cpu")
-    assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_native_bf16() else "fp32")
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(mixer_module, "cpu_has_native_bf16", lambda native=native: native)
+        assert resolve_precision("auto", cpu) == expected
+        assert resolve_precision("auto", torch.device("cuda")) == "fp32"
     assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
     x = tones(1, 9000, 6)
     outs = {}

@@ -542,3 +542,18 @@ def test_dark_and_light_palettes(qapp, window: MainWindow) -> None:  # type: ign
             apply_theme(qapp, "sepia")
     finally:
         qapp.setPalette(before)
+
+
+def test_the_preset_menu_shows_each_presets_latency_for_the_block(window: MainWindow) -> None:
+    from lincae.profiles import engine_profiles
+
+    labels = [a.text() for a in window.shipped_menu.actions()]
+    block = int(window.block_combo.currentData())
+    assert labels == [f"{p.name}  ({p.latency_ms:.0f} ms)" for p in engine_profiles(block)]
+    other = next(i for i in range(window.block_combo.count()) if window.block_combo.itemData(i) != block)
+    window.block_combo.setCurrentIndex(other)
+    block = int(window.block_combo.currentData())
+    assert [a.text() for a in window.shipped_menu.actions()] == [
+        f"{p.name}  ({p.latency_ms:.0f} ms)" for p in engine_profiles(block)
+    ]
+    assert all(a.toolTip() for a in window.shipped_menu.actions())

@@ -156,7 +156,7 @@ def test_relative_mse_is_pooled_so_silent_targets_are_fine() -> None:
     assert float(relative_mse(target, target)) == 0.0
 
 
-def test_with_additivity_only_the_clean_half_is_encoded_and_nothing_changes() -> None:
+def test_with_additivity_only_the_clean_half_is_encoded_and_nothing_changes(monkeypatch: pytest.MonkeyPatch) -> None:
     """The mixtures' own latents are replaced by mixtures of latents, so encoding them is skipped."""
     model = make_tiny_model(3).train()
     objective = TrainingObjective(model.generator, model.frontend)
@@ -175,3 +175,10 @@ def test_with_additivity_only_the_clean_half_is_encoded_and_nothing_changes() ->
         half = batch.latents_for_decoder(unet.encoder(model.frontend.to_representation(batch.audio_to_encode)))
     assert torch.allclose(full, half, atol=1e-6)
     assert torch.isfinite(ours).all() and float(ours[1]) > 0 and float(ours[2]) > 0 and float(ours[3]) > 0
+    # the same losses as encoding the whole batch (the official way), which the objective used to do
+    from lincae.training.augment import AugmentedBatch
+
+    monkeypatch.setattr(AugmentedBatch, "audio_to_encode", property(lambda b: b.encoder_audio))
+    with torch.no_grad():
+        reference = objective(batch, order, sig, sig_step, noise, recon_count=3, stft_weight=0.5)
+    assert torch.allclose(ours, reference, rtol=1e-5, atol=1e-7), (ours, reference)

@@ -277,3 +277,37 @@ def test_package_and_repository_preset_folders_are_identical() -> None:
     assert files(package) == files(REPO_PRESETS), "presets/ must mirror src/lincae/assets/presets/"
     _, mismatch, errors = filecmp.cmpfiles(package, REPO_PRESETS, files(package), shallow=False)
     assert not mismatch and not errors, f"differ: {mismatch + errors}; copy src/lincae/assets/presets/ to presets/"
+
+
+def test_shipped_presets_state_the_latency_they_cost_with_the_shipped_model() -> None:
+    """A description that quotes a latency (samples and ms) tells the truth for the shipped model."""
+    import re
+
+    from lincae.profiles import engine_profiles, shipped_model_frame
+
+    frame = shipped_model_frame()
+    quoted = 0
+    for p in engine_profiles(256):
+        engine = load_preset(p.name).engine
+        assert p.latency_ms == pytest.approx(engine.latency_ms(frame, 44100, 256))
+        m = re.search(r"(\d+) samples \((\d+) ms", p.description)
+        if m:
+            quoted += 1
+            assert int(m.group(1)) == engine.latency_samples(frame, 256), p.name
+            assert int(m.group(2)) == round(engine.latency_ms(frame, 44100, 256)), p.name
+    assert quoted >= 2  # default and low-latency say what they cost
+    low = {p.name: p.latency_ms for p in engine_profiles(256)}
+    assert low["low-latency"] <= 150.0 < low["default"]
+
+
+def test_the_presets_command_lists_each_presets_latency(capsys: pytest.CaptureFixture[str]) -> None:
+    from lincae.cli import main
+    from lincae.profiles import engine_profiles
+
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    for p in engine_profiles(256):
+        assert f"{p.name}: " in out and f"engine latency {p.latency_ms:.0f} ms" in out
+    with pytest.raises(SystemExit):
+        main(["live", "--help"])
+    assert "low-latency" in capsys.readouterr().out

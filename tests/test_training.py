@@ -550,8 +550,38 @@ def test_a_compact_checkpoint_resumes_close_to_the_full_one(tmp_path: Path) -> N
     assert resumed.step == 3
     for (k, a), b in zip(first.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         assert b.dtype == a.dtype and torch.allclose(a, b, rtol=1e-3, atol=1e-4), k
+    assert torch.equal(first.model.frontend.window, resumed.model.frontend.window)  # buffers stay float32
     second_moment = next(iter(resumed.optimizer.state.values()))["exp_avg_sq"]
     assert second_moment.dtype == torch.float32 and bool(second_moment.abs().sum() > 0)
     resumed.fit()
     assert resumed.step == 6 and (tmp_path / "b" / "final" / "model.safetensors").is_file()
     assert main(["export", str(full), str(tmp_path / "cli.ckpt")]) == 0 and (tmp_path / "cli.ckpt").is_file()
+
+
+def test_an_abandoned_prefetcher_stops_its_thread() -> None:
+    import gc
+    import threading
+    import time
+
+    from lincae.training.data import Prefetcher
+
+    before = sum(t.name == "lincae-batches" for t in threading.enumerate())
+    pre = Prefetcher(TensorCrops(music(2, 5000), 1000), 2)
+    pre.get(0)
+    assert sum(t.name == "lincae-batches" for t in threading.enumerate()) == before + 1
+    del pre
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while sum(t.name == "lincae-batches" for t in threading.enumerate()) > before:
+        assert time.monotonic() < deadline, "the batch thread outlived its Prefetcher"
+        time.sleep(0.05)
+
+
+def test_losses_stay_finite_on_a_silent_batch() -> None:
+    from lincae.training.losses import multi_resolution_stft
+
+    silent = torch.zeros(3, 4096)
+    small = 1e-4 * torch.randn(3, 4096, generator=torch.Generator().manual_seed(0))
+    assert float(relative_mse(small, silent)) < 10.0  # absolute, not divided by ~0
+    assert float(multi_resolution_stft(small, silent)) < 20.0
+    assert float(relative_mse(silent, silent)) == 0.0

@@ -370,6 +370,7 @@ class MainWindow(QMainWindow):
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "&About", None, self._about)
         self._fill_shipped_menu()
+        self.block_combo.currentIndexChanged.connect(lambda _i: self._fill_shipped_menu())  # latency counts the block
 
     def _action(self, menu: QMenu | None, text: str, shortcut: Any, slot: Callable[[], Any]) -> QAction:
         act = QAction(text, self)
@@ -769,6 +770,11 @@ class MainWindow(QMainWindow):
         for c in layout:
             channels.append(tuple(range(ch, ch + c)))
             ch += c
+        if self.midi is not None:
+            try:  # a MIDI client must exist before our JACK audio client runs (see JackStream)
+                self.midi.start_client()
+            except OSError as e:
+                log.info("MIDI client not started: %s", e)
         try:
             # The loaded preset's chains run live (a plugin file that fails to load is bypassed and reported);
             # their parameters join the window's registry, which MIDI mappings and presets drive by name.

@@ -130,6 +130,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from lincae.io.audiofile import find_audio_files, read_mono
 
         real = [{"mix": read_mono(p, 44100)} for p in find_audio_files(args.real)]
+        if not real:
+            raise ValueError(f"--real {args.real}: no audio files there")
     results = {}
     for spec in args.models:
         name, _, path = spec.rpartition("=") if "=" in spec else (Path(spec).name, "", spec)
@@ -294,9 +296,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Export a trained model folder (e.g. runs/small/best) as a compact model, optionally the shipped default."""
     from lincae.training.export import compact_checkpoint, export_model
 
-    if Path(args.source).is_file() and Path(args.source).suffix == ".ckpt":
+    if Path(args.source).suffix == ".ckpt":
+        if args.name or args.default or args.float32:
+            raise ValueError("--name, --default and --float32 are for model folders, not training checkpoints")
         out = compact_checkpoint(args.source, args.dest)
-        print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB), resumable with lincae train --resume", file=sys.stderr)
+        print(
+            f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); to resume, copy it to RUN/last.ckpt and run "
+            "lincae train ... --out RUN --resume",
+            file=sys.stderr,
+        )
         return 0
     if not args.name:
         raise ValueError("exporting a model folder needs --name")
@@ -386,6 +394,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         output_channels=tuple(int(c) for c in args.outputs.split(",")),
         block=args.block,
         sample_rate=args.rate or model.sample_rate,
+        backend=args.backend,
     )
     midi = None
     if args.midi:
@@ -396,7 +405,12 @@ def cmd_live(args: argparse.Namespace) -> int:
             programs=programs,
             report=lambda line: print(f"\n{line}", file=sys.stderr),
         )
-    session = rig.start_live(config)
+    try:
+        session = rig.start_live(config)
+    except BaseException:
+        if midi is not None:
+            midi.close()
+        raise
     engine = session.engine
     print(f"live: {len(sources)} source(s), latency {engine.metrics.latency_ms:.0f} ms; Ctrl-C stops", file=sys.stderr)
     for err in engine.metrics.plugin_errors:
@@ -484,8 +498,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_profiles_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--input", help="input device: index or name substring (default: the system default)")
-    p.add_argument("--output", help="output device: index or name substring (default: the system default)")
+    p.add_argument(
+        "--input",
+        help="input device: on JACK a JACK client name (system), else a PortAudio index or name substring "
+        "(default: the physical ports / the system default)",
+    )
+    p.add_argument("--output", help="output device, as --input")
     p.add_argument("--sources", default="1", help="input channels per source: '1,2' two mono, '1+2' one stereo")
     p.add_argument("--outputs", default="1,2", help="output channels, e.g. '1,2'")
     p.add_argument("--block", type=int, default=256, help="frames per audio callback")
@@ -505,6 +523,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--threads", type=int, default=1, help="PyTorch threads for the inference worker")
+    p.add_argument(
+        "--backend",
+        choices=("auto", "jack", "portaudio"),
+        default="auto",
+        help="audio back end: a JACK client of lincae's own (devices are JACK client names, e.g. system; the "
+        "session rejoins a restarted server), PortAudio, or auto (JACK when a JACK server runs)",
+    )
     p.set_defaults(handler=cmd_live)
 
     p = sub.add_parser("gui", help="the performer window (PyQt6): live mixing, MIDI learn, presets, renders")

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from lincae.presets import list_presets, load_preset
+from lincae.engine.config import EngineConfig
+from lincae.presets import list_presets, preset_path, upgrade
 
 __all__ = ["EngineProfile", "engine_profiles", "profiles_help", "shipped_model_frame"]
 
@@ -57,16 +58,17 @@ def engine_profiles(block: int = 256) -> list[EngineProfile]:
     frame = hop * 2**temporal
     out = []
     for name in list_presets():
-        preset = load_preset(name)
-        e = preset.engine
+        # the engine block and texts only: a full load validates the chains, which imports pedalboard
+        data = upgrade(json.loads(preset_path(name).read_text()), where=name)
+        e = EngineConfig.from_dict(data.get("engine") or {})
         out.append(
             EngineProfile(
                 name=name,
-                title=preset.name or name,
+                title=data.get("name") or name,
                 latency_ms=e.latency_ms(frame, 44100, block),
                 window_ms=1000.0 * ((e.window_frames * 2**temporal - 1) * hop + fft_factor * hop) / 44100,
                 step_ms=1000.0 * e.step_frames * frame / 44100,
-                description=preset.description,
+                description=data.get("description", ""),
             )
         )
     return out

@@ -156,16 +156,26 @@ class Rig:
         return StreamingEngine(mixer, block=block, max_block=max_block, pre=self.pre_chains, post=self.post_chain)
 
     def start_live(self, config: LiveConfig) -> LiveSession:
-        """Open the audio devices of ``config`` and run the engine live (see :class:`~lincae.io.live.LiveSession`)."""
-        from lincae.io.live import LiveSession
+        """Open the audio devices of ``config`` and run the engine live (see :class:`~lincae.io.live.LiveSession`).
+
+        On a JACK server the block is JACK's period, whatever ``config.block`` says (the declared latency
+        counts the block the engine really gets).
+        """
+        import dataclasses
+
+        from lincae.io.jack_stream import jack_period
+        from lincae.io.live import LiveSession, resolve_backend
 
         if config.source_layout != list(self.engine_config.sources):
             raise ValueError(
                 f"the live inputs give sources of {config.source_layout} channel(s), the rig has "
                 f"{list(self.engine_config.sources)}"
             )
+        backend = resolve_backend(config.backend)
+        period = jack_period() if backend == "jack" else None
+        config = dataclasses.replace(config, backend=backend, block=period or config.block)
         self.stop()
-        self.engine = self.build_engine(block=config.block, max_block=max(4096, config.block))
+        self.engine = self.build_engine(block=config.block, max_block=max(config.max_block, config.block))
         session = LiveSession(self.engine, config)
         session.start()
         self.session = session
@@ -243,8 +253,9 @@ class Rig:
     ) -> RenderResult:
         """Render ``inputs`` (one file per source) through this rig's mix and chains into ``output``.
 
-        The render gets its own chains (built from the rig's specs, so a live session's plugins and their
-        tails are untouched) and a snapshot of the registry's values.
+        The render takes a snapshot of the registry's values. It runs the rig's chains (reset first), or
+        fresh ones built from the same specs while a live session runs them, so the live plugins and
+        their tails are untouched.
         """
         from lincae.engine.effects import build_chain
         from lincae.render.files import render_files
@@ -257,8 +268,14 @@ class Rig:
             )
         snapshot = ParameterRegistry([self.registry.spec(name) for name in self.registry.values()])
         snapshot.update(self.registry.values())
-        pre = {i: build_chain(spec, f"pre.{i}") for i, spec in self.pre_specs.items() if spec}
-        post = build_chain(self.post_spec, "post") if self.post_spec else None
+        if self.session is None:
+            pre, post = self.pre_chains, self.post_chain
+            for board in [*pre.values(), post]:
+                if board is not None:
+                    board.reset()
+        else:
+            pre = {i: build_chain(spec, f"pre.{i}") for i, spec in self.pre_specs.items() if spec}
+            post = build_chain(self.post_spec, "post") if self.post_spec else None
         return render_files(
             self.model,
             list(inputs),

@@ -10,7 +10,9 @@ crossfade with the previous window's held-back tail, so every step finalises ``S
 ``[k·S − L − X, (k+1)·S − L − X)``.
 
 Both drivers — :mod:`lincae.engine.stream` (live) and :mod:`lincae.engine.offline` — call
-:meth:`LatentMixer.process` with the same windows, so their outputs are identical.
+:meth:`LatentMixer.process` (offline: :meth:`LatentMixer.process_many`, many windows per model call)
+with the same windows, so their outputs are equal: exactly window by window, within float rounding in
+batches. The mixer sets the model's precision to the engine's (``EngineConfig.precision``).
 """
 
 from __future__ import annotations

@@ -153,8 +153,8 @@ def native_messages_hidden() -> Iterator[list[str]]:
 
 
 NO_AUDIO_HINT = (
-    "no audio devices found. lincae plays through PortAudio; without a sound card start an audio server, "
-    "e.g. JACK with its dummy driver: jackd -d dummy -r 44100 -p 256 &"
+    "no audio devices found. lincae plays through a JACK server (as a client of its own) or PortAudio; "
+    "without a sound card start JACK with its dummy driver: jackd -d dummy -r 44100 -p 256 &"
 )
 
 

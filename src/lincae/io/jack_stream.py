@@ -18,36 +18,46 @@ the ports of the chosen device: a JACK client name such as ``system`` (its captu
 inputs, its playback ports take the outputs), or the physical ports when no device is named. The
 callback runs in JACK's process thread with the block JACK gives (its period); it receives
 ``(indata[frames, N], outdata[frames, M], frames, None, status)`` like a sounddevice callback, in
-buffers allocated once.
+buffers allocated once (JACK-Client still wraps each port's buffer in a new array every period). An
+exception in it silences that period and is counted (:attr:`JackStream.errors`), as JACK would otherwise
+drop the client.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import re
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["JackStream", "jack_available"]
+__all__ = ["JackStream", "jack_available", "jack_period"]
 
 _CAPTURE, _PLAYBACK = 0, 1  # jack_latency_callback_mode_t
 
 
-def jack_available(client_name: str = "lincae-probe") -> bool:
-    """Whether JACK-Client is installed and a JACK server answers (without starting one)."""
+def jack_period(client_name: str = "lincae-probe") -> int | None:
+    """The running JACK server's period in frames, or ``None`` (no server, or JACK-Client not installed)."""
     try:
         import jack
     except (ImportError, OSError):
-        return False
+        return None
     try:
         client = jack.Client(client_name, no_start_server=True)
     except jack.JackOpenError:
-        return False
-    client.close()
-    return True
+        return None
+    try:
+        return int(client.blocksize)
+    finally:
+        client.close()
+
+
+def jack_available(client_name: str = "lincae-probe") -> bool:
+    """Whether JACK-Client is installed and a JACK server answers (without starting one)."""
+    return jack_period(client_name) is not None
 
 
 class _Range(ctypes.Structure):
@@ -112,23 +122,36 @@ class JackStream:
         self._in = np.zeros((max_block, channels[0]), np.float32)
         self._out = np.zeros((max_block, channels[1]), np.float32)
         self._client: Any = None
+        self._inports: list[Any] = []
+        self._outports: list[Any] = []
+        self.errors = 0
+        self.last_error = ""
         self._xrun = False
         self._active = False
         self._lock = threading.Lock()
         self.latency: tuple[float, float] = (0.0, 0.0)
         self.port_names: tuple[list[str], list[str]] = ([], [])
+        self.period = 0
 
     # ------------------------------------------------------------------ the process callback
     def _process(self, frames: int) -> None:
-        indata, outdata = self._in[:frames], self._out[:frames]
-        client = self._client
-        for c, port in enumerate(client.inports):
-            indata[:, c] = port.get_array()
-        status, self._xrun = self._xrun, False
-        if self.callback is not None:
-            self.callback(indata, outdata, frames, None, status)
-        for c, port in enumerate(client.outports):
-            port.get_array()[:] = outdata[:, c]
+        inports, outports = self._inports, self._outports
+        try:
+            if frames > self._in.shape[0]:  # JACK's period grew beyond what the buffers hold: silence
+                raise ValueError(f"JACK period of {frames} frames exceeds {self._in.shape[0]}")
+            indata, outdata = self._in[:frames], self._out[:frames]
+            for c, port in enumerate(inports):
+                indata[:, c] = port.get_array()
+            status, self._xrun = self._xrun, False
+            if self.callback is not None:
+                self.callback(indata, outdata, frames, None, status)
+            for c, port in enumerate(outports):
+                port.get_array()[:] = outdata[:, c]
+        except Exception as e:  # never raise into JACK (it would drop the client): silence, and count
+            self.errors += 1
+            self.last_error = f"{type(e).__name__}: {e}"
+            for port in outports:
+                port.get_array().fill(0.0)
 
     def _on_xrun(self, delay: float) -> None:
         self._xrun = True
@@ -155,10 +178,8 @@ class JackStream:
                 )
             if client.blocksize > self._in.shape[0]:
                 raise ValueError(f"JACK's period of {client.blocksize} frames exceeds {self._in.shape[0]}")
-            for i in range(self.channels[0]):
-                client.inports.register(f"in_{i + 1}")
-            for i in range(self.channels[1]):
-                client.outports.register(f"out_{i + 1}")
+            self._inports = [client.inports.register(f"in_{i + 1}") for i in range(self.channels[0])]
+            self._outports = [client.outports.register(f"out_{i + 1}") for i in range(self.channels[1])]
             client.set_process_callback(self._process)
             client.set_xrun_callback(self._on_xrun)
             client.set_shutdown_callback(self._on_shutdown)
@@ -167,15 +188,16 @@ class JackStream:
             self._active = True
             sources = self._ports(client, self.device[0], is_output=True)  # capture ports are outputs in JACK
             sinks = self._ports(client, self.device[1], is_input=True)
-            for own, other in zip(client.inports, sources, strict=False):
+            for own, other in zip(self._inports, sources, strict=False):
                 client.connect(other, own)
-            for own, other in zip(client.outports, sinks, strict=False):
+            for own, other in zip(self._outports, sinks, strict=False):
                 client.connect(own, other)
             capture = _latency(sources[0] if sources else None, _CAPTURE)
             playback = _latency(sinks[0] if sinks else None, _PLAYBACK)
             rate = float(client.samplerate)
             self.latency = (capture / rate, playback / rate)
-            self.port_names = ([p.name for p in client.inports], [p.name for p in client.outports])
+            self.port_names = ([p.name for p in self._inports], [p.name for p in self._outports])
+            self.period = int(client.blocksize)
         except BaseException:
             self._active = False
             self._client = None
@@ -184,12 +206,20 @@ class JackStream:
 
     @staticmethod
     def _ports(client: Any, device: str | int | None, **kind: bool) -> Sequence[Any]:
-        if device is None or isinstance(device, int):
+        """The ports of JACK client ``device`` (a name: ``system``, ``Scarlett``...); ``None``: the physical ones."""
+        if device is None:
             return client.get_ports(is_audio=True, is_physical=True, **kind)
-        ports = client.get_ports(f"^{device}:", is_audio=True, **kind)
+        what = "capture" if kind.get("is_output") else "playback"
+        clients = sorted({p.name.split(":", 1)[0] for p in client.get_ports(is_audio=True, **kind)} - {client.name})
+        if isinstance(device, int):
+            raise ValueError(
+                f"on JACK, devices are JACK clients named by name (JACK audio {what} clients: "
+                f"{', '.join(clients) or 'none'}), not PortAudio's index {device}"
+            )
+        ports = client.get_ports(f"^{re.escape(device)}:", is_audio=True, **kind)
         if not ports:
-            what = "capture" if kind.get("is_output") else "playback"
-            raise ValueError(f"no JACK audio {what} ports of {device!r}")
+            listed = ", ".join(clients) or "none"
+            raise ValueError(f"no JACK audio {what} ports of {device!r}; JACK clients with such ports: {listed}")
         return ports
 
     @property
@@ -216,10 +246,12 @@ class JackStream:
     def close(self, ignore_errors: bool = True) -> None:
         """Leave the JACK server; safe after it went away."""
         with self._lock:
-            client, self._client, self._active = self._client, None, False
+            client, self._active = self._client, False
             if client is not None:
                 try:
+                    client.deactivate()  # the process callback stops before the client goes
                     client.close()
                 except Exception:
                     if not ignore_errors:
                         raise
+            self._client = None

@@ -92,6 +92,15 @@ def parse_sources(text: str) -> tuple[tuple[int, ...], ...]:
     return sources
 
 
+def resolve_backend(backend: str) -> str:
+    """``auto`` → ``jack`` when a JACK server runs (and JACK-Client is installed), else ``portaudio``."""
+    if backend != "auto":
+        return backend
+    from lincae.io.jack_stream import jack_available
+
+    return "jack" if jack_available() else "portaudio"
+
+
 class LiveSession:
     """Runs a :class:`StreamingEngine` on an audio device until :meth:`stop`.
 
@@ -222,6 +231,15 @@ class LiveSession:
             finished_callback=self._failed.set,
         )
         self._stream.start()
+        period = getattr(self._stream, "period", 0)
+        if period and cfg.block and period != cfg.block:
+            self._stream.abort()
+            self._stream.close()
+            self._stream = None
+            raise ValueError(
+                f"the JACK server runs with periods of {period} frames, the engine was built for blocks of "
+                f"{cfg.block}: start with --block {period}"
+            )
         self._failed.clear()
         self._declare_latency()
         self.status = "running"
@@ -307,17 +325,12 @@ class LiveSession:
         as long as it takes to scan every object, tens of milliseconds in a process holding a model, Qt
         and the like, and the callback would wait that long. Both are restored by :meth:`stop`.
         """
+        self.backend = resolve_backend(self.config.backend) if self._factory is None else "portaudio"
         if self._saved_switch is None:
             self._saved_switch = sys.getswitchinterval()
             sys.setswitchinterval(min(self._saved_switch, SWITCH_INTERVAL))
             gc.collect()
             gc.freeze()
-        if self._factory is None and self.config.backend == "auto":
-            from lincae.io.jack_stream import jack_available
-
-            self.backend = "jack" if jack_available() else "portaudio"
-        else:
-            self.backend = self.config.backend if self._factory is None else "portaudio"
         self.engine.start()
         try:
             self._open()

@@ -203,7 +203,9 @@ class ObjectiveSection(ConfigBase):
         before ``consistency_start``; ``step=None``: after it)."""
         if step is not None and step < self.consistency_start:
             return batch
-        return round(self.recon_fraction * batch)
+        if self.recon_fraction <= 0:
+            return 0
+        return min(batch, max(1, round(self.recon_fraction * batch)))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import queue
 import threading
 import warnings
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -122,6 +123,35 @@ class TensorCrops:
         return torch.stack([self.audio[r, s : s + self.crop_samples] for r, s in zip(rows, starts, strict=True)])
 
 
+def _make_batches(
+    source: BatchSource,
+    batch_size: int,
+    rank: int,
+    pin_memory: bool,
+    start: int,
+    q: queue.Queue[tuple[int, Tensor | BaseException]],
+    stop: threading.Event,
+) -> None:
+    """The :class:`Prefetcher`'s worker: batches of steps ``start, start + 1, ...`` into ``q`` until ``stop``."""
+    step = start
+    while not stop.is_set():
+        try:
+            item: Tensor | BaseException = source.batch(step, batch_size, rank)
+            if pin_memory:
+                item = item.pin_memory()
+        except BaseException as e:  # handed to the training loop, which raises it
+            item = e
+        while not stop.is_set():
+            try:
+                q.put((step, item), timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        if isinstance(item, BaseException):
+            return
+        step += 1
+
+
 class Prefetcher:
     """Makes the batches of the coming steps on a background thread while the current step trains.
 
@@ -150,33 +180,16 @@ class Prefetcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _run(self, start: int, q: queue.Queue[tuple[int, Tensor | BaseException]], stop: threading.Event) -> None:
-        step = start
-        while not stop.is_set():
-            try:
-                item: Tensor | BaseException = self.source.batch(step, self.batch_size, self.rank)
-                if self.pin_memory:
-                    item = item.pin_memory()
-            except BaseException as e:  # handed to the training loop, which raises it
-                item = e
-            while not stop.is_set():
-                try:
-                    q.put((step, item), timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if isinstance(item, BaseException):
-                return
-            step += 1
-
     def _start(self, step: int) -> None:
         self.close()
         self._stop = threading.Event()
         self._queue = queue.Queue(maxsize=self.depth)
-        self._thread = threading.Thread(
-            target=self._run, args=(step, self._queue, self._stop), name="lincae-batches", daemon=True
-        )
+        # The worker holds no reference to this object, so an abandoned Prefetcher is collected and its
+        # finaliser stops the thread.
+        args = (self.source, self.batch_size, self.rank, self.pin_memory, step, self._queue, self._stop)
+        self._thread = threading.Thread(target=_make_batches, args=args, name="lincae-batches", daemon=True)
         self._thread.start()
+        self._finalizer = weakref.finalize(self, self._stop.set)
         self._next = step
 
     def get(self, step: int) -> Tensor:

@@ -58,7 +58,10 @@ def compact_checkpoint(source: str | Path, dest: str | Path) -> Path:
         raise ValueError(f"{source}: not a lincae training checkpoint of version {CKPT_VERSION}")
 
     def half(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+        # the network's weights only: buffers such as the STFT window stay float32
+        return {k: v.half() if v.is_floating_point() and k.startswith(weights) else v for k, v in tensors.items()}
+
+    weights = ("generator.",)
 
     optimizer = state["optimizer"]
     moments = {
@@ -68,12 +71,17 @@ def compact_checkpoint(source: str | Path, dest: str | Path) -> Path:
         **state,
         "compact": True,
         "model": half(state["model"]),
-        "ema": {**state["ema"], "shadow": half(state["ema"]["shadow"])},
+        "ema": {**state["ema"], "shadow": {k: v.half() for k, v in state["ema"]["shadow"].items()}},
         "optimizer": {"state": moments, "param_groups": optimizer["param_groups"]},
     }
+    from lincae.io.atomic import discard, new_temp, publish
+
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    torch.save(out, tmp)
-    tmp.replace(dest)
+    tmp = new_temp(dest)
+    try:
+        torch.save(out, tmp)
+        publish(tmp, dest)
+    finally:
+        discard(tmp)
     return dest

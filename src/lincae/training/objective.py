@@ -68,7 +68,7 @@ class TrainingObjective(nn.Module):
         sigmas_step: Tensor,
         noise: Tensor,
         recon_count: int,
-        stft_weight: float = 0.0,
+        stft_weight: Tensor | float = 0.0,
     ) -> Tensor:
         """Losses of one batch.
 
@@ -79,7 +79,8 @@ class TrainingObjective(nn.Module):
                 ``recon_count`` sigmas should be ``sigma_max``; their ``sigmas_step`` are unused).
             noise: ``[N, 2, F, frames]`` standard normal noise, in ``order``.
             recon_count: examples that get the reconstruction loss (0 to N).
-            stft_weight: weight of the multi-resolution STFT term (skipped while 0).
+            stft_weight: weight of the multi-resolution STFT term: a 0-d tensor (a compiled step is not
+                recompiled as it ramps) or a float (the term is skipped while it is 0).
 
         Returns:
             ``[4]`` float32: the weighted total, then the reconstruction MSE, the STFT distance and the
@@ -100,7 +101,7 @@ class TrainingObjective(nn.Module):
         recon = stft = consistency = zero
         if r > 0:
             recon = relative_mse(out[:r], target[:r])
-            if stft_weight > 0:
+            if isinstance(stft_weight, Tensor) or stft_weight > 0:
                 wave_out = self.frontend.to_waveform(out[:r])
                 wave_ref = self.frontend.to_waveform(target[:r])
                 stft = multi_resolution_stft(wave_out, wave_ref, self.stft_fft_sizes)

@@ -1,4 +1,5 @@
-"""The training loop: consistency training with Lin-CAE's augmentations, resumable, DDP-ready.
+"""The training loop: one-step reconstruction and consistency training with Lin-CAE's augmentations,
+resumable, DDP-ready (the objective: :mod:`lincae.training.objective`).
 
 Every random draw of step ``s`` (crops, augmentation, noise levels, noise) comes from generators
 seeded with ``(seed, s, rank)``, so resuming from a checkpoint continues exactly as an uninterrupted
@@ -19,6 +20,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from lincae.io.atomic import discard, new_temp, publish
 from lincae.models.autoencoder import Autoencoder
 from lincae.models.runtime import cpu_has_native_bf16
 from lincae.training.augment import AugmentedBatch, augment
@@ -65,7 +68,7 @@ class StepBatch:
     sigmas_step: Tensor
     noise: Tensor
     recon_count: int
-    stft_weight: float
+    stft_weight: Tensor
 
 
 @dataclass(frozen=True)
@@ -234,7 +237,7 @@ class Trainer:
             sigmas_step=sigmas_step.to(self.device, non_blocking=True),
             noise=noise,
             recon_count=recon,
-            stft_weight=cfg.objective.stft_weight_at(step),
+            stft_weight=torch.tensor(cfg.objective.stft_weight_at(step)),  # a 0-d CPU tensor: no transfer
         )
 
     def forward_backward(self, sb: StepBatch) -> Tensor:
@@ -267,7 +270,8 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         """Run step ``self.step``; returns its losses and gradient norm.
 
-        The step synchronises with the device once, to read those values; a non-finite loss or gradient
+        The step synchronises with the device once, to read those values (float16 training adds the
+        gradient scaler's own check; bfloat16 needs none); a non-finite loss or gradient
         raises :class:`TrainingDiverged` before the weights change.
         """
         step = self.step
@@ -469,9 +473,12 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
         }
-        tmp = path.with_suffix(".ckpt.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        tmp = new_temp(path)
+        try:
+            torch.save(state, tmp)
+            publish(tmp, path)
+        finally:
+            discard(tmp)
         return path
 
     def load_checkpoint(self, path: Path) -> None:
@@ -486,6 +493,17 @@ class Trainer:
         saved = TrainConfig.from_dict(_yaml(state["config"]))
         if saved.model != self.config.model:
             raise ValueError(f"{path}: checkpoint was trained with another model configuration")
+        changed = [
+            k
+            for k in ("data", "optim", "augment", "objective", "steps", "seed")
+            if getattr(saved, k) != getattr(self.config, k)
+        ]
+        if changed and self.dist.is_main:
+            warnings.warn(
+                f"resuming {path} with other settings than it was trained with ({', '.join(changed)}): "
+                "the schedules continue from the new ones",
+                stacklevel=2,
+            )
         self.model.load_state_dict(state["model"], strict=True)  # casts a compact checkpoint's float16 back
         self.ema.load_state_dict(state["ema"])
         optimizer = state["optimizer"]
