@@ -1,12 +1,13 @@
 """End-to-end latency through a JACK loop, measured with a click, against the engine's declared latency.
 
-    python benchmarks/jack_latency.py [--model PATH] [--block 256] [--clicks 5]
+    python benchmarks/jack_latency.py [--model PATH] [--preset NAME] [--threads 1] [--block 256] [--clicks 5]
 
 Starts its own JACK server (dummy backend, 44.1 kHz, period = --block), runs lincae live on it, and a
 second JACK client sends clicks into lincae's input and records its output. The mix is set fully dry
 (dry/wet 0 %) so the click comes back unchanged through the engine's windows and crossfades whatever
 the model; the timing path is the same as for the decoded signal. Without --model the default model's
-architecture is used with random weights.
+architecture is used with random weights. --preset takes the engine settings of a preset (default: the
+engine's defaults).
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import time
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
-from jack_server import dummy_jack_server
+from jack_server import dummy_jack_server, engine_config
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model")
+    ap.add_argument("--preset", help="engine settings of this preset (name or path)")
+    ap.add_argument("--threads", type=int, default=1, help="PyTorch threads for the inference worker")
     ap.add_argument("--block", type=int, default=256)
     ap.add_argument("--clicks", type=int, default=5)
     args = ap.parse_args()
@@ -36,7 +39,6 @@ def measure(args: argparse.Namespace) -> None:
     import jack
     import torch
 
-    from lincae.engine.config import EngineConfig
     from lincae.engine.mixer import LatentMixer
     from lincae.engine.params import ParameterRegistry, mixer_parameters
     from lincae.engine.stream import StreamingEngine
@@ -45,7 +47,7 @@ def measure(args: argparse.Namespace) -> None:
     from lincae.models.registry import load_model
     from lincae.training.config import TrainConfig
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     if args.model:
         model = load_model(args.model)
     else:
@@ -53,7 +55,7 @@ def measure(args: argparse.Namespace) -> None:
         model = Autoencoder(cfg.frontend, cfg.generator, cfg.diffusion)
     reg = ParameterRegistry(mixer_parameters(1))
     reg.set("mix.dry_wet", 0.0)
-    engine = StreamingEngine(LatentMixer(model, EngineConfig(sources=[1]), reg), block=args.block)
+    engine = StreamingEngine(LatentMixer(model, engine_config(args.preset, 1), reg), block=args.block)
     session = LiveSession(
         engine,
         LiveConfig(

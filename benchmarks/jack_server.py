@@ -29,3 +29,14 @@ def dummy_jack_server(tag: str, block: int, rate: int = 44100, inputs: int = 2, 
             sys.modules["sounddevice"]._terminate()
         jackd.terminate()
         jackd.wait(10)
+
+
+def engine_config(preset: str | None, sources: int) -> object:
+    """The engine settings of ``preset`` (a name or a path; None: the engine's defaults) for ``sources`` mono inputs."""
+    import dataclasses
+
+    from lincae.engine.config import EngineConfig
+    from lincae.presets import load_preset
+
+    base = load_preset(preset).engine if preset else EngineConfig()
+    return dataclasses.replace(base, sources=[1] * sources)

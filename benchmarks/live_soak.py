@@ -1,12 +1,14 @@
 """Soak test: lincae live on a JACK server for many minutes, music in, counting every dropout and xrun.
 
-    python benchmarks/live_soak.py [--minutes 10] [--model default] [--sources 1] [--block 256]
+    python benchmarks/live_soak.py [--minutes 10] [--model default] [--preset NAME] [--threads 1]
+        [--sources 1] [--block 256]
 
 Starts its own JACK server (dummy backend, 44.1 kHz, period = --block), runs a live session with the
-default engine settings and the given model, and a second JACK client plays held-out music (the mixes of
-a ``lincae dataset synth`` folder, looped; a generated piece if none is given) into every source while
-the output is consumed. Once a minute it prints the counters since the start: worker load (RTF, mean of
-the minute and peak), windows, dropped windows, dropouts, xruns, input overruns.
+given model and the engine settings of --preset (default: the engine's defaults), and a second JACK
+client plays held-out music (the mixes of a ``lincae dataset synth`` folder, looped; a generated piece
+if none is given) into every source while the output is consumed. Once a minute it prints the counters
+since the start: worker load (RTF, mean of the minute and peak), windows, dropped windows, dropouts,
+xruns, input overruns.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
-from jack_server import dummy_jack_server
+from jack_server import dummy_jack_server, engine_config
 
 
 def music(folder: str | None, seconds: float) -> np.ndarray:
@@ -43,6 +45,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--model", default="default")
+    ap.add_argument("--preset", help="engine settings of this preset (name or path)")
+    ap.add_argument("--threads", type=int, default=1, help="PyTorch threads for the inference worker")
     ap.add_argument("--sources", type=int, default=1)
     ap.add_argument("--block", type=int, default=256)
     ap.add_argument("--music", help="a lincae synth folder (e.g. data/synth-test)")
@@ -55,19 +59,18 @@ def soak(args: argparse.Namespace) -> None:
     import jack
     import torch
 
-    from lincae.engine.config import EngineConfig
     from lincae.engine.mixer import LatentMixer
     from lincae.engine.params import ParameterRegistry, mixer_parameters
     from lincae.engine.stream import StreamingEngine
     from lincae.io.live import LiveConfig, LiveSession
     from lincae.models.registry import load_model
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     model = load_model(args.model, max_batch_size=8)
     signal = 0.5 * music(args.music, 120.0)
     n = args.sources
     reg = ParameterRegistry(mixer_parameters(n))
-    engine = StreamingEngine(LatentMixer(model, EngineConfig(sources=[1] * n), reg), block=args.block)
+    engine = StreamingEngine(LatentMixer(model, engine_config(args.preset, n), reg), block=args.block)
     session = LiveSession(
         engine,
         LiveConfig(
@@ -105,7 +108,8 @@ def soak(args: argparse.Namespace) -> None:
         client.connect(pa_out, inp)
         m = engine.metrics
         print(
-            f"model {args.model}, {n} source(s), block {args.block}, declared latency {session.latency} samples "
+            f"model {args.model}, preset {args.preset or '(engine defaults)'}, {args.threads} thread(s), "
+            f"{n} source(s), block {args.block}, declared latency {session.latency} samples "
             f"({1000 * session.latency / 44100:.1f} ms), {args.minutes:g} minutes"
         )
         print("| minute | RTF mean | RTF peak | windows | dropped windows | dropouts | xruns | input overruns |")

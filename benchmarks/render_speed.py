@@ -1,6 +1,7 @@
 """Offline render speed (× real time) and peak memory for long inputs, against an older lincae.
 
-    python benchmarks/render_speed.py --minutes 1 60 [--model default] [--data data/synth-test] [--baseline-rev REV]
+    python benchmarks/render_speed.py --minutes 1 60 [--model default] [--data data/synth-test]
+        [--baseline-rev REV [--baseline-minutes 1]]
 
 Each length is rendered in a fresh process (so its peak RSS is its own) from a FLAC made by tiling the
 mixes of a synth dataset (or a generated signal when there is none), through the default engine
@@ -98,6 +99,7 @@ def main() -> None:
     ap.add_argument("--data", default="data/synth-test")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--baseline-rev", help="also render with src/ of this git revision (its own default model)")
+    ap.add_argument("--baseline-minutes", type=float, nargs="+", help="lengths the baseline renders (default: all)")
     args = ap.parse_args()
     root = Path(__file__).resolve().parents[1]
     print(
@@ -117,6 +119,8 @@ def main() -> None:
             src = Path(tmp) / f"in-{minutes:g}.flac"
             make_input(src, minutes, Path(args.data))
             for label, tree, model in trees:
+                if label == args.baseline_rev and args.baseline_minutes and minutes not in args.baseline_minutes:
+                    continue
                 r = render_child(tree, src, Path(tmp) / "out.flac", model, args.threads)
                 print(
                     f"| {label} | {minutes:g} min | {r['wall']:.1f} | {r['seconds'] / r['wall']:.2f} | "

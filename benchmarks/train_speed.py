@@ -149,6 +149,7 @@ with tempfile.TemporaryDirectory() as out:
 def measure_baseline(args: argparse.Namespace, cfg: TrainConfig) -> dict[str, float]:
     """Time ``Trainer.train_step`` of ``src/`` at ``args.baseline_rev`` (config without newer sections)."""
     old = {k: v for k, v in cfg.to_dict().items() if k not in ("objective", "config_version")}
+    old["optim"] = {k: v for k, v in old["optim"].items() if k != "cpu_bf16"}
     spec = {"config": old, "threads": args.threads, "device": args.device, "steps": args.steps, "warmup": args.warmup}
     with tempfile.TemporaryDirectory() as tmp:
         git = ["git", "archive", args.baseline_rev, "src"]
