@@ -195,6 +195,15 @@ def test_preset_save_and_load_restore_every_control(window: MainWindow, tmp_path
     assert window.recent_menu.actions()[0].text().endswith("mine.json")
 
 
+def test_changing_the_number_of_sources_leaves_one_master_and_one_dry_wet_knob(window: MainWindow) -> None:
+    """The master section is rebuilt with the strips; the old knobs leave it at once (no overlapping pair)."""
+    for n in (2, 3, 1):
+        window.sources_box.setValue(n)
+        knobs = [k for k in window.master_box.findChildren(ParamKnob) if k.parent() is not None]
+        assert sorted(k.name for k in knobs) == ["master.gain_db", "mix.dry_wet"], n
+        assert len(window.strip_holder.findChildren(ParamKnob)) == n
+
+
 def test_midi_program_change_loads_the_shipped_preset_of_that_number(window: MainWindow) -> None:
     """Program changes go through the same ProgramRecall as ``lincae live``: values and mappings, same sources."""
     from lincae.io.programs import ProgramRecall

@@ -432,9 +432,10 @@ class MainWindow(QMainWindow):
                 item.widget().setParent(None)
                 item.widget().deleteLater()
         self.strips = []
-        while self.master_holder.count():
+        while self.master_holder.count():  # off the window now: deleteLater alone waits for the event loop
             item = self.master_holder.takeAt(0)
             if item is not None and item.widget() is not None:
+                item.widget().setParent(None)
                 item.widget().deleteLater()
         self.controls = {}
         for i in range(1, n + 1):
