@@ -342,6 +342,17 @@ def test_batched_windows_equal_window_by_window_within_rounding(batch: int) -> N
     assert not np.array_equal(out[:, d : d + 9000], np.zeros_like(one))
 
 
+def test_one_mixer_renders_one_stream_after_another() -> None:
+    """Each render (and each live stream) starts the mixer at window 0: the second equals the first."""
+    mixer = LatentMixer(make_tiny_model(), EngineConfig(sources=[1], seed=3, **CONFIG), device="cpu")
+    x = tones(1, 6000, 4)
+    first = render(mixer, [x], batch=4)
+    second = render(mixer, [x], batch=4)
+    np.testing.assert_array_equal(first, second)
+    render(mixer, [tones(1, 2500, 5)], batch=1)  # another stream in between leaves nothing behind
+    np.testing.assert_array_equal(render(mixer, [x], batch=4), first)
+
+
 def test_metrics_show_the_mix_latents_after_gains() -> None:
     """The GUI's "Mix (after gains)" view reads metrics.mix_latents: the newest frame of the decoded mix."""
     model = make_tiny_model()

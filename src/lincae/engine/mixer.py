@@ -114,18 +114,26 @@ class LatentMixer:
             for o in range(self.out_channels)
         ]
         self.fade_in, self.fade_out = crossfade_curves(self.xfade, config.crossfade_shape)
+        self.last_latents = np.zeros((config.num_sources, model.latent_channels), np.float32)
+        self.last_mix_latents = np.zeros(model.latent_channels, np.float32)
+        self.last_compute_s = 0.0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream: window 0 comes next, parameters start (unramped) at the registry's values.
+
+        Every :class:`~lincae.engine.stream.StreamingEngine` (hence every live start and every offline
+        render) begins with this, so one mixer can serve one stream after another.
+        """
         frame_ms = 1000.0 * self.hop / self.sample_rate
-        ramp = max(1, math.ceil(config.smoothing_ms / frame_ms))
+        ramp = max(1, math.ceil(self.config.smoothing_ms / frame_ms))
         values = self.registry.values()
-        self.coef = Smoother(np.array(source_coefficients(values, config.num_sources)), ramp)
+        self.coef = Smoother(np.array(source_coefficients(values, self.config.num_sources)), ramp)
         self.wet = Smoother(np.array([values["mix.dry_wet"] / 100.0]), ramp)
         self._coef_frames: dict[int, np.ndarray] = {}  # absolute latent frame → coefficients
         self._wet_frames: dict[int, float] = {}
         self._last_frame = -(10**9)
         self.tail = np.zeros((self.out_channels, self.xfade), np.float32)
-        self.last_latents = np.zeros((config.num_sources, model.latent_channels), np.float32)
-        self.last_mix_latents = np.zeros(model.latent_channels, np.float32)
-        self.last_compute_s = 0.0
 
     # ------------------------------------------------------------------ geometry
     def window_end(self, k: int) -> int:

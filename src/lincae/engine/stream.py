@@ -104,6 +104,7 @@ class StreamingEngine:
         from lincae.engine.effects import ChainProcessor, chain_latency
 
         self.mixer = mixer
+        mixer.reset()  # this stream starts at window 0
         cfg = mixer.config
         self.rows = mixer.num_rows
         self.out_channels = mixer.out_channels
