@@ -388,6 +388,11 @@ def test_write_synth_dataset(tmp_path: Path, soundfont: Path) -> None:
     assert folder.meta(1)["seed"] == piece_seed(5, 1)
     assert np.array_equal(folder[0]["mix"], read_piece(dirs[0])["mix"])
 
+    # a folder of datasets (one per SoundFont, say) holds the pieces of each, dataset by dataset
+    both = StemFolder(tmp_path)
+    assert both.ids[:2] == tuple(f"a/{i}" for i in folder.ids) and len(both) == 2 + 2 + 1
+    assert np.array_equal(both[0]["mix"], folder[0]["mix"])
+
 
 def test_write_synth_dataset_validates(tmp_path: Path) -> None:
     with pytest.raises(ValueError):

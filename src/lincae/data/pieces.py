@@ -77,7 +77,7 @@ class StemFolder(Dataset[dict[str, np.ndarray]]):
 
     The pieces are those listed in ``root/index.json`` (as written by
     :func:`lincae.data.synth.write_synth_dataset`), else every sub-directory that holds audio files,
-    sorted by name. ``folder[i]`` is :func:`read_piece` of piece ``i``.
+    sorted by name, else the pieces of every synth dataset one level down (ids ``dataset/piece``). ``folder[i]`` is :func:`read_piece` of piece ``i``.
     """
 
     def __init__(self, root: str | Path, sample_rate: int | None = None, names: Sequence[str] | None = None):
@@ -96,6 +96,13 @@ class StemFolder(Dataset[dict[str, np.ndarray]]):
                 and not d.name.startswith(".")
                 and any(f.suffix.lower() in READ_SUFFIXES for f in d.iterdir())
             )
+            if not ids:  # a folder of synth datasets (one per SoundFont, say): their pieces, dataset by dataset
+                ids = [
+                    f"{sub.name}/{i}"
+                    for sub in sorted(self.root.iterdir())
+                    if (sub / "index.json").is_file()
+                    for i in StemFolder(sub).ids
+                ]
         else:
             raise FileNotFoundError(f"stem folder {self.root} does not exist")
         if not ids:
