@@ -1,19 +1,25 @@
 """The latency / quality trade-off of the engine's window settings, one table.
 
     python benchmarks/latency_quality.py [--model default] [--music data/synth-test] [--real data/real-eval]
+        [--write-load src/lincae/assets/models/lincae-small/worker_load.json]
 
 For each setting (window / step / lookahead frames, crossfade samples, compute budget): the declared
 latency at block 256, the worker's real-time factor (one source, one thread, window by window as live),
-and the boundary error: how far the fully wet output of that setting is from the offline render with a
+the boundary error: how far the fully wet output of that setting is from the offline render with a
 long window (96 / 64 / 16 frames, 1024-sample crossfade), as 10·log10(‖y − y_long‖² / ‖y_long‖²) dB
-over held-out music (lower is better; the error comes from the windows' edges). The presets' settings
-are marked.
+over held-out music (lower is better; the error comes from the windows' edges), and the chroma
+correlation of that output with the input (pitch kept: 1). The presets' settings
+are marked. ``--write-load`` writes the measured loads as the model's ``worker_load.json``, which
+``lincae presets``, ``lincae live --help`` and the GUI's preset menu quote (lincae.profiles).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import os
+import platform
 import sys
 from pathlib import Path
 
@@ -29,6 +35,7 @@ from lincae.engine.config import EngineConfig
 from lincae.engine.mixer import LatentMixer
 from lincae.engine.offline import render
 from lincae.engine.params import ParameterRegistry, mixer_parameters
+from lincae.evaluation.metrics import chroma_correlation
 from lincae.models.registry import load_model
 from lincae.models.runtime import keep_freed_memory
 from lincae.presets import list_presets, load_preset
@@ -40,6 +47,7 @@ SETTINGS = [  # window, step, lookahead, crossfade, compute budget
     (16, 12, 2, 256, 0.5),
     (16, 12, 2, 256, 0.75),
     (20, 12, 3, 256, 0.75),
+    (20, 14, 2, 256, 0.5),
     (20, 16, 2, 256, 0.5),
     (24, 16, 4, 512, 0.5),
     (32, 24, 4, 512, 1.0),
@@ -78,6 +86,7 @@ def main() -> None:
     ap.add_argument("--real", help="folder of held-out real recordings (FLAC)")
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--windows", type=int, default=30, help="windows timed per setting (0: no timing)")
+    ap.add_argument("--write-load", help="write the measured worker loads to this JSON file")
     args = ap.parse_args()
     keep_freed_memory()
     torch.set_num_threads(1)
@@ -93,9 +102,10 @@ def main() -> None:
     print(f"model {model.name}, hop {model.hop_length} samples; {len(clips)} clips of {args.seconds:g} s")
     print(
         "| window/step/lookahead (frames) | crossfade | budget | latency ms (block 256) | RTF mean | RTF p95 "
-        "| boundary error dB | presets |"
+        "| boundary error dB | chroma vs input | presets |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    rows = []
     for w, s, la, xf, b in settings:
         engine = {"window_frames": w, "step_frames": s, "lookahead_frames": la, "crossfade": xf, "compute_budget": b}
         cfg = EngineConfig.from_dict({**EngineConfig().to_dict(), **engine, "sources": [1]})
@@ -103,15 +113,55 @@ def main() -> None:
             cfg.check_model(model.hop_length)
         except ValueError:
             continue
-        err = sum(float(np.sum((wet_render(model, engine, c) - r) ** 2)) for c, r in zip(clips, refs, strict=True))
+        wets = [wet_render(model, engine, c) for c in clips]
+        err = sum(float(np.sum((y - r) ** 2)) for y, r in zip(wets, refs, strict=True))
+        chroma = float(
+            np.mean(
+                [
+                    float(chroma_correlation(torch.from_numpy(y), torch.from_numpy(c)))
+                    for y, c in zip(wets, clips, strict=True)
+                ]
+            )
+        )
         energy = sum(float(np.sum(r**2)) for r in refs)
         m = measure(model, cfg, args.windows, "cpu") if args.windows else {"mean": float("nan"), "p95": float("nan")}
         latency = 1000 * cfg.latency_samples(model.hop_length, 256) / model.sample_rate
         print(
             f"| {w}/{s}/{la} | {xf} | {b:g} | {latency:.0f} | {m['mean']:.3f} | {m['p95']:.3f} | "
-            f"{10 * np.log10(err / energy):.1f} | {', '.join(presets.get((w, s, la, xf, b), []))} |",
+            f"{10 * np.log10(err / energy):.1f} | {chroma:.3f} | {', '.join(presets.get((w, s, la, xf, b), []))} |",
             flush=True,
         )
+        rows.append(
+            {
+                **engine,
+                "latency_ms": round(latency, 1),
+                "rtf_mean": round(m["mean"], 3),
+                "rtf_p95": round(m["p95"], 3),
+                "boundary_error_db": round(float(10 * np.log10(err / energy)), 1),
+                "chroma": round(chroma, 3),
+            }
+        )
+    if args.write_load and args.windows:
+        record = {
+            "model": model.name,
+            "machine": f"{cpu_name()}, {os.cpu_count()} cores",
+            "date": datetime.date.today().isoformat(),
+            "measured": "mean worker load (compute / audio time of a step), one mono source, one PyTorch thread",
+            "command": "python benchmarks/latency_quality.py " + " ".join(sys.argv[1:]),
+            "settings": rows,
+        }
+        Path(args.write_load).write_text(json.dumps(record, indent=2) + "\n")
+        print(f"wrote {args.write_load}")
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

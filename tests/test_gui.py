@@ -558,11 +558,11 @@ def test_the_preset_menu_shows_each_presets_latency_for_the_block(window: MainWi
 
     labels = [a.text() for a in window.shipped_menu.actions()]
     block = int(window.block_combo.currentData())
-    assert labels == [f"{p.name}  ({p.latency_ms:.0f} ms)" for p in engine_profiles(block)]
+    assert labels == [f"{p.name}  ({p.cost()})" for p in engine_profiles(block)]
     other = next(i for i in range(window.block_combo.count()) if window.block_combo.itemData(i) != block)
     window.block_combo.setCurrentIndex(other)
     block = int(window.block_combo.currentData())
     assert [a.text() for a in window.shipped_menu.actions()] == [
-        f"{p.name}  ({p.latency_ms:.0f} ms)" for p in engine_profiles(block)
+        f"{p.name}  ({p.cost()})" for p in engine_profiles(block)
     ]
     assert all(a.toolTip() for a in window.shipped_menu.actions())

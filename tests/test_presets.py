@@ -308,6 +308,29 @@ def test_the_presets_command_lists_each_presets_latency(capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     for p in engine_profiles(256):
         assert f"{p.name}: " in out and f"engine latency {p.latency_ms:.0f} ms" in out
+        assert f"(plus the device's), worker load {p.worker_load:.2f};" in out
+    assert "one mono source, one PyTorch thread, measured with the shipped model on" in out
     with pytest.raises(SystemExit):
         main(["live", "--help"])
     assert "low-latency" in capsys.readouterr().out
+
+
+def test_every_shipped_preset_has_a_measured_worker_load_and_low_latency_keeps_up() -> None:
+    """The shipped model's worker_load.json covers every preset's settings; low-latency is below 0.35 there."""
+    from lincae.profiles import engine_profiles
+
+    profiles = {p.name: p for p in engine_profiles(256)}
+    for p in profiles.values():
+        assert p.worker_load is not None and 0.0 < p.worker_load < 1.0, p.name
+        assert p.measured_on and f"load {p.worker_load:.2f}" in p.cost()
+    assert profiles["low-latency"].worker_load <= 0.35
+
+
+def test_worker_load_table_reads_the_benchmark_file_and_tolerates_none(tmp_path: Path) -> None:
+    from lincae.profiles import WORKER_LOAD_FILE, worker_load_table
+
+    assert worker_load_table(tmp_path) == ({}, "")
+    row = {"window_frames": 16, "step_frames": 12, "lookahead_frames": 2, "crossfade": 256, "compute_budget": 0.5}
+    (tmp_path / WORKER_LOAD_FILE).write_text(json.dumps({"machine": "cpu x", "settings": [{**row, "rtf_mean": 0.2}]}))
+    table, machine = worker_load_table(tmp_path)
+    assert table == {(16, 12, 2, 256, 0.5): 0.2} and machine == "cpu x"

@@ -903,7 +903,7 @@ class MainWindow(QMainWindow):
 
     # ---------------------------------------------------------------------------------------- presets
     def _fill_shipped_menu(self) -> None:
-        """One entry per shipped preset, with the engine latency its settings cost (the description as tooltip)."""
+        """One entry per shipped preset, with the latency and worker load its settings cost (description as tooltip)."""
         from lincae.profiles import engine_profiles
 
         self.shipped_menu.clear()
@@ -913,7 +913,7 @@ class MainWindow(QMainWindow):
         except Exception:
             profiles = []
         for p in profiles:
-            act = self.shipped_menu.addAction(f"{p.name}  ({p.latency_ms:.0f} ms)")
+            act = self.shipped_menu.addAction(f"{p.name}  ({p.cost()})")
             assert act is not None
             act.setToolTip(p.description)
             act.triggered.connect(lambda _c=False, n=p.name: self._guard(lambda: self.load_preset(n)))

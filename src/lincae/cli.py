@@ -323,18 +323,26 @@ def cmd_gui(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    """List the shipped presets with what their engine settings cost (latency) and their descriptions."""
+    """List the shipped presets with what their engine settings cost (latency, worker load) and their descriptions."""
     import textwrap
 
     from lincae.profiles import engine_profiles
 
-    for p in engine_profiles(args.block):
+    profiles = engine_profiles(args.block)
+    for p in profiles:
         print(f"{p.name}: {p.title}")
+        load = f"worker load {p.worker_load:.2f}" if p.worker_load is not None else "worker load not measured"
         print(
-            f"  engine latency {p.latency_ms:.0f} ms at block {args.block} (plus the device's); "
+            f"  engine latency {p.latency_ms:.0f} ms at block {args.block} (plus the device's), {load}; "
             f"windows of {p.window_ms:.0f} ms every {p.step_ms:.0f} ms"
         )
         print(textwrap.fill(p.description, width=100, initial_indent="  ", subsequent_indent="  "))
+    machines = sorted({p.measured_on for p in profiles if p.measured_on})
+    if machines:
+        print(
+            "worker load: compute time / audio time of a step (above 1 drops out), one mono source, one PyTorch "
+            f"thread, measured with the shipped model on {'; '.join(machines)}"
+        )
     return 0
 
 
@@ -639,6 +647,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (``lincae presets | head``): nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 0
     except (ValueError, OSError) as e:
         print(f"lincae {args.command}: error: {e}", file=sys.stderr)
         return 2

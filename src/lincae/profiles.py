@@ -2,8 +2,10 @@
 
 For help texts and menus: the declared latency follows from a preset's window, step, lookahead,
 crossfade and compute budget and the model's frame size (read from the shipped model's
-``config.json``); the presets' descriptions state the worker load measured on a 2-core CPU
-(BENCHMARKS.md). Importing this module loads neither PyTorch nor pedalboard.
+``config.json``); the worker load (compute time / audio time of a step, one source, one thread) is the
+one measured for those settings with that model and written beside it as ``worker_load.json`` by
+``benchmarks/latency_quality.py --write-load``. Importing this module loads neither PyTorch nor
+pedalboard.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from pathlib import Path
 from lincae.engine.config import EngineConfig
 from lincae.presets import list_presets, preset_path, upgrade
 
-__all__ = ["EngineProfile", "engine_profiles", "profiles_help", "shipped_model_frame"]
+__all__ = ["EngineProfile", "engine_profiles", "profiles_help", "shipped_model_frame", "worker_load_table"]
+
+#: File beside the shipped model's config.json with the worker load measured for engine settings.
+WORKER_LOAD_FILE = "worker_load.json"
 
 #: STFT hop, FFT size over hop and halvings of time assumed when no model is shipped (the default model's).
 FALLBACK_GEOMETRY = (256, 4, 0)
@@ -32,18 +37,60 @@ class EngineProfile:
     window_ms: float
     step_ms: float
     description: str
+    worker_load: float | None = None  # mean RTF measured for these settings (one source, one thread), if known
+    measured_on: str = ""  # the machine that measured it
+
+    def cost(self) -> str:
+        """``"128 ms, load 0.25"``: the declared latency and, where measured, the worker load."""
+        load = f", load {self.worker_load:.2f}" if self.worker_load is not None else ""
+        return f"{self.latency_ms:.0f} ms{load}"
+
+
+def _shipped_model_dir() -> Path | None:
+    """The folder of the shipped default model (marked ``metadata.default`` in its ``config.json``)."""
+    root = Path(str(resources.files("lincae"))) / "assets" / "models"
+    for config_path in sorted(root.glob("*/config.json")) if root.is_dir() else []:
+        if json.loads(config_path.read_text()).get("metadata", {}).get("default"):
+            return config_path.parent
+    return None
 
 
 def _shipped_geometry() -> tuple[int, int, int]:
     """STFT hop, FFT size over hop and time halvings of the shipped default model (its ``config.json``)."""
-    root = Path(str(resources.files("lincae"))) / "assets" / "models"
-    for config_path in sorted(root.glob("*/config.json")) if root.is_dir() else []:
-        config = json.loads(config_path.read_text())
-        if config.get("metadata", {}).get("default"):
-            temporal = [int(v) for v in config["generator"].get("freq_downsample_list", [])].count(0)
-            frontend = config["frontend"]
-            return int(frontend["hop_size"]), int(frontend.get("n_fft_factor", 4)), temporal
-    return FALLBACK_GEOMETRY
+    folder = _shipped_model_dir()
+    if folder is None:
+        return FALLBACK_GEOMETRY
+    config = json.loads((folder / "config.json").read_text())
+    temporal = [int(v) for v in config["generator"].get("freq_downsample_list", [])].count(0)
+    frontend = config["frontend"]
+    return int(frontend["hop_size"]), int(frontend.get("n_fft_factor", 4)), temporal
+
+
+def _settings_key(e: EngineConfig) -> tuple[int, int, int, int, float]:
+    return (e.window_frames, e.step_frames, e.lookahead_frames, e.crossfade, float(e.compute_budget))
+
+
+def worker_load_table(folder: Path | None = None) -> tuple[dict[tuple[int, int, int, int, float], float], str]:
+    """Measured mean worker load by engine settings (window, step, lookahead, crossfade, budget), and the machine.
+
+    Read from ``worker_load.json`` in ``folder`` (default: the shipped model's); empty when there is none.
+    """
+    folder = folder if folder is not None else _shipped_model_dir()
+    path = folder / WORKER_LOAD_FILE if folder is not None else None
+    if path is None or not path.is_file():
+        return {}, ""
+    data = json.loads(path.read_text())
+    table = {
+        (
+            int(r["window_frames"]),
+            int(r["step_frames"]),
+            int(r["lookahead_frames"]),
+            int(r["crossfade"]),
+            float(r["compute_budget"]),
+        ): float(r["rtf_mean"])
+        for r in data.get("settings", [])
+    }
+    return table, str(data.get("machine", ""))
 
 
 def shipped_model_frame() -> int:
@@ -56,6 +103,7 @@ def engine_profiles(block: int = 256) -> list[EngineProfile]:
     """The shipped presets' engine settings, with their declared latency for the shipped model."""
     hop, fft_factor, temporal = _shipped_geometry()
     frame = hop * 2**temporal
+    loads, machine = worker_load_table()
     out = []
     for name in list_presets():
         # the engine block and texts only: a full load validates the chains, which imports pedalboard
@@ -69,6 +117,8 @@ def engine_profiles(block: int = 256) -> list[EngineProfile]:
                 window_ms=1000.0 * ((e.window_frames * 2**temporal - 1) * hop + fft_factor * hop) / 44100,
                 step_ms=1000.0 * e.step_frames * frame / 44100,
                 description=data.get("description", ""),
+                worker_load=loads.get(_settings_key(e)),
+                measured_on=machine if _settings_key(e) in loads else "",
             )
         )
     return out
@@ -76,9 +126,16 @@ def engine_profiles(block: int = 256) -> list[EngineProfile]:
 
 def profiles_help(block: int = 256) -> str:
     """One line per shipped preset: its declared latency and step, for ``lincae live --help``."""
-    lines = [f"engine latency of the shipped presets with the shipped model (block {block}, plus the device's):"]
-    for p in engine_profiles(block):
+    profiles = engine_profiles(block)
+    lines = [
+        f"what the shipped presets cost with the shipped model: engine latency at block {block} (plus the device's) "
+        "and worker load (compute / audio time, one source, one thread; above 1 drops out):"
+    ]
+    for p in profiles:
         window = f"windows of {p.window_ms:.0f} ms every {p.step_ms:.0f} ms"
-        lines.append(f"  {p.name:16s} {p.latency_ms:4.0f} ms  ({window})")
-    lines.append("the worker load each was measured at: lincae presets (and BENCHMARKS.md)")
+        load = f"load {p.worker_load:.2f}" if p.worker_load is not None else "load not measured"
+        lines.append(f"  {p.name:16s} {p.latency_ms:4.0f} ms  {load}  ({window})")
+    machines = sorted({p.measured_on for p in profiles if p.measured_on})
+    if machines:
+        lines.append(f"loads measured on: {'; '.join(machines)} (benchmarks/latency_quality.py)")
     return "\n".join(lines)
