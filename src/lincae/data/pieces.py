@@ -77,7 +77,8 @@ class StemFolder(Dataset[dict[str, np.ndarray]]):
 
     The pieces are those listed in ``root/index.json`` (as written by
     :func:`lincae.data.synth.write_synth_dataset`), else every sub-directory that holds audio files,
-    sorted by name, else the pieces of every synth dataset one level down (ids ``dataset/piece``). ``folder[i]`` is :func:`read_piece` of piece ``i``.
+    sorted by name, else the pieces of every synth dataset one level down (ids ``dataset/piece``).
+    ``folder[i]`` is :func:`read_piece` of piece ``i``.
     """
 
     def __init__(self, root: str | Path, sample_rate: int | None = None, names: Sequence[str] | None = None):
