@@ -3,8 +3,9 @@
     python benchmarks/latency_quality.py [--model default] [--music data/synth-test] [--real data/real-eval]
         [--write-load src/lincae/assets/models/lincae-small/worker_load.json]
 
-For each setting (window / step / lookahead frames, crossfade samples, compute budget): the declared
-latency at block 256, the worker's real-time factor (one source, one thread, window by window as live),
+For each setting (window / step / lookahead frames, crossfade samples, compute budget) with one mono
+source, and for each shipped preset's settings with its own sources: the declared latency at block 256,
+the worker's real-time factor (one thread, window by window as live, the model without effect chains),
 the boundary error: how far the fully wet output of that setting is from the offline render with a
 long window (96 / 64 / 16 frames, 1024-sample crossfade), as 10·log10(‖y − y_long‖² / ‖y_long‖²) dB
 over held-out music (lower is better; the error comes from the windows' edges), and the chroma
@@ -88,65 +89,73 @@ def main() -> None:
     ap.add_argument("--windows", type=int, default=30, help="windows timed per setting (0: no timing)")
     ap.add_argument("--write-load", help="write the measured worker loads to this JSON file")
     args = ap.parse_args()
+    if args.write_load and not args.windows:
+        ap.error("--write-load needs timed windows (--windows > 0)")
     keep_freed_memory()
     torch.set_num_threads(1)
     model = load_model(args.model, max_batch_size=64)
     clips = held_out(args.music, args.real, args.seconds)
     refs = [wet_render(model, LONG, c) for c in clips]
-    presets = {}
+    presets: dict[tuple, list[str]] = {}
     for name in list_presets():
         e = load_preset(name).engine
-        key = (e.window_frames, e.step_frames, e.lookahead_frames, e.crossfade, e.compute_budget)
+        key = (e.window_frames, e.step_frames, e.lookahead_frames, e.crossfade, e.compute_budget, tuple(e.sources))
         presets.setdefault(key, []).append(name)
-    settings = list(dict.fromkeys([*SETTINGS, *presets]))
+    settings = list(dict.fromkeys([*((*x, (1,)) for x in SETTINGS), *presets]))
     print(f"model {model.name}, hop {model.hop_length} samples; {len(clips)} clips of {args.seconds:g} s")
     print(
-        "| window/step/lookahead (frames) | crossfade | budget | latency ms (block 256) | RTF mean | RTF p95 "
-        "| boundary error dB | chroma vs input | presets |"
+        "| window/step/lookahead (frames) | crossfade | budget | sources (channels) | latency ms (block 256) "
+        "| RTF mean | RTF p95 | boundary error dB | chroma vs input | presets |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---|---:|---:|---:|---:|---:|---|")
     rows = []
-    for w, s, la, xf, b in settings:
+    quality: dict[tuple, tuple[float, float]] = {}
+    for w, s, la, xf, b, sources in settings:
         engine = {"window_frames": w, "step_frames": s, "lookahead_frames": la, "crossfade": xf, "compute_budget": b}
-        cfg = EngineConfig.from_dict({**EngineConfig().to_dict(), **engine, "sources": [1]})
+        cfg = EngineConfig.from_dict({**EngineConfig().to_dict(), **engine, "sources": list(sources)})
         try:
             cfg.check_model(model.hop_length)
         except ValueError:
             continue
-        wets = [wet_render(model, engine, c) for c in clips]
-        err = sum(float(np.sum((y - r) ** 2)) for y, r in zip(wets, refs, strict=True))
-        chroma = float(
-            np.mean(
+        if (w, s, la, xf, b) not in quality:  # the windowing's quality, on mono clips
+            wets = [wet_render(model, engine, c) for c in clips]
+            err = sum(float(np.sum((y - r) ** 2)) for y, r in zip(wets, refs, strict=True))
+            energy = sum(float(np.sum(r**2)) for r in refs)
+            chroma = np.mean(
                 [
                     float(chroma_correlation(torch.from_numpy(y), torch.from_numpy(c)))
                     for y, c in zip(wets, clips, strict=True)
                 ]
             )
-        )
-        energy = sum(float(np.sum(r**2)) for r in refs)
+            quality[(w, s, la, xf, b)] = (float(10 * np.log10(err / energy)), float(chroma))
+        error_db, chroma = quality[(w, s, la, xf, b)]
         m = measure(model, cfg, args.windows, "cpu") if args.windows else {"mean": float("nan"), "p95": float("nan")}
         latency = 1000 * cfg.latency_samples(model.hop_length, 256) / model.sample_rate
+        names = ", ".join(presets.get((w, s, la, xf, b, sources), []))
         print(
-            f"| {w}/{s}/{la} | {xf} | {b:g} | {latency:.0f} | {m['mean']:.3f} | {m['p95']:.3f} | "
-            f"{10 * np.log10(err / energy):.1f} | {chroma:.3f} | {', '.join(presets.get((w, s, la, xf, b), []))} |",
+            f"| {w}/{s}/{la} | {xf} | {b:g} | {'+'.join(map(str, sources))} | {latency:.0f} | {m['mean']:.3f} | "
+            f"{m['p95']:.3f} | {error_db:.1f} | {chroma:.3f} | {names} |",
             flush=True,
         )
         rows.append(
             {
                 **engine,
+                "sources": list(sources),
+                "diffusion_steps": cfg.diffusion_steps,
                 "latency_ms": round(latency, 1),
                 "rtf_mean": round(m["mean"], 3),
                 "rtf_p95": round(m["p95"], 3),
-                "boundary_error_db": round(float(10 * np.log10(err / energy)), 1),
+                "boundary_error_db": round(error_db, 1),
                 "chroma": round(chroma, 3),
             }
         )
-    if args.write_load and args.windows:
+    if args.write_load:
         record = {
             "model": model.name,
             "machine": f"{cpu_name()}, {os.cpu_count()} cores",
             "date": datetime.date.today().isoformat(),
-            "measured": "mean worker load (compute / audio time of a step), one mono source, one PyTorch thread",
+            "measured": "mean worker load (compute / audio time of a step) for the sources' layout, model only "
+            "(no effect chains), one PyTorch thread",
             "command": "python benchmarks/latency_quality.py " + " ".join(sys.argv[1:]),
             "settings": rows,
         }

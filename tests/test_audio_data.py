@@ -156,3 +156,22 @@ def test_read_piece_and_stem_folder(tmp_path: Path) -> None:
     assert stem_folder.ids == ("p0", "p1") and len(stem_folder) == 2
     assert np.array_equal(stem_folder[0]["drums"], stems["drums"])
     assert stem_folder.meta(0) == {}
+
+
+def test_a_folder_of_synth_datasets_lists_their_pieces_and_skips_what_is_not_one(tmp_path: Path) -> None:
+    import json
+
+    tone = _tone(0.1, 440, SR)
+    for dataset, pieces in (("fluid", ["a0", "a1"]), ("timgm", ["b0"])):
+        for piece in pieces:
+            (tmp_path / dataset / piece).mkdir(parents=True)
+            write_wav(tmp_path / dataset / piece / "mix.wav", tone, SR)
+        index = {"format": "lincae-synth", "version": 1, "pieces": [{"id": p} for p in pieces]}
+        (tmp_path / dataset / "index.json").write_text(json.dumps(index))
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "index.json").write_text(json.dumps({"format": "someone-else", "items": [1]}))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "index.json").write_text("{not json")
+    folder = StemFolder(tmp_path)
+    assert folder.ids == ("fluid/a0", "fluid/a1", "timgm/b0")
+    assert np.array_equal(folder[2]["mix"], read_piece(tmp_path / "timgm" / "b0")["mix"])

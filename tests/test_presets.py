@@ -331,6 +331,11 @@ def test_worker_load_table_reads_the_benchmark_file_and_tolerates_none(tmp_path:
 
     assert worker_load_table(tmp_path) == ({}, "")
     row = {"window_frames": 16, "step_frames": 12, "lookahead_frames": 2, "crossfade": 256, "compute_budget": 0.5}
-    (tmp_path / WORKER_LOAD_FILE).write_text(json.dumps({"machine": "cpu x", "settings": [{**row, "rtf_mean": 0.2}]}))
+    rows = [{**row, "rtf_mean": 0.2}, {**row, "sources": [2, 2], "rtf_mean": 0.5}]
+    (tmp_path / WORKER_LOAD_FILE).write_text(json.dumps({"machine": "cpu x", "settings": rows}))
     table, machine = worker_load_table(tmp_path)
-    assert table == {(16, 12, 2, 256, 0.5): 0.2} and machine == "cpu x"
+    assert table == {(16, 12, 2, 256, 0.5, (1,), 1): 0.2, (16, 12, 2, 256, 0.5, (2, 2), 1): 0.5}
+    assert machine == "cpu x"
+    for broken in ("{not json", json.dumps({"settings": [{"window_frames": 16}]}), json.dumps({"settings": 3})):
+        (tmp_path / WORKER_LOAD_FILE).write_text(broken)
+        assert worker_load_table(tmp_path) == ({}, "")  # a damaged file shows no loads; nothing fails

@@ -632,6 +632,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe whose reader has gone; if so, point it at /dev/null for exit's flush."""
+    try:
+        sys.stdout.flush()
+        return False
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # Spinning OpenMP threads stall badly when audio threads share a small CPU; this must be set
     # before PyTorch loads (the sub-commands import it lazily).
@@ -647,9 +659,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # the reader went away (``lincae presets | head``): nothing left to say
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
-        return 0
+    except BrokenPipeError as e:
+        if not _stdout_closed():
+            print(f"lincae {args.command}: error: {e}", file=sys.stderr)
+            return 2
+        return 141  # the reader of our output went away (``lincae presets | head``): quietly, as SIGPIPE would
     except (ValueError, OSError) as e:
         print(f"lincae {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -2,8 +2,8 @@
 
 For help texts and menus: the declared latency follows from a preset's window, step, lookahead,
 crossfade and compute budget and the model's frame size (read from the shipped model's
-``config.json``); the worker load (compute time / audio time of a step, one source, one thread) is the
-one measured for those settings with that model and written beside it as ``worker_load.json`` by
+``config.json``); the worker load (compute time / audio time of a step, one thread) is the one
+measured for those settings and that source layout with that model and written beside it as ``worker_load.json`` by
 ``benchmarks/latency_quality.py --write-load``. Importing this module loads neither PyTorch nor
 pedalboard.
 """
@@ -66,31 +66,49 @@ def _shipped_geometry() -> tuple[int, int, int]:
     return int(frontend["hop_size"]), int(frontend.get("n_fft_factor", 4)), temporal
 
 
-def _settings_key(e: EngineConfig) -> tuple[int, int, int, int, float]:
-    return (e.window_frames, e.step_frames, e.lookahead_frames, e.crossfade, float(e.compute_budget))
+SettingsKey = tuple[int, int, int, int, float, tuple[int, ...], int]
 
 
-def worker_load_table(folder: Path | None = None) -> tuple[dict[tuple[int, int, int, int, float], float], str]:
-    """Measured mean worker load by engine settings (window, step, lookahead, crossfade, budget), and the machine.
+def _settings_key(e: EngineConfig) -> SettingsKey:
+    """What a worker load depends on: window, step, lookahead, crossfade, budget, the sources' channels, steps."""
+    return (
+        e.window_frames,
+        e.step_frames,
+        e.lookahead_frames,
+        e.crossfade,
+        float(e.compute_budget),
+        tuple(int(c) for c in e.sources),
+        e.diffusion_steps,
+    )
 
-    Read from ``worker_load.json`` in ``folder`` (default: the shipped model's); empty when there is none.
+
+def worker_load_table(folder: Path | None = None) -> tuple[dict[SettingsKey, float], str]:
+    """Measured mean worker load by engine settings and source layout, and the machine that measured it.
+
+    Read from ``worker_load.json`` in ``folder`` (default: the shipped model's); empty when there is none
+    or it cannot be read (a menu or help text then shows no load rather than failing).
     """
     folder = folder if folder is not None else _shipped_model_dir()
     path = folder / WORKER_LOAD_FILE if folder is not None else None
     if path is None or not path.is_file():
         return {}, ""
-    data = json.loads(path.read_text())
-    table = {
-        (
-            int(r["window_frames"]),
-            int(r["step_frames"]),
-            int(r["lookahead_frames"]),
-            int(r["crossfade"]),
-            float(r["compute_budget"]),
-        ): float(r["rtf_mean"])
-        for r in data.get("settings", [])
-    }
-    return table, str(data.get("machine", ""))
+    try:
+        data = json.loads(path.read_text())
+        table = {
+            (
+                int(r["window_frames"]),
+                int(r["step_frames"]),
+                int(r["lookahead_frames"]),
+                int(r["crossfade"]),
+                float(r["compute_budget"]),
+                tuple(int(c) for c in r.get("sources", [1])),
+                int(r.get("diffusion_steps", 1)),
+            ): float(r["rtf_mean"])
+            for r in data["settings"]
+        }
+        return table, str(data.get("machine", ""))
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}, ""
 
 
 def shipped_model_frame() -> int:

@@ -72,6 +72,19 @@ def read_piece(
     return stems
 
 
+def _synth_dataset_ids(folder: Path) -> list[str]:
+    """Piece ids listed by ``folder/index.json`` when it is a lincae synth dataset's index, else none."""
+    from lincae.data.synth import DATASET_FORMAT
+
+    try:
+        index = json.loads((folder / "index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(index, dict) or index.get("format") != DATASET_FORMAT:
+        return []
+    return [str(p["id"]) for p in index.get("pieces", []) if isinstance(p, dict) and "id" in p]
+
+
 class StemFolder(Dataset[dict[str, np.ndarray]]):
     """Map-style dataset over the pieces of a synth dataset (or any folder of stem folders).
 
@@ -98,12 +111,7 @@ class StemFolder(Dataset[dict[str, np.ndarray]]):
                 and any(f.suffix.lower() in READ_SUFFIXES for f in d.iterdir())
             )
             if not ids:  # a folder of synth datasets (one per SoundFont, say): their pieces, dataset by dataset
-                ids = [
-                    f"{sub.name}/{i}"
-                    for sub in sorted(self.root.iterdir())
-                    if (sub / "index.json").is_file()
-                    for i in StemFolder(sub).ids
-                ]
+                ids = [f"{sub.name}/{i}" for sub in sorted(self.root.iterdir()) for i in _synth_dataset_ids(sub)]
         else:
             raise FileNotFoundError(f"stem folder {self.root} does not exist")
         if not ids:

@@ -123,8 +123,11 @@ class LatentMixer:
         """Forget the stream: window 0 comes next, parameters start (unramped) at the registry's values.
 
         Every :class:`~lincae.engine.stream.StreamingEngine` (hence every live start and every offline
-        render) begins with this, so one mixer can serve one stream after another.
+        render) begins with this, so one mixer can serve one stream after another, not two at once.
         """
+        self.last_latents.fill(0.0)
+        self.last_mix_latents.fill(0.0)
+        self.last_compute_s = 0.0
         frame_ms = 1000.0 * self.hop / self.sample_rate
         ramp = max(1, math.ceil(self.config.smoothing_ms / frame_ms))
         values = self.registry.values()
