@@ -309,7 +309,7 @@ def test_the_presets_command_lists_each_presets_latency(capsys: pytest.CaptureFi
     for p in engine_profiles(256):
         assert f"{p.name}: " in out and f"engine latency {p.latency_ms:.0f} ms" in out
         assert f"(plus the device's), worker load {p.worker_load:.2f};" in out
-    assert "one mono source, one PyTorch thread, measured with the shipped model on" in out
+    assert "for the preset's sources, model only (effect chains add their own), one PyTorch thread" in out
     with pytest.raises(SystemExit):
         main(["live", "--help"])
     assert "low-latency" in capsys.readouterr().out

@@ -340,7 +340,8 @@ def cmd_presets(args: argparse.Namespace) -> int:
     machines = sorted({p.measured_on for p in profiles if p.measured_on})
     if machines:
         print(
-            "worker load: compute time / audio time of a step (above 1 drops out), one mono source, one PyTorch "
+            "worker load: compute time / audio time of a step (above 1 drops out) for the preset's sources, "
+            "model only (effect chains add their own), one PyTorch "
             f"thread, measured with the shipped model on {'; '.join(machines)}"
         )
     return 0

@@ -37,7 +37,7 @@ class EngineProfile:
     window_ms: float
     step_ms: float
     description: str
-    worker_load: float | None = None  # mean RTF measured for these settings (one source, one thread), if known
+    worker_load: float | None = None  # mean RTF measured for these settings and sources (one thread), if known
     measured_on: str = ""  # the machine that measured it
 
     def cost(self) -> str:
@@ -147,7 +147,7 @@ def profiles_help(block: int = 256) -> str:
     profiles = engine_profiles(block)
     lines = [
         f"what the shipped presets cost with the shipped model: engine latency at block {block} (plus the device's) "
-        "and worker load (compute / audio time, one source, one thread; above 1 drops out):"
+        "and worker load (compute / audio time for the preset's sources, one thread; above 1 drops out):"
     ]
     for p in profiles:
         window = f"windows of {p.window_ms:.0f} ms every {p.step_ms:.0f} ms"
