@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 from lincae.engine.config import EngineConfig
 from lincae.engine.params import ParameterRegistry, ParameterSpec, mixer_parameters
-from lincae.io.atomic import discard, new_temp, publish
+from lincae.io.atomic import write_atomically
 from lincae.io.mapping import MidiMapping
 
 if TYPE_CHECKING:
@@ -533,17 +533,14 @@ class Preset:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Validate, then write atomically (a temporary file in the same folder, renamed over ``path``)."""
         text = self.validate().to_json()
-        p = Path(path)
-        tmp = new_temp(p)
-        try:
+
+        def write(tmp: Path) -> None:
             with open(tmp, "w", encoding="utf-8") as f:
                 f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
-            publish(tmp, p)
-        finally:
-            discard(tmp)
-        return p
+
+        return write_atomically(path, write)
 
     # -- using -------------------------------------------------------------------------------------
 

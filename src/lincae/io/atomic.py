@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["current_umask", "discard", "new_temp", "publish"]
+__all__ = ["current_umask", "discard", "new_temp", "publish", "write_atomically"]
 
 
 def current_umask() -> int:
@@ -45,3 +46,16 @@ def publish(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
 def discard(tmp: str | os.PathLike[str]) -> None:
     """Remove a temporary file if it is still there."""
     Path(tmp).unlink(missing_ok=True)
+
+
+def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
+    """``write(tmp)`` into a temporary file beside ``path``, then :func:`publish` it over ``path``.
+
+    A failed or interrupted write leaves ``path`` as it was and no temporary file behind.
+    """
+    tmp = new_temp(path)
+    try:
+        write(tmp)
+        return publish(tmp, path)
+    finally:
+        discard(tmp)

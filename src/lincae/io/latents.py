@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from lincae.io.atomic import discard, new_temp, publish
+from lincae.io.atomic import write_atomically
 
 if TYPE_CHECKING:
     from lincae.models.autoencoder import Autoencoder
@@ -84,13 +84,8 @@ def save_latents(path: str | Path, lf: LatentFile, overwrite: bool = False) -> P
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: already exists (pass --overwrite to replace it)")
-    tmp = new_temp(path)
-    try:
-        save_file({"latents": lf.latents.detach().cpu().contiguous().float()}, str(tmp), metadata=lf.metadata())
-        publish(tmp, path)
-    finally:
-        discard(tmp)
-    return path
+    latents = {"latents": lf.latents.detach().cpu().contiguous().float()}
+    return write_atomically(path, lambda tmp: save_file(latents, str(tmp), metadata=lf.metadata()))
 
 
 def load_latents(path: str | Path) -> LatentFile:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import yaml
 
-from lincae.io.atomic import discard, new_temp, publish
+from lincae.io.atomic import write_atomically
 
 if TYPE_CHECKING:
     from lincae.models.autoencoder import Autoencoder
@@ -370,22 +370,13 @@ def save_pretrained(model: Autoencoder, target: str | Path, metadata: dict[str, 
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     if target.suffix == ".safetensors":
         target.parent.mkdir(parents=True, exist_ok=True)
-        _atomic(target, lambda p: save_file(state, str(p), metadata={_METADATA_KEY: text}))
+        write_atomically(target, lambda p: save_file(state, str(p), metadata={_METADATA_KEY: text}))
     else:
         target.mkdir(parents=True, exist_ok=True)
-        _atomic(target / WEIGHTS_FILE, lambda p: save_file(state, str(p)))
-        _atomic(target / CONFIG_FILE, lambda p: p.write_text(text + "\n"))
+        write_atomically(target / WEIGHTS_FILE, lambda p: save_file(state, str(p)))
+        write_atomically(target / CONFIG_FILE, lambda p: p.write_text(text + "\n"))
     _verify(state, target / WEIGHTS_FILE if target.suffix != ".safetensors" else target)
     return target
-
-
-def _atomic(path: Path, write: Any) -> None:
-    tmp = new_temp(path)
-    try:
-        write(tmp)
-        publish(tmp, path)
-    finally:
-        discard(tmp)
 
 
 def _verify(state: dict[str, torch.Tensor], path: Path) -> None:

@@ -74,14 +74,8 @@ def compact_checkpoint(source: str | Path, dest: str | Path) -> Path:
         "ema": {**state["ema"], "shadow": {k: v.half() for k, v in state["ema"]["shadow"].items()}},
         "optimizer": {"state": moments, "param_groups": optimizer["param_groups"]},
     }
-    from lincae.io.atomic import discard, new_temp, publish
+    from lincae.io.atomic import write_atomically
 
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = new_temp(dest)
-    try:
-        torch.save(out, tmp)
-        publish(tmp, dest)
-    finally:
-        discard(tmp)
-    return dest
+    return write_atomically(dest, lambda tmp: torch.save(out, tmp))

@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from lincae.io.atomic import discard, new_temp, publish
+from lincae.io.atomic import write_atomically
 from lincae.models.autoencoder import Autoencoder
 from lincae.models.runtime import cpu_has_native_bf16
 from lincae.training.augment import AugmentedBatch, augment
@@ -473,13 +473,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
         }
-        tmp = new_temp(path)
-        try:
-            torch.save(state, tmp)
-            publish(tmp, path)
-        finally:
-            discard(tmp)
-        return path
+        return write_atomically(path, lambda tmp: torch.save(state, tmp))
 
     def load_checkpoint(self, path: Path) -> None:
         if not path.is_file():
