@@ -20,7 +20,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import sys
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from engine_rtf import measure
+from machine import cpu_name
 
 from lincae.engine.config import EngineConfig
 from lincae.engine.mixer import LatentMixer
@@ -161,16 +161,6 @@ def main() -> None:
         }
         Path(args.write_load).write_text(json.dumps(record, indent=2) + "\n")
         print(f"wrote {args.write_load}")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

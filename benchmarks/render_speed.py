@@ -16,13 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from machine import cpu_name
 
 CHILD = r"""
 import json, resource, sys, time, torch
@@ -66,16 +67,6 @@ def make_input(path: Path, minutes: float, data: Path) -> None:
             out.write(block)
             written += block.shape[-1]
             i += 1
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def render_child(src_dir: Path, audio: Path, out: Path, model: str, threads: int) -> dict[str, float]:
