@@ -127,6 +127,7 @@ def engine_profiles(block: int = 256) -> list[EngineProfile]:
         # the engine block and texts only: a full load validates the chains, which imports pedalboard
         data = upgrade(json.loads(preset_path(name).read_text()), where=name)
         e = EngineConfig.from_dict(data.get("engine") or {})
+        key = _settings_key(e)
         out.append(
             EngineProfile(
                 name=name,
@@ -135,15 +136,15 @@ def engine_profiles(block: int = 256) -> list[EngineProfile]:
                 window_ms=1000.0 * ((e.window_frames * 2**temporal - 1) * hop + fft_factor * hop) / 44100,
                 step_ms=1000.0 * e.step_frames * frame / 44100,
                 description=data.get("description", ""),
-                worker_load=loads.get(_settings_key(e)),
-                measured_on=machine if _settings_key(e) in loads else "",
+                worker_load=loads.get(key),
+                measured_on=machine if key in loads else "",
             )
         )
     return out
 
 
 def profiles_help(block: int = 256) -> str:
-    """One line per shipped preset: its declared latency and step, for ``lincae live --help``."""
+    """One line per shipped preset: its declared latency, worker load and step, for ``lincae live --help``."""
     profiles = engine_profiles(block)
     lines = [
         f"what the shipped presets cost with the shipped model: engine latency at block {block} (plus the device's) "
