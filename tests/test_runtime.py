@@ -37,6 +37,26 @@ def test_group_norm_is_accurate_on_large_channels_last_inputs() -> None:
         assert torch.equal(norm(small), F.group_norm(small, 4, norm.weight, norm.bias))
 
 
+@pytest.mark.parametrize("shape", [(16, 64, 32, 24), (2, 64, 8, 12), (3, 16, 20, 30)])
+def test_group_norm_in_bfloat16_on_small_channels_last_maps_matches_float64(shape: tuple[int, ...]) -> None:
+    # The small-frequency levels of the UNet in bfloat16: normalised by GroupNorm's own two reductions.
+    g = torch.Generator().manual_seed(1)
+    c = shape[1]
+    x = (2.0 * torch.randn(*shape, generator=g) + 3.0).to(torch.bfloat16).contiguous(memory_format=CL)
+    norm = group_norm(c)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(c, generator=g))
+        norm.bias.copy_(torch.randn(c, generator=g))
+        ref = F.group_norm(x.double(), norm.num_groups, norm.weight.double(), norm.bias.double())
+        out = norm(x)
+        native = F.group_norm(x, norm.num_groups, norm.weight, norm.bias)
+    assert out.dtype == torch.bfloat16 and _is_cl(out)
+    err = (out.double() - ref).abs().max().item()
+    # within bfloat16 rounding of the output (8 bits: ~0.4 % of |y| <= ~12), as PyTorch's own kernel
+    assert err < 0.08, err
+    assert err < 2.0 * (native.double() - ref).abs().max().item() + 1e-3
+
+
 def test_group_norm_state_dict_is_that_of_nn_group_norm() -> None:
     ours, theirs = group_norm(32), torch.nn.GroupNorm(8, 32)
     assert ours.state_dict().keys() == theirs.state_dict().keys()
@@ -53,6 +73,33 @@ def test_attention_keeps_channels_last() -> None:
     assert _is_cl(out)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     assert isinstance(Attention(16).norm, GroupNorm)
+
+
+def test_resblock_with_one_embedding_for_the_batch_equals_one_per_item() -> None:
+    # A [1, C] embedding is folded into conv1's bias; it must equal adding it to every item.
+    block = ResBlock(16, 32, cond_channels=8, use_2d=True, init_as_zero=False).eval()
+    g = torch.Generator().manual_seed(2)
+    x, emb = torch.randn(3, 16, 10, 12, generator=g), torch.randn(1, 8, generator=g)
+    with torch.no_grad():
+        shared, per_item = block(x, emb), block(x, emb.expand(3, 8))
+        other = block(x, torch.randn(1, 8, generator=g))
+    torch.testing.assert_close(shared, per_item, atol=1e-5, rtol=1e-5)
+    assert (other - per_item).abs().max() > 1e-3  # the embedding matters
+
+
+def test_decoder_step_with_a_scalar_noise_level_equals_one_level_per_item(tiny_model) -> None:
+    unet = tiny_model.generator
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(2, tiny_model.latent_channels, 4, generator=g)
+    pyramid = unet.decoder(z)
+    frames = 4 * 2**unet.config.temporal_downsamples
+    x = torch.randn(2, 2, 2 * unet.config.hop, frames, generator=g)
+    with torch.no_grad():
+        scalar = unet.forward_generator(None, x, 5.0, pyramid)
+        per_item = unet.forward_generator(None, x, torch.full((2,), 5.0), pyramid)
+        other = unet.forward_generator(None, x, torch.tensor([5.0, 0.5]), pyramid)
+    torch.testing.assert_close(scalar, per_item, atol=1e-5, rtol=1e-5)
+    assert (other[1] - per_item[1]).abs().max() > 1e-3
 
 
 def test_channels_last_model_gives_the_same_latents_and_audio(audio: torch.Tensor) -> None:

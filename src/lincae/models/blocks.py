@@ -17,20 +17,26 @@ from torch import Tensor, nn
 # two-pass code: PyTorch's channels-last kernel accumulates the moments in single precision in one
 # sweep, which errs by ~1e-3 on a full-band feature map of 10 s of audio (the contiguous kernel: ~1e-6).
 _NATIVE_CHANNELS_LAST_MAX = 16384
+# At or below this many positions per channel, a bfloat16/float16 channels-last input is normalised by
+# ``GroupNorm``'s own code too, for speed: PyTorch's reduced-precision channels-last kernel is 3-5×
+# slower there than two reductions and one multiply-add (the small-frequency levels of the UNet, e.g.
+# ``[16, 64, 32, 24]``: 2.6 ms against 0.6 ms on a 2-core Xeon; benchmarks/official_compare.py).
+_REDUCED_PRECISION_NATIVE_MIN = 2048
 
 
 def _group_norm_channels_last(x: Tensor, groups: int, weight: Tensor | None, bias: Tensor | None, eps: float) -> Tensor:
     """Group norm of a channels-last ``x: [B, C, H, W]`` with accurate moments; the result is channels-last.
 
     Per-channel sums of ``x`` and ``x**2`` come from PyTorch's cascaded reductions over the ``[B, H*W, C]``
-    view of the memory; they are combined per group in float64, and the normalisation is one
-    multiply-add per element.
+    view of the memory (accumulated in float32 at least); they are combined per group in float64, and
+    the normalisation is one multiply-add per element.
     """
     b, c, h, w = x.shape
     flat = x.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view: no copy
     per = c // groups
-    s1 = flat.sum(1).double().view(b, groups, per).sum(-1, keepdim=True)
-    s2 = (flat * flat).sum(1).double().view(b, groups, per).sum(-1, keepdim=True)
+    acc = torch.float32 if x.dtype in (torch.bfloat16, torch.float16) else x.dtype
+    s1 = flat.sum(1, dtype=acc).double().view(b, groups, per).sum(-1, keepdim=True)
+    s2 = (flat * flat).sum(1, dtype=acc).double().view(b, groups, per).sum(-1, keepdim=True)
     count = h * w * per
     mean = s1 / count
     rstd = torch.rsqrt((s2 / count - mean * mean).clamp_min(0.0) + eps)
@@ -41,20 +47,19 @@ def _group_norm_channels_last(x: Tensor, groups: int, weight: Tensor | None, bia
         shift = shift * weight.double()
     if bias is not None:
         shift = shift + bias.double()
-    return torch.addcmul(shift.to(x.dtype).view(b, c, 1, 1), x, scale.to(x.dtype).view(b, c, 1, 1))
+    # In float32 for a reduced-precision ``x`` (rounded once, at the end, as PyTorch's kernel does).
+    return torch.addcmul(shift.to(acc).view(b, c, 1, 1), x, scale.to(acc).view(b, c, 1, 1)).to(x.dtype)
 
 
 class GroupNorm(nn.GroupNorm):
     """``nn.GroupNorm`` (same parameters and state dict) that stays accurate on large channels-last inputs."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if (
-            x.dim() == 4
-            and x.shape[2] * x.shape[3] > _NATIVE_CHANNELS_LAST_MAX
-            and not x.is_contiguous()
-            and x.is_contiguous(memory_format=torch.channels_last)
-        ):
-            return _group_norm_channels_last(x, self.num_groups, self.weight, self.bias, self.eps)
+        if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+            positions = x.shape[2] * x.shape[3]
+            reduced = x.dtype in (torch.bfloat16, torch.float16)
+            if positions > _NATIVE_CHANNELS_LAST_MAX or (reduced and positions <= _REDUCED_PRECISION_NATIVE_MIN):
+                return _group_norm_channels_last(x, self.num_groups, self.weight, self.bias, self.eps)
         return super().forward(x)
 
 
@@ -234,7 +239,8 @@ class ResBlock(nn.Module):
 
     Args:
         in_channels, out_channels: channel counts; a 1×1 ``res_conv`` bridges them when they differ.
-        cond_channels: size of the noise embedding added after ``conv1`` (``None``: unconditioned).
+        cond_channels: size of the noise embedding added after ``conv1`` (``None``: unconditioned);
+            ``time_emb`` is ``[B, cond_channels]``, or ``[1, cond_channels]`` for one shared by the batch.
         use_2d: 2-D (``[B, C, F, N]``) or 1-D (``[B, C, N]``) convolutions.
         normalize_residual: take the residual after ``norm1`` instead of before.
     """
@@ -306,10 +312,17 @@ class ResBlock(nn.Module):
             y = x
         x = self._resample(self.activation(x))
         y = self._resample(y)
-        x = self.conv1(x)
-        if time_emb is not None:
+        if time_emb is None:
+            x = self.conv1(x)
+        elif time_emb.shape[0] == 1:
+            # One embedding for the whole batch: added through conv1's bias, which saves a broadcast
+            # add over the full feature map (slow on CPU for few channels).
+            emb = self.proj_emb(time_emb)[0]
+            bias = emb if self.conv1.bias is None else self.conv1.bias + emb
+            x = self.conv1._conv_forward(x, self.conv1.weight, bias)
+        else:
             emb = self.proj_emb(time_emb)
-            x = x + (emb[:, :, None, None] if self.use_2d else emb[:, :, None])
+            x = self.conv1(x) + (emb[:, :, None, None] if self.use_2d else emb[:, :, None])
         if self.normalize:
             x = self.norm2(x)
         x = self.activation(x)

@@ -342,11 +342,14 @@ class UNet(nn.Module):
         if sigma is None:
             sigma = self.sigma_max
         inp = x
-        sigma_t = torch.ones((x.shape[0],), dtype=torch.float32, device=x.device) * sigma
+        # One noise level for the whole batch (a scalar ``sigma``, as in sampling): the embeddings are
+        # computed once, ``[1, ...]``, and broadcast; the blocks fold theirs into a convolution bias.
+        rows = 1 if not isinstance(sigma, Tensor) or sigma.dim() == 0 else x.shape[0]
+        sigma_t = torch.ones((rows,), dtype=torch.float32, device=x.device) * sigma
         emb = self.emb(torch.log(sigma_t) / 4.0)
         time_emb = self.emb_proj(emb)
-        scale_w_inp = self.scale_inp(emb).reshape(x.shape[0], 1, -1, 1)
-        scale_w_out = self.scale_out(emb).reshape(x.shape[0], 1, -1, 1)
+        scale_w_inp = self.scale_inp(emb).reshape(rows, 1, -1, 1)
+        scale_w_out = self.scale_out(emb).reshape(rows, 1, -1, 1)
         c_skip, c_out, c_in = preconditioning(sigma_t, self.sigma_min, self.sigma_data)
 
         if pyramid_latents is None:
