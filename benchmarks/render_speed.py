@@ -3,12 +3,13 @@
     python benchmarks/render_speed.py --minutes 1 60 [--model default] [--data data/synth-test]
         [--baseline-rev REV [--baseline-minutes 1]]
 
-Each length is rendered in a fresh process (so its peak RSS is its own) from a FLAC made by tiling the
-mixes of a synth dataset (or a generated signal when there is none), through the default engine
-settings and a post chain (reverb + brickwall limiter). ``--model default`` is the shipped model; an
-empty ``--model`` builds configs/small.yaml's architecture with random weights (speed does not depend
-on the weights). ``--baseline-rev`` renders the same input in the same run with ``src/`` of that git
-revision and *its* shipped default model and engine defaults: the product as it was.
+Each length is rendered in a fresh process (so its peak RSS is its own), set up as ``lincae render``
+sets up its own, from a FLAC made by tiling the mixes of a synth dataset (or a generated signal when
+there is none), through the default engine settings and a post chain (reverb + brickwall limiter).
+``--model default`` is the shipped model; an empty ``--model`` builds configs/small.yaml's
+architecture with random weights (speed does not depend on the weights). ``--baseline-rev`` renders
+the same input in the same run with ``src/`` of that git revision and *its* shipped default model and
+engine defaults: the product as it was.
 """
 
 from __future__ import annotations
@@ -21,13 +22,25 @@ import sys
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 from machine import cpu_name
 
+# The child sets its process up as that tree's ``lincae render`` does before rendering: this tree's
+# prepare_process (OpenMP's default wait policy) and keep_freed_memory; older trees set
+# OMP_WAIT_POLICY=PASSIVE for every command.
 CHILD = r"""
-import json, resource, sys, time, torch
+import json, os, resource, sys, time
+try:
+    from lincae.cli import prepare_process
+    prepare_process("render")
+except ImportError:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import torch
 torch.set_num_threads(int(sys.argv[4]))
+try:
+    from lincae.models.runtime import keep_freed_memory
+    keep_freed_memory()
+except ImportError:
+    pass
 from lincae.render.files import render_files
 from lincae.models.registry import load_model
 from lincae.training.config import TrainConfig

@@ -45,3 +45,21 @@ def test_demo_renders_every_demonstration_into_a_page(tmp_path: Path, capsys: py
     rec = items["reconstruction"]["reference_rms_db"]
     assert items["volume-x0.1"]["reference_rms_db"] == pytest.approx(rec - 20, abs=0.01)
     assert items["volume-x2"]["reference_rms_db"] == pytest.approx(rec + 6.02, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("command", "policy"), [("live", "PASSIVE"), ("gui", "PASSIVE"), ("render", None), ("eval", None)]
+)
+def test_idle_openmp_threads_sleep_only_in_real_time_commands(
+    monkeypatch: pytest.MonkeyPatch, command: str, policy: str | None
+) -> None:
+    import os
+
+    from lincae.cli import prepare_process
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    prepare_process(command)
+    assert os.environ.get("OMP_WAIT_POLICY") == policy
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # what the user set is kept
+    prepare_process(command)
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

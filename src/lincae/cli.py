@@ -645,12 +645,26 @@ def _stdout_closed() -> bool:
         return True
 
 
+#: Commands whose process runs audio callbacks beside the model.
+REALTIME_COMMANDS = frozenset({"live", "gui"})
+
+
+def prepare_process(command: str) -> None:
+    """Process-wide settings for ``command``; call before PyTorch is imported.
+
+    Real-time commands make idle OpenMP threads sleep (``OMP_WAIT_POLICY=PASSIVE``): threads that spin
+    between parallel regions take the CPU from the audio callbacks of a small machine. Offline
+    commands keep OpenMP's default (a short spin), with which ``lincae render`` runs about 1.3× faster
+    on 2 cores (BENCHMARKS.md). A value the user set is kept either way.
+    """
+    if command in REALTIME_COMMANDS:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    # Spinning OpenMP threads stall badly when audio threads share a small CPU; this must be set
-    # before PyTorch loads (the sub-commands import it lazily).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
+    prepare_process(args.command)  # the sub-commands import PyTorch lazily, after this
     handler: Handler = args.handler
     from lincae.models.runtime import keep_freed_memory
 
