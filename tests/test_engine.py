@@ -386,3 +386,16 @@ def test_engine_precision_bf16_is_close_to_fp32_and_auto_follows_the_cpu(monkeyp
     assert 0 < err < 1e-2, err  # bfloat16 rounding, more than 20 dB below the signal
     with pytest.raises(ValueError, match="precision must be one of"):
         EngineConfig(precision="fp8")
+
+
+def test_a_bf16_session_changes_no_sample() -> None:
+    """Renders hold the bfloat16 weights for the whole stream (LatentMixer.session); live pumping here does not."""
+    model = make_tiny_model()
+    cfg = EngineConfig(sources=[1], seed=5, precision="bf16", **CONFIG)
+    x = tones(1, 7000, 3)
+    offline = render(LatentMixer(model, cfg, device="cpu"), [x], batch=1)
+    engine = StreamingEngine(LatentMixer(model, cfg, device="cpu"), block=256, max_block=256)
+    live = stream_through(engine, [x], 256, extra=engine.latency + 256)
+    assert np.array_equal(live[:, engine.latency : engine.latency + 7000], offline)
+    fp32 = render(LatentMixer(model, EngineConfig(sources=[1], seed=5, precision="fp32", **CONFIG), device="cpu"), [x])
+    assert not np.array_equal(fp32, offline)  # bfloat16 was in use

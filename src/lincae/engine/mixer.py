@@ -17,8 +17,10 @@ batches. The mixer sets the model's precision to the engine's (``EngineConfig.pr
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -189,6 +191,18 @@ class LatentMixer:
             self.model.decode(
                 z[: self.out_channels], full_length=self.window, diffusion_steps=self.config.diffusion_steps, seed=0
             )
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """A scope in which one thread processes window after window (the live worker, a render).
+
+        With ``bf16`` precision, the model's weights are cast to bfloat16 once for the whole scope
+        (PyTorch keeps autocast's casts of the weights until its outermost region ends) instead of
+        once per window: about 6 % of a live window's compute on CPU. The weights must not be changed
+        in place inside the scope (a new model gets a new mixer).
+        """
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            yield
 
     def restart_crossfade(self, tail: np.ndarray) -> None:
         """After a gap, crossfade the next window from ``tail`` ``(out_channels, X)`` (e.g. the dry signal)."""

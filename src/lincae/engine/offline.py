@@ -59,19 +59,20 @@ def drive(
     out = np.zeros((stream.out_channels, n), np.float32)
     skip = stream.latency
     kept = 0
-    while kept < total:
-        read(inp)
-        stream.push(inp)
-        stream.pump(batch)
-        stream.pull(out)
-        drop = min(skip, n)
-        skip -= drop
-        y = out[:, drop : drop + min(n - drop, total - kept)]
-        kept += y.shape[-1]
-        if y.shape[-1]:
-            write(y)
-        if progress is not None:
-            progress(kept, total)
+    with stream.mixer.session():
+        while kept < total:
+            read(inp)
+            stream.push(inp)
+            stream.pump(batch)
+            stream.pull(out)
+            drop = min(skip, n)
+            skip -= drop
+            y = out[:, drop : drop + min(n - drop, total - kept)]
+            kept += y.shape[-1]
+            if y.shape[-1]:
+                write(y)
+            if progress is not None:
+                progress(kept, total)
 
 
 def render(

@@ -435,14 +435,15 @@ class StreamingEngine:
             self.metrics.dropouts += 1
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(0.05)
-            self._wake.clear()
-            try:
-                self.pump()
-            except Exception as e:  # keep the audio side alive; report the failure
-                self.metrics.error = f"{type(e).__name__}: {e}"
-                self._stop.wait(0.5)
+        with self.mixer.session():
+            while not self._stop.is_set():
+                self._wake.wait(0.05)
+                self._wake.clear()
+                try:
+                    self.pump()
+                except Exception as e:  # keep the audio side alive; report the failure
+                    self.metrics.error = f"{type(e).__name__}: {e}"
+                    self._stop.wait(0.5)
 
     def start(self, warm_up: bool = True) -> None:
         """Start the inference worker thread (after warming the model up, so the first window is not late)."""
