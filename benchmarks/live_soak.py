@@ -5,8 +5,10 @@
 
 Starts its own JACK server (dummy backend, 44.1 kHz, period = --block), runs a live session with the
 given model and the engine settings of --preset (default: the engine's defaults), and a second JACK
-client plays held-out music (the mixes of a ``lincae dataset synth`` folder, looped; a generated piece
-if none is given) into every source while the output is consumed. Once a minute it prints the counters
+client, in a process of its own as a sound card or another program would be, plays held-out music (the
+mixes of a ``lincae dataset synth`` folder, looped; a generated piece if none is given) into every
+source while the output is consumed (``--player-in-process``: in lincae's process instead, where its
+callback competes for the interpreter with lincae's). Once a minute it prints the counters
 since the start: worker load (RTF, mean of the minute and peak), windows, dropped windows, dropouts,
 xruns, input overruns.
 """
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,6 +54,7 @@ def main() -> None:
     ap.add_argument("--sources", type=int, default=1)
     ap.add_argument("--block", type=int, default=256)
     ap.add_argument("--music", help="a lincae synth folder (e.g. data/synth-test)")
+    ap.add_argument("--player-in-process", action="store_true", help="run the music player in lincae's process")
     args = ap.parse_args()
     with dummy_jack_server("soak", args.block, inputs=max(2, args.sources)):
         soak(args)
@@ -81,36 +86,25 @@ def soak(args: argparse.Namespace) -> None:
             output_channels=(1,),
         ),
     )
-    pos = [0]
-    client = jack.Client("soak-player", no_start_server=True)
-    outs = [client.outports.register(f"out_{i + 1}") for i in range(n)]
-    inp = client.inports.register("in")
-    heard = [0.0]
-
-    def process(frames: int) -> None:
-        p = pos[0] % (len(signal) - frames)
-        for k, o in enumerate(outs):  # each source hears the music, offset so that they differ
-            q = (p + k * 44100 * 7) % (len(signal) - frames)
-            o.get_array()[:] = signal[q : q + frames]
-        heard[0] = max(heard[0], float(np.abs(inp.get_array()).max()))
-        pos[0] = p + frames
-
+    player = Player(signal, n, in_process=args.player_in_process)
     session.start()
     try:
         time.sleep(0.5)
-        client.set_process_callback(process)
-        client.activate()
+        player.start()
         pa_ins, (pa_out, *_) = session.port_names
+        wiring = jack.Client("soak-wiring", no_start_server=True)
         for k, pa_in in enumerate(pa_ins[:n]):
-            for c in client.get_all_connections(pa_in):
-                client.disconnect(c, pa_in)
-            client.connect(outs[k], pa_in)
-        client.connect(pa_out, inp)
+            for c in wiring.get_all_connections(pa_in):
+                wiring.disconnect(c, pa_in)
+            wiring.connect(f"soak-player:out_{k + 1}", pa_in)
+        wiring.connect(pa_out, "soak-player:in")
+        wiring.close()
         m = engine.metrics
         print(
             f"model {args.model}, preset {args.preset or '(engine defaults)'}, {args.threads} thread(s), "
             f"{n} source(s), block {args.block}, declared latency {session.latency} samples "
-            f"({1000 * session.latency / 44100:.1f} ms), {args.minutes:g} minutes"
+            f"({1000 * session.latency / 44100:.1f} ms), {args.minutes:g} minutes, music player "
+            f"{'in lincae' + chr(39) + 's process' if args.player_in_process else 'in a process of its own'}"
         )
         print("| minute | RTF mean | RTF peak | windows | dropped windows | dropouts | xruns | input overruns |")
         print("|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -128,10 +122,85 @@ def soak(args: argparse.Namespace) -> None:
                 )
                 minute, rtf_sum, rtf_n = minute + 1, 0.0, 0
     finally:
-        client.deactivate()
-        client.close()
+        heard = player.stop()
         session.stop()
-    print(f"output peak heard by the player: {20 * np.log10(heard[0] + 1e-12):.1f} dBFS")
+    print(f"output peak heard by the player: {20 * np.log10(heard + 1e-12):.1f} dBFS")
+
+
+def open_player(signal: np.ndarray, sources: int) -> tuple[object, list[float]]:
+    """An active JACK client ``soak-player``: ``signal`` into ports ``out_1..n``, the peak of port ``in``."""
+    import jack
+
+    pos, heard = [0], [0.0]
+    client = jack.Client("soak-player", no_start_server=True)
+    outs = [client.outports.register(f"out_{i + 1}") for i in range(sources)]
+    inp = client.inports.register("in")
+
+    def process(frames: int) -> None:
+        p = pos[0] % (len(signal) - frames)
+        for k, o in enumerate(outs):  # each source hears the music, offset so that they differ
+            q = (p + k * 44100 * 7) % (len(signal) - frames)
+            o.get_array()[:] = signal[q : q + frames]
+        heard[0] = max(heard[0], float(np.abs(inp.get_array()).max()))
+        pos[0] = p + frames
+
+    client.set_process_callback(process)
+    client.activate()
+    return client, heard
+
+
+# The player in a process of its own: plays until a line arrives on stdin, then prints the peak it heard.
+PLAYER = r"""
+import sys
+import numpy as np
+sys.path.insert(0, sys.argv[3])
+from live_soak import open_player
+client, heard = open_player(np.load(sys.argv[1]), int(sys.argv[2]))
+print("ready", flush=True)
+sys.stdin.readline()
+client.deactivate()
+client.close()
+print(heard[0], flush=True)
+"""
+
+
+class Player:
+    """The music player, in lincae's process or in one of its own."""
+
+    def __init__(self, signal: np.ndarray, sources: int, in_process: bool) -> None:
+        self.signal, self.sources, self.in_process = signal, sources, in_process
+        self.proc: subprocess.Popen[str] | None = None
+        self.client: object = None
+        self.heard = [0.0]
+
+    def start(self) -> None:
+        if self.in_process:
+            self.client, self.heard = open_player(self.signal, self.sources)
+            return
+        self.tmp = tempfile.TemporaryDirectory()
+        path = Path(self.tmp.name) / "music.npy"
+        np.save(path, self.signal.astype(np.float32))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", PLAYER, str(path), str(self.sources), str(Path(__file__).parent)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("the music player did not start")
+
+    def stop(self) -> float:
+        """Stop playing; the output's peak the player heard (linear)."""
+        if self.client is not None:
+            self.client.deactivate()  # type: ignore[attr-defined]
+            self.client.close()  # type: ignore[attr-defined]
+            return self.heard[0]
+        if self.proc is None:
+            return 0.0
+        out, _ = self.proc.communicate("\n", timeout=30)
+        self.tmp.cleanup()
+        return float(out.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

@@ -25,9 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import torch
+import torch  # OpenMP's default wait policy, as ``lincae train`` runs (lincae.cli.prepare_process)
 from machine import cpu_name
 
 from lincae.training.config import TrainConfig
@@ -149,11 +147,19 @@ def measure_baseline(args: argparse.Namespace, cfg: TrainConfig) -> dict[str, fl
             [sys.executable, "-c", BASELINE, str(Path(tmp) / "src"), json.dumps(spec)],
             capture_output=True,
             text=True,
-            env={**os.environ, "PYTHONPATH": ""},
+            env={**os.environ, "PYTHONPATH": "", **_cli_process_env(Path(tmp) / "src" / "lincae" / "cli.py")},
         )
         if done.returncode != 0:
             raise RuntimeError(f"baseline trainer failed:\n{done.stderr[-2000:]}")
         return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _cli_process_env(cli: Path) -> dict[str, str]:
+    """What that tree's ``lincae train`` set before PyTorch loaded: trees without ``prepare_process`` made
+    idle OpenMP threads sleep for every command."""
+    if "def prepare_process" in cli.read_text():
+        return {}
+    return {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
 
 
 def main() -> None:

@@ -17,49 +17,53 @@ from torch import Tensor, nn
 # two-pass code: PyTorch's channels-last kernel accumulates the moments in single precision in one
 # sweep, which errs by ~1e-3 on a full-band feature map of 10 s of audio (the contiguous kernel: ~1e-6).
 _NATIVE_CHANNELS_LAST_MAX = 16384
-# At or below this many positions per channel, a bfloat16/float16 channels-last input is normalised by
-# ``GroupNorm``'s own code too, for speed: PyTorch's reduced-precision channels-last kernel is 3-5×
-# slower there than two reductions and one multiply-add (the small-frequency levels of the UNet, e.g.
-# ``[16, 64, 32, 24]``: 2.6 ms against 0.6 ms on a 2-core Xeon; benchmarks/official_compare.py).
+# Below this many positions per channel, a bfloat16/float16 channels-last input is normalised by
+# ``GroupNorm``'s own code too, for speed: there PyTorch's reduced-precision channels-last kernel is
+# 3-5× slower than two reductions and one multiply-add (the UNet's small-frequency levels: [16, 64, 32,
+# 24] takes 2.6 ms against 0.6 ms on the 2-core Xeon of BENCHMARKS.md); from 2048 positions on it is
+# the faster one.
 _REDUCED_PRECISION_NATIVE_MIN = 2048
 
 
-def _group_norm_channels_last(x: Tensor, groups: int, weight: Tensor | None, bias: Tensor | None, eps: float) -> Tensor:
-    """Group norm of a channels-last ``x: [B, C, H, W]`` with accurate moments; the result is channels-last.
+def _group_norm_channels_last(
+    x: Tensor, groups: int, weight: Tensor | None, bias: Tensor | None, eps: float, stats: torch.dtype
+) -> Tensor:
+    """Group norm of a channels-last ``x: [B, C, H, W]``; the result is channels-last, of ``x``'s dtype.
 
     Per-channel sums of ``x`` and ``x**2`` come from PyTorch's cascaded reductions over the ``[B, H*W, C]``
-    view of the memory (accumulated in float32 at least); they are combined per group in float64, and
-    the normalisation is one multiply-add per element.
+    view of the memory (accumulated in float32 at least); they are combined per group in ``stats``
+    (float64 for accurate moments of large maps), and the normalisation is one multiply-add per element,
+    in float32 at least and rounded once at the end, as PyTorch's kernel does.
     """
     b, c, h, w = x.shape
     flat = x.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view: no copy
     per = c // groups
     acc = torch.float32 if x.dtype in (torch.bfloat16, torch.float16) else x.dtype
-    s1 = flat.sum(1, dtype=acc).double().view(b, groups, per).sum(-1, keepdim=True)
-    s2 = (flat * flat).sum(1, dtype=acc).double().view(b, groups, per).sum(-1, keepdim=True)
+    s1 = flat.sum(1, dtype=acc).to(stats).view(b, groups, per).sum(-1)
+    s2 = (flat * flat).sum(1, dtype=acc).to(stats).view(b, groups, per).sum(-1)
     count = h * w * per
     mean = s1 / count
     rstd = torch.rsqrt((s2 / count - mean * mean).clamp_min(0.0) + eps)
-    scale = rstd.expand(b, groups, per).reshape(b, c)
-    shift = -mean.expand(b, groups, per).reshape(b, c) * scale
+    scale = rstd.repeat_interleave(per, dim=1)  # [B, C]
     if weight is not None:
-        scale = scale * weight.double()
-        shift = shift * weight.double()
+        scale = scale * weight.to(stats)
+    shift = -mean.repeat_interleave(per, dim=1) * scale
     if bias is not None:
-        shift = shift + bias.double()
-    # In float32 for a reduced-precision ``x`` (rounded once, at the end, as PyTorch's kernel does).
-    return torch.addcmul(shift.to(acc).view(b, c, 1, 1), x, scale.to(acc).view(b, c, 1, 1)).to(x.dtype)
+        shift = shift + bias.to(stats)
+    return torch.addcmul(shift.to(acc)[:, :, None, None], x, scale.to(acc)[:, :, None, None]).to(x.dtype)
 
 
 class GroupNorm(nn.GroupNorm):
-    """``nn.GroupNorm`` (same parameters and state dict) that stays accurate on large channels-last inputs."""
+    """``nn.GroupNorm`` (same parameters and state dict), accurate on large channels-last inputs and fast
+    on small reduced-precision ones."""
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
             positions = x.shape[2] * x.shape[3]
-            reduced = x.dtype in (torch.bfloat16, torch.float16)
-            if positions > _NATIVE_CHANNELS_LAST_MAX or (reduced and positions <= _REDUCED_PRECISION_NATIVE_MIN):
-                return _group_norm_channels_last(x, self.num_groups, self.weight, self.bias, self.eps)
+            if positions > _NATIVE_CHANNELS_LAST_MAX:
+                return _group_norm_channels_last(x, self.num_groups, self.weight, self.bias, self.eps, torch.float64)
+            if x.dtype in (torch.bfloat16, torch.float16) and positions < _REDUCED_PRECISION_NATIVE_MIN:
+                return _group_norm_channels_last(x, self.num_groups, self.weight, self.bias, self.eps, torch.float32)
         return super().forward(x)
 
 
