@@ -297,7 +297,8 @@ def test_shipped_presets_state_the_latency_they_cost_with_the_shipped_model() ->
             assert int(m.group(2)) == round(engine.latency_ms(frame, 44100, 256)), p.name
     assert quoted >= 2  # default and low-latency say what they cost
     low = {p.name: p.latency_ms for p in engine_profiles(256)}
-    assert low["low-latency"] <= 150.0 < low["default"]
+    # measured through JACK: the declared latency plus one period (BENCHMARKS.md, click test)
+    assert low["low-latency"] + 1000.0 * 256 / 44100 <= 150.0 < low["default"]
 
 
 def test_the_presets_command_lists_each_presets_latency(capsys: pytest.CaptureFixture[str]) -> None:

@@ -41,7 +41,7 @@ class EngineProfile:
     measured_on: str = ""  # the machine that measured it
 
     def cost(self) -> str:
-        """``"128 ms, load 0.25"``: the declared latency and, where measured, the worker load."""
+        """``"141 ms, load 0.25"``: the declared latency and, where measured, the worker load."""
         load = f", load {self.worker_load:.2f}" if self.worker_load is not None else ""
         return f"{self.latency_ms:.0f} ms{load}"
 

@@ -5,7 +5,7 @@ the crossfade in samples. The engine's declared latency follows from them (see
 :meth:`EngineConfig.latency_samples`). The defaults suit the shipped model (256-sample frames): windows
 of 24 frames stepping by 16 (93 ms), 3 frames of lookahead, a 512-sample crossfade and one step of
 compute budget: 9728 samples (221 ms) of latency at block 256, with a worker load of about a quarter
-on a 2-core CPU. The ``low-latency`` preset trades some of that safety margin for 128 ms.
+on a 2-core CPU. The ``low-latency`` preset trades some of that safety margin for 141 ms.
 """
 
 from __future__ import annotations
