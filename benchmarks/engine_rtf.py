@@ -16,7 +16,7 @@ import platform
 import statistics
 import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the lincae command does; before torch loads
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as lincae live and gui run; before torch loads
 
 import numpy as np
 import torch

@@ -198,9 +198,18 @@ class Player:
             return self.heard[0]
         if self.proc is None:
             return 0.0
-        out, _ = self.proc.communicate("\n", timeout=30)
-        self.tmp.cleanup()
-        return float(out.strip().splitlines()[-1])
+        try:
+            out, _ = self.proc.communicate("\n", timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        finally:
+            self.tmp.cleanup()
+        lines = (out or "").strip().splitlines()
+        try:
+            return float(lines[-1])
+        except (IndexError, ValueError):
+            return 0.0  # the player ended without reporting (the error that stopped the soak is the one to read)
 
 
 if __name__ == "__main__":

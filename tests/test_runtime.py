@@ -57,6 +57,18 @@ def test_group_norm_in_bfloat16_on_small_channels_last_maps_matches_float64(shap
     assert err < 2.0 * (native.double() - ref).abs().max().item() + 1e-3
 
 
+def test_group_norm_of_large_float16_values_does_not_overflow() -> None:
+    # Squares of float16 values above ~256 overflow; the moments must not.
+    g = torch.Generator().manual_seed(4)
+    x = (50.0 * torch.randn(1, 16, 200, 100, generator=g) + 300.0).half().contiguous(memory_format=CL)
+    norm = group_norm(16)
+    with torch.no_grad():
+        out = norm(x)
+        ref = F.group_norm(x.double(), 4, norm.weight.double(), norm.bias.double())
+    assert out.dtype == torch.float16 and torch.isfinite(out).all()
+    assert (out.double() - ref).abs().max() < 0.02
+
+
 def test_group_norm_state_dict_is_that_of_nn_group_norm() -> None:
     ours, theirs = group_norm(32), torch.nn.GroupNorm(8, 32)
     assert ours.state_dict().keys() == theirs.state_dict().keys()

@@ -17,8 +17,8 @@ from torch import Tensor, nn
 # two-pass code: PyTorch's channels-last kernel accumulates the moments in single precision in one
 # sweep, which errs by ~1e-3 on a full-band feature map of 10 s of audio (the contiguous kernel: ~1e-6).
 _NATIVE_CHANNELS_LAST_MAX = 16384
-# Below this many positions per channel, a bfloat16/float16 channels-last input is normalised by
-# ``GroupNorm``'s own code too, for speed: there PyTorch's reduced-precision channels-last kernel is
+# Below this many positions per channel, a bfloat16 channels-last input on the CPU is normalised by
+# ``GroupNorm``'s own code too, for speed: there PyTorch's bfloat16 channels-last CPU kernel is
 # 3-5× slower than two reductions and one multiply-add (the UNet's small-frequency levels: [16, 64, 32,
 # 24] takes 2.6 ms against 0.6 ms on the 2-core Xeon of BENCHMARKS.md); from 2048 positions on it is
 # the faster one.
@@ -37,6 +37,8 @@ def _group_norm_channels_last(
     """
     b, c, h, w = x.shape
     flat = x.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view: no copy
+    if x.dtype == torch.float16:
+        flat = flat.float()  # its squares would overflow float16 (above ~256)
     per = c // groups
     acc = torch.float32 if x.dtype in (torch.bfloat16, torch.float16) else x.dtype
     s1 = flat.sum(1, dtype=acc).to(stats).view(b, groups, per).sum(-1)
@@ -55,14 +57,14 @@ def _group_norm_channels_last(
 
 class GroupNorm(nn.GroupNorm):
     """``nn.GroupNorm`` (same parameters and state dict), accurate on large channels-last inputs and fast
-    on small reduced-precision ones."""
+    on small bfloat16 ones on the CPU."""
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
             positions = x.shape[2] * x.shape[3]
             if positions > _NATIVE_CHANNELS_LAST_MAX:
                 return _group_norm_channels_last(x, self.num_groups, self.weight, self.bias, self.eps, torch.float64)
-            if x.dtype in (torch.bfloat16, torch.float16) and positions < _REDUCED_PRECISION_NATIVE_MIN:
+            if x.dtype == torch.bfloat16 and x.device.type == "cpu" and positions < _REDUCED_PRECISION_NATIVE_MIN:
                 return _group_norm_channels_last(x, self.num_groups, self.weight, self.bias, self.eps, torch.float32)
         return super().forward(x)
 
