@@ -106,9 +106,17 @@ def measure(args: argparse.Namespace, cfg: TrainConfig) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in parts.items()}
 
 
+# The baseline sets its process up as that tree's ``lincae train`` did: trees without prepare_process
+# made idle OpenMP threads sleep for every command.
 BASELINE = r"""
-import json, sys, tempfile, time, torch
+import json, os, sys, tempfile, time
 sys.path.insert(0, sys.argv[1])
+try:
+    from lincae.cli import prepare_process
+    prepare_process("train")
+except ImportError:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import torch
 from lincae.training.config import TrainConfig
 from lincae.training.data import TensorCrops
 from lincae.training.trainer import Trainer
@@ -147,19 +155,11 @@ def measure_baseline(args: argparse.Namespace, cfg: TrainConfig) -> dict[str, fl
             [sys.executable, "-c", BASELINE, str(Path(tmp) / "src"), json.dumps(spec)],
             capture_output=True,
             text=True,
-            env={**os.environ, "PYTHONPATH": "", **_cli_process_env(Path(tmp) / "src" / "lincae" / "cli.py")},
+            env={**os.environ, "PYTHONPATH": ""},
         )
         if done.returncode != 0:
             raise RuntimeError(f"baseline trainer failed:\n{done.stderr[-2000:]}")
         return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def _cli_process_env(cli: Path) -> dict[str, str]:
-    """What that tree's ``lincae train`` set before PyTorch loaded: trees without ``prepare_process`` made
-    idle OpenMP threads sleep for every command."""
-    if "def prepare_process" in cli.read_text():
-        return {}
-    return {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
 
 
 def main() -> None:
