@@ -100,11 +100,11 @@ def soak(args: argparse.Namespace) -> None:
         wiring.connect(pa_out, "soak-player:in")
         wiring.close()
         m = engine.metrics
+        where = "in lincae's process" if args.player_in_process else "in a process of its own"
         print(
             f"model {args.model}, preset {args.preset or '(engine defaults)'}, {args.threads} thread(s), "
             f"{n} source(s), block {args.block}, declared latency {session.latency} samples "
-            f"({1000 * session.latency / 44100:.1f} ms), {args.minutes:g} minutes, music player "
-            f"{'in lincae' + chr(39) + 's process' if args.player_in_process else 'in a process of its own'}"
+            f"({1000 * session.latency / 44100:.1f} ms), {args.minutes:g} minutes, music player {where}"
         )
         print("| minute | RTF mean | RTF peak | windows | dropped windows | dropouts | xruns | input overruns |")
         print("|---:|---:|---:|---:|---:|---:|---:|---:|")
