@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from lincae.config import ConfigBase
 
 CROSSFADE_SHAPES = ("linear", "hann")
+MODES = ("auto", "windows", "stream")
 FALLBACKS = ("dry", "silence")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -41,6 +42,12 @@ class EngineConfig(ConfigBase):
         precision: ``fp32``, ``bf16`` (autocast), or ``auto``: bfloat16 on CPUs that compute it natively
             (AVX-512 BF16, AMX: about 1.4× faster batched, 42 dB above its difference to float32), float32
             elsewhere. Live and offline rendering use the same, so they stay equal within rounding.
+        mode: ``auto`` streams a streamable model through its cached convolutions and windows any
+            other; ``stream`` asks for streaming (a model that cannot stream falls back to windows, with a
+            notice); ``windows`` always windows.
+        stream_frames: when streaming, latent frames per model call (the step); window, lookahead and
+            crossfade then do not apply: the latency is ``stream_frames · hop · (1 + compute_budget)``
+            plus the model's own delay (STFT framing and lookahead) plus one block.
     """
 
     sources: list[int] = field(default_factory=lambda: [1])
@@ -56,6 +63,8 @@ class EngineConfig(ConfigBase):
     seed: int = 0
     output_channels: int = 0
     precision: str = "auto"
+    mode: str = "auto"
+    stream_frames: int = 4
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sources", list(self.sources))
@@ -76,6 +85,11 @@ class EngineConfig(ConfigBase):
         need(self.diffusion_steps >= 1, "diffusion_steps must be >= 1")
         need(self.output_channels in (0, 1, 2), f"output_channels must be 0, 1 or 2, got {self.output_channels}")
         need(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        need(self.mode in MODES, f"mode must be one of {MODES}, got {self.mode!r}")
+        need(
+            isinstance(self.stream_frames, int) and 1 <= self.stream_frames <= 64,
+            f"stream_frames must be an integer in [1, 64], got {self.stream_frames!r}",
+        )
 
     @property
     def num_sources(self) -> int:
@@ -98,11 +112,25 @@ class EngineConfig(ConfigBase):
                 f"({self.lookahead_frames}) + crossfade ({cross_frames}) frames"
             )
 
-    def latency_ms(self, hop_length: int, sample_rate: int = 44100, block: int = 256) -> float:
+    def latency_ms(
+        self, hop_length: int, sample_rate: int = 44100, block: int = 256, stream_delay: int | None = None
+    ) -> float:
         """:meth:`latency_samples` in milliseconds."""
-        return 1000.0 * self.latency_samples(hop_length, block) / sample_rate
+        return 1000.0 * self.latency_samples(hop_length, block, stream_delay) / sample_rate
 
-    def latency_samples(self, hop_length: int, block: int = 0) -> int:
-        """Declared input-to-output latency: ``step · (1 + compute_budget) + lookahead + crossfade + block``."""
+    def streams(self, model_streamable: bool) -> bool:
+        """Whether a model that can (``True``) or cannot stream runs through the cached path with this config."""
+        return model_streamable and self.mode != "windows"
+
+    def latency_samples(self, hop_length: int, block: int = 0, stream_delay: int | None = None) -> int:
+        """Declared input-to-output latency in samples.
+
+        Windows: ``step · (1 + compute_budget) + lookahead + crossfade + block``. Streaming (pass the
+        model's ``stream_delay``, see :attr:`lincae.models.autoencoder.Autoencoder.stream_delay`):
+        ``stream_frames · hop · (1 + compute_budget) + stream_delay + block``.
+        """
+        if stream_delay is not None:
+            step = self.stream_frames * hop_length
+            return round(step * (1.0 + self.compute_budget)) + stream_delay + block
         step = self.step_frames * hop_length
         return round(step * (1.0 + self.compute_budget)) + self.lookahead_frames * hop_length + self.crossfade + block

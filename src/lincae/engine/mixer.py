@@ -101,11 +101,8 @@ class LatentMixer:
         self.config = config
         self.registry = registry or ParameterRegistry(mixer_parameters(config.num_sources))
         self.hop = model.hop_length
-        config.check_model(self.hop)
-        self.step = config.step_frames * self.hop
-        self.lookahead = config.lookahead_frames * self.hop
-        self.xfade = config.crossfade
-        self.window = model.get_decoded_size(config.window_frames)
+        self.notice = ""  # a line for the status (e.g. why a stream fell back to windows)
+        self._set_geometry()
         self.sample_rate = model.sample_rate
         self.out_channels = config.out_channels
         # Row r of a window holds channel rows[r][1] of source rows[r][0].
@@ -141,6 +138,25 @@ class LatentMixer:
         self.tail = np.zeros((self.out_channels, self.xfade), np.float32)
 
     # ------------------------------------------------------------------ geometry
+    #: Whether windows run through the model's cached convolutions (:class:`~lincae.engine.cached.CachedMixer`).
+    streaming = False
+
+    def _set_geometry(self) -> None:
+        """Step ``S``, lookahead ``L``, crossfade ``X`` and window ``W``, in samples."""
+        config = self.config
+        config.check_model(self.hop)
+        self.step = config.step_frames * self.hop
+        self.lookahead = config.lookahead_frames * self.hop
+        self.xfade = config.crossfade
+        self.window = self.model.get_decoded_size(config.window_frames)
+
+    def latency_samples(self, block: int = 0) -> int:
+        """The engine's declared input-to-output latency in samples, for audio blocks of ``block`` samples.
+
+        The one place it is computed: the live engine, renders, reports and JACK ports ask here.
+        """
+        return self.config.latency_samples(self.hop, block)
+
     def window_end(self, k: int) -> int:
         """Absolute input sample count at which window ``k`` is complete."""
         return (k + 1) * self.step
@@ -231,12 +247,7 @@ class LatentMixer:
         if z.shape[-1] != frames:
             raise RuntimeError(f"window gave {z.shape[-1]} latent frames, expected {frames}")
         z = z.reshape(n, rows, *z.shape[1:])  # [n, rows, C, Z]
-        c = torch.from_numpy(coefs.transpose(0, 2, 1).astype(np.float32)).to(self.device)  # [n, sources, Z]
-        mixed = torch.zeros(n, self.out_channels, *z.shape[2:], device=self.device)
-        for o in range(self.out_channels):
-            for r, (i, ch) in enumerate(self.rows):
-                if ch == min(o, cfg.sources[i] - 1):
-                    mixed[:, o] += c[:, i, None, :] * z[:, r]
+        mixed = self._mix(z, coefs)
         last = z[-1]
         self.last_latents = np.stack(
             [
@@ -277,6 +288,18 @@ class LatentMixer:
             self.tail[...] = seg[:, self.step :]
         self.last_compute_s = (time.perf_counter() - t0) / n
         return out
+
+    def _mix(self, z: torch.Tensor, coefs: np.ndarray) -> torch.Tensor:
+        """Latents ``z: [n, rows, C, Z]`` and per-frame coefficients ``coefs: (n, Z, sources)`` → mixes
+        ``[n, out_channels, C, Z]``: output channel ``o`` sums ``c_i · z`` over the rows feeding it."""
+        cfg = self.config
+        c = torch.from_numpy(coefs.transpose(0, 2, 1).astype(np.float32)).to(z.device)  # [n, sources, Z]
+        mixed = torch.zeros(z.shape[0], self.out_channels, *z.shape[2:], device=z.device)
+        for o in range(self.out_channels):
+            for r, (i, ch) in enumerate(self.rows):
+                if ch == min(o, cfg.sources[i] - 1):
+                    mixed[:, o] += c[:, i, None, :] * z[:, r]
+        return mixed
 
     def _dry(self, rows: np.ndarray) -> np.ndarray:
         """Sum of the sources' input rows ``(rows, n)`` per output channel → ``(out_channels, n)``."""

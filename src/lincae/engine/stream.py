@@ -121,7 +121,7 @@ class StreamingEngine:
         )
         self.post_latency = chain_latency(self.post.board, sr, channels=self.out_channels) if self.post else 0
         # The chains delay the signal themselves; the play head only accounts for the engine's own latency.
-        self.engine_latency = cfg.latency_samples(mixer.hop, block)
+        self.engine_latency = mixer.latency_samples(block)
         self.latency = self.engine_latency + self.pre_latency + self.post_latency
         self._registry_version = -1
         self._chain_values: dict[str, float] = {}  # chain parameter values the plugins hold

@@ -166,6 +166,18 @@ class Autoencoder(nn.Module):
     def encoder(self) -> nn.Module:
         return self.generator.encoder
 
+    @property
+    def streamable(self) -> bool:
+        """Whether the model streams exactly block by block (:mod:`lincae.models.streaming`)."""
+        return bool(self.generator.config.streamable)
+
+    @property
+    def stream_delay(self) -> int:
+        """Samples from input to output when streaming: ``n_fft − hop + lookahead · hop`` (streamable models)."""
+        from lincae.models.streaming import stream_delay
+
+        return stream_delay(self)
+
     def get_latent_size(self, audio_length: int) -> int:
         """Latent frames ``Z`` for ``audio_length`` samples (unchunked)."""
         size = self.frontend.num_frames(audio_length)
@@ -291,6 +303,10 @@ class Autoencoder(nn.Module):
             seeds: one seed per item of ``[B, C, Z]`` latents: item ``i`` decodes exactly as
                 ``decode(z[i:i+1], seed=seeds[i])`` would, whatever the batch (items with equal seeds
                 get equal noise).
+
+        A streamable model decoding with ``seed`` or ``seeds`` draws each frame's noise from that seed and
+        the frame's index (:func:`lincae.models.streaming.frame_noise`, shared by the items of a batch), so
+        the offline pass equals a stream; ``generator`` (or neither) draws as other models do.
         """
         if not isinstance(z, Tensor) or not z.is_floating_point():
             raise ValueError(f"latents must be a floating-point torch.Tensor, got {getattr(z, 'dtype', type(z))}")
@@ -309,6 +325,7 @@ class Autoencoder(nn.Module):
                 raise ValueError(f"seeds needs one seed per item of [B, C, Z] latents, got {len(seeds)} for {z.shape}")
             if generator is not None or seed is not None:
                 raise ValueError("pass seeds, or seed / generator, not both")
+        frame_seed = seed if self.streamable and generator is None else None
         if generator is None and seed is not None:
             generator = torch.Generator().manual_seed(seed)
         steps = diffusion_steps or self.diffusion_steps
@@ -320,7 +337,14 @@ class Autoencoder(nn.Module):
             if start is not None:
                 generator.set_state(start)  # type: ignore[union-attr]
             with self._network_context():
-                rep = self.diffusion.sample(self.generator, lat / self.scale_factor, steps, generator, shared_noise)
+                rep = self.diffusion.sample(
+                    self.generator,
+                    lat / self.scale_factor,
+                    steps,
+                    generator,
+                    shared_noise,
+                    self._frame_noise(frame_seed, lat),
+                )
             return self.frontend.to_waveform(rep.float())
 
         grad = torch.enable_grad() if self.enable_grad_denoise else torch.no_grad()
@@ -329,9 +353,17 @@ class Autoencoder(nn.Module):
                 size = max_batch_size or self.max_batch_size
                 parts = []
                 for lo in range(0, z.shape[0], size):
+                    part = z[lo : lo + size] / self.scale_factor
                     gens = [torch.Generator().manual_seed(int(s)) for s in seeds[lo : lo + size]]
+                    noise_fn = None
+                    if self.streamable:
+                        fns = [self._frame_noise(int(s), part) for s in seeds[lo : lo + size]]
+
+                        def noise_fn(k: int, fns: list = fns) -> Tensor:  # type: ignore[type-arg]
+                            return torch.cat([fn(k) for fn in fns])  # type: ignore[misc]
+
                     with self._network_context():
-                        rep = self.diffusion.sample(self.generator, z[lo : lo + size] / self.scale_factor, steps, gens)
+                        rep = self.diffusion.sample(self.generator, part, steps, gens, noise_fn=noise_fn)
                     parts.append(self.frontend.to_waveform(rep.float()))
                 return _fit_length(torch.cat(parts), full_length)
             if z.dim() == 3:
@@ -346,6 +378,22 @@ class Autoencoder(nn.Module):
             chunks = self._batched(run, z.reshape(b * n, *z.shape[2:]), max_batch_size)[..., :chunk_len]
             audio = overlap_add_crossfade(chunks.reshape(b, n, -1), step, chunk_len, full_length)
             return _fit_length(audio, full_length)
+
+    def _frame_noise(self, seed: int | None, latents: Tensor) -> Any:
+        """Per-frame noise ``k → [1, 2, 2*hop, Z]`` of ``seed`` for a streamable model's sampler, else ``None``."""
+        if seed is None:
+            return None
+        from lincae.models.streaming import frame_noise
+
+        rows, frames = self.generator.config.hop * 2, latents.shape[-1]
+        cache: dict[int, Tensor] = {}
+
+        def noise(k: int) -> Tensor:
+            if k not in cache:
+                cache[k] = frame_noise(seed, 0, frames, rows, k)
+            return cache[k]
+
+        return noise
 
     def generate(self, *args: Any, **kwargs: Any) -> Tensor:
         """Disabled, as in the official package: use :meth:`encode` / :meth:`decode` (they handle scaling)."""

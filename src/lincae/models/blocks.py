@@ -7,7 +7,10 @@ unchanged (``conv1``, ``norm1``, ``proj_emb``, ``att.mha``, ``c`` ...). Tensors 
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
+from contextvars import ContextVar
 
 import torch
 import torch.nn.functional as F
@@ -69,9 +72,144 @@ class GroupNorm(nn.GroupNorm):
         return super().forward(x)
 
 
-def group_norm(channels: int) -> nn.GroupNorm:
-    """GroupNorm with ``min(channels // 4, 32)`` groups, as used throughout the model."""
-    return GroupNorm(min(channels // 4, 32), channels)
+class FrameGroupNorm(nn.GroupNorm):
+    """Group norm of each time frame alone: statistics over a group's channels (and frequency rows).
+
+    Same parameters and state dict as ``nn.GroupNorm``; inputs are ``[B, C, F, N]`` or ``[B, C, N]``
+    with time last. Statistics are taken in float32 (the output has the input's dtype). Nothing ties a
+    frame to its neighbours, so a model built from it streams frame by frame.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        c = x.shape[1]
+        groups = x.unflatten(1, (self.num_groups, c // self.num_groups)).float()  # [B, G, C/G, (F,) N]
+        dims = tuple(range(2, groups.dim() - 1))
+        var, mean = torch.var_mean(groups, dim=dims, keepdim=True, correction=0)
+        y = ((groups - mean) * torch.rsqrt(var + self.eps)).flatten(1, 2)
+        shape = (1, c) + (1,) * (x.dim() - 2)
+        return torch.addcmul(self.bias.view(shape), y, self.weight.view(shape)).to(x.dtype)
+
+
+def group_norm(channels: int, per_frame: bool = False) -> nn.GroupNorm:
+    """GroupNorm with ``min(channels // 4, 32)`` groups, as used throughout the model.
+
+    ``per_frame``: normalise each time frame alone (:class:`FrameGroupNorm`, streamable models).
+    """
+    return (FrameGroupNorm if per_frame else GroupNorm)(min(channels // 4, 32), channels)
+
+
+class StreamState:
+    """The cached right edge of every time convolution of one stream (see :func:`streaming`).
+
+    ``cache`` maps a :class:`TimeConv` module to its last ``kernel - 1`` input frames ``[B, C, (F,) k-1]``.
+    One state serves one pass through one set of layers (an encoder, a decoder step), for one batch size.
+    """
+
+    def __init__(self) -> None:
+        self.cache: dict[nn.Module, Tensor] = {}
+
+    def reset(self) -> None:
+        self.cache.clear()
+
+
+_STREAM: ContextVar[StreamState | None] = ContextVar("lincae_stream_state", default=None)
+
+
+@contextlib.contextmanager
+def streaming(state: StreamState) -> Iterator[StreamState]:
+    """Within this scope (in this thread), :class:`TimeConv` layers continue ``state`` instead of zero-padding.
+
+    Each call then takes only the new frames and returns as many outputs: a layer with time padding
+    ``(left, right)`` answers frame ``t`` when frame ``t + right`` has arrived (``right`` frames of delay).
+    A fresh state starts from zeros, as the offline pass's left padding does.
+    """
+    token = _STREAM.set(state)
+    try:
+        yield state
+    finally:
+        _STREAM.reset(token)
+
+
+class TimeConv:
+    """Mixin of convolutions with explicit time padding ``(left, right)``, ``left + right = kernel - 1``,
+    zero-padded offline and continued from a :class:`StreamState` when streaming.
+
+    Parameters and state dict are those of the ``nn.Conv1d`` / ``nn.Conv2d`` it is mixed into. In 2-D
+    the frequency axis (rows) gets symmetric zero padding, as with ``padding="same"``.
+    """
+
+    time_padding: tuple[int, int]
+    freq_padding: int
+
+    def pad_time(self, x: Tensor) -> Tensor:
+        """``x: [B, C, (F,) N]`` → the input the convolution runs on, frequency rows padded by ``p`` each side.
+
+        Offline: ``N + kernel − 1`` frames (zeros both sides). Streaming: the cached frames, then ``x``;
+        on a stream's first call the cache is ``left`` zeros, so the layer's outputs start at frame 0.
+        """
+        left, right = self.time_padding
+        fp = (self.freq_padding, self.freq_padding) if x.dim() == 4 else ()
+        state = _STREAM.get()
+        if state is None:
+            return F.pad(x, (left, right, *fp))
+        context = left + right
+        prev = state.cache.get(self)  # type: ignore[call-overload]
+        if prev is None or prev.shape[:-1] != x.shape[:-1] or prev.dtype != x.dtype:
+            # The stream's start: the offline pass's left padding. A layer that looks ahead answers its
+            # first frame once ``right`` more have come, so its first call must bring more than ``right``.
+            if x.shape[-1] <= right:
+                raise ValueError(f"a stream's first call needs more than {right} frame(s), got {x.shape[-1]}")
+            prev = x.new_zeros((*x.shape[:-1], left))
+        buf = torch.cat((prev, x), dim=-1)
+        state.cache[self] = buf[..., buf.shape[-1] - context :]  # type: ignore[index]
+        return F.pad(buf, (0, 0, *fp)) if fp else buf
+
+
+class TimeConv2d(TimeConv, nn.Conv2d):
+    """``(k, k)`` convolution over ``[B, C, F, N]`` with time padding ``(left, right)``; see :class:`TimeConv`."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, time_padding: tuple[int, int]) -> None:
+        nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size=kernel_size, stride=1, padding=0)
+        if sum(time_padding) != kernel_size - 1 or min(time_padding) < 0:
+            raise ValueError(f"time padding {time_padding} does not fit kernel {kernel_size}")
+        self.time_padding = time_padding
+        self.freq_padding = kernel_size // 2
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._conv_forward(self.pad_time(x), self.weight, self.bias)
+
+
+class TimeConv1d(TimeConv, nn.Conv1d):
+    """Kernel-``k`` convolution over ``[B, C, N]`` with time padding ``(left, right)``; see :class:`TimeConv`."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, time_padding: tuple[int, int]) -> None:
+        nn.Conv1d.__init__(self, in_channels, out_channels, kernel_size=kernel_size, stride=1, padding=0)
+        if sum(time_padding) != kernel_size - 1 or min(time_padding) < 0:
+            raise ValueError(f"time padding {time_padding} does not fit kernel {kernel_size}")
+        self.time_padding = time_padding
+        self.freq_padding = 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._conv_forward(self.pad_time(x), self.weight, self.bias)
+
+
+def time_conv(
+    use_2d: bool,
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int = 3,
+    causal: bool = False,
+    padding_mode: str = "zeros",
+    lookahead: int = 0,
+) -> nn.Module:
+    """A ``same``-size convolution along time: symmetric (``nn.Conv1d``/``nn.Conv2d``, the official layers)
+    or, when ``causal``, a :class:`TimeConv` looking ``lookahead`` frames ahead (default none)."""
+    if not causal:
+        return _conv(use_2d)(
+            in_channels, out_channels, kernel_size=kernel_size, stride=1, padding="same", padding_mode=padding_mode
+        )
+    padding = (kernel_size - 1 - lookahead, lookahead)
+    return (TimeConv2d if use_2d else TimeConv1d)(in_channels, out_channels, kernel_size, padding)
 
 
 def zero_init(module: nn.Module, enabled: bool = True) -> nn.Module:
@@ -122,13 +260,15 @@ class DownsampleConv(nn.Module):
 
 
 class DownsampleFreqConv(nn.Module):
-    """(5, 1) convolution with stride 4 along frequency only."""
+    """(5, 1) convolution with stride 4 along frequency only (``per_frame``: a per-frame norm before it)."""
 
-    def __init__(self, in_channels: int, out_channels: int | None = None, normalize: bool = False) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int | None = None, normalize: bool = False, per_frame: bool = False
+    ) -> None:
         super().__init__()
         self.normalize = normalize
         if normalize:
-            self.norm = group_norm(in_channels)
+            self.norm = group_norm(in_channels, per_frame=per_frame)
         self.c = nn.Conv2d(in_channels, out_channels or in_channels, kernel_size=(5, 1), stride=(4, 1), padding=(2, 0))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -161,13 +301,15 @@ class UpsampleConv(nn.Module):
 
 
 class UpsampleFreqConv(nn.Module):
-    """Nearest ×4 upsampling along frequency followed by a (5, 1) convolution."""
+    """Nearest ×4 upsampling along frequency followed by a (5, 1) convolution (``per_frame``: see above)."""
 
-    def __init__(self, in_channels: int, out_channels: int | None = None, normalize: bool = False) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int | None = None, normalize: bool = False, per_frame: bool = False
+    ) -> None:
         super().__init__()
         self.normalize = normalize
         if normalize:
-            self.norm = group_norm(in_channels)
+            self.norm = group_norm(in_channels, per_frame=per_frame)
         self.c = nn.Conv2d(in_channels, out_channels or in_channels, kernel_size=(5, 1), stride=1, padding="same")
 
     def forward(self, x: Tensor) -> Tensor:
@@ -211,16 +353,24 @@ class Attention(nn.Module):
     """
 
     def __init__(
-        self, dim: int, heads: int = 4, normalize: bool = True, use_2d: bool = False, init_as_zero: bool = True
+        self,
+        dim: int,
+        heads: int = 4,
+        normalize: bool = True,
+        use_2d: bool = False,
+        init_as_zero: bool = True,
+        streamable: bool = False,
     ) -> None:
         super().__init__()
+        if streamable and not use_2d:
+            raise ValueError("attention across time cannot stream; a streamable model attends across frequency only")
         self.normalize = normalize
         self.use_2d = use_2d
         self.mha = nn.MultiheadAttention(embed_dim=dim, num_heads=heads, dropout=0.0, batch_first=True)
         if init_as_zero:
             zero_init(self.mha.out_proj)
         if normalize:
-            self.norm = group_norm(dim)
+            self.norm = group_norm(dim, per_frame=streamable)
 
     def forward(self, x: Tensor) -> Tensor:
         inp = x
@@ -249,6 +399,7 @@ class ResBlock(nn.Module):
             ``time_emb`` is ``[B, cond_channels]``, or ``[1, cond_channels]`` for one shared by the batch.
         use_2d: 2-D (``[B, C, F, N]``) or 1-D (``[B, C, N]``) convolutions.
         normalize_residual: take the residual after ``norm1`` instead of before.
+        streamable: per-frame norms and causal time convolutions (see :func:`time_conv`).
     """
 
     def __init__(
@@ -269,9 +420,12 @@ class ResBlock(nn.Module):
         dropout_rate: float = 0.0,
         init_as_zero: bool = True,
         padding_mode: str = "zeros",
+        streamable: bool = False,
     ) -> None:
         super().__init__()
         conv = _conv(use_2d)
+        if streamable and (downsample or upsample):
+            raise ValueError("a streamable block cannot resample time")
         self.normalize = normalize
         self.attention = attention
         self.upsample = upsample
@@ -279,14 +433,9 @@ class ResBlock(nn.Module):
         self.use_2d = use_2d
         self.normalize_residual = normalize_residual
         self.min_res_dropout = min_res_dropout
-        self.conv1 = conv(
-            in_channels, out_channels, kernel_size=kernel_size, stride=1, padding="same", padding_mode=padding_mode
-        )
+        self.conv1 = time_conv(use_2d, in_channels, out_channels, kernel_size, streamable, padding_mode)
         self.conv2 = zero_init(
-            conv(
-                out_channels, out_channels, kernel_size=kernel_size, stride=1, padding="same", padding_mode=padding_mode
-            ),
-            init_as_zero,
+            time_conv(use_2d, out_channels, out_channels, kernel_size, streamable, padding_mode), init_as_zero
         )
         self.res_conv: nn.Module = (
             conv(in_channels, out_channels, kernel_size=1, stride=1, padding=0)
@@ -294,14 +443,14 @@ class ResBlock(nn.Module):
             else nn.Identity()
         )
         if normalize:
-            self.norm1 = group_norm(in_channels)
-            self.norm2 = group_norm(out_channels)
+            self.norm1 = group_norm(in_channels, per_frame=streamable)
+            self.norm2 = group_norm(out_channels, per_frame=streamable)
         self.activation: nn.Module = nn.LeakyReLU(negative_slope=0.2) if leaky else nn.SiLU()
         if cond_channels is not None:
             self.proj_emb = zero_init(nn.Linear(cond_channels, out_channels), init_as_zero)
         self.dropout = nn.Dropout(dropout_rate)
         if attention:
-            self.att = Attention(out_channels, heads, use_2d=use_2d, init_as_zero=init_as_zero)
+            self.att = Attention(out_channels, heads, use_2d=use_2d, init_as_zero=init_as_zero, streamable=streamable)
 
     def _resample(self, x: Tensor) -> Tensor:
         if self.downsample:
@@ -325,6 +474,8 @@ class ResBlock(nn.Module):
             # add over the full feature map (slow on CPU for few channels).
             emb = self.proj_emb(time_emb)[0]
             bias = emb if self.conv1.bias is None else self.conv1.bias + emb
+            if isinstance(self.conv1, TimeConv):
+                x = self.conv1.pad_time(x)
             x = self.conv1._conv_forward(x, self.conv1.weight, bias)
         else:
             emb = self.proj_emb(time_emb)

@@ -63,6 +63,14 @@ class GeneratorConfig(ConfigBase):
     ``activation_bottleneck`` is the encoder's output non-linearity: ``"tanh"`` (the official
     default) or ``"identity"``. The official spellings are accepted too and stored as those names: an
     ``nn.Tanh()`` / ``nn.Identity()`` module, ``None`` (identity), or their YAML text (``"Tanh()"``).
+
+    ``streamable`` (lincae's own option; the official models have it off) builds a model that streams
+    exactly: every normalisation looks at one frame only (group norm over channels and frequency), every
+    convolution along time is causal, except the encoder's first, which looks ``lookahead`` frames
+    (0-2) ahead. Such a model runs block by block with cached convolutions
+    (:mod:`lincae.models.streaming`) and equals its offline pass delayed by
+    ``n_fft - hop + lookahead * hop`` samples. It needs no temporal downsampling
+    (``freq_downsample_list`` all 1) and zero padding.
     """
 
     base_channels: int = 64
@@ -94,6 +102,8 @@ class GeneratorConfig(ConfigBase):
     init_as_zero: bool = True
     activation_bottleneck: str = "tanh"
     padding_mode: str = "zeros"
+    streamable: bool = False
+    lookahead: int = 0
 
     def __post_init__(self) -> None:
         n = type(self).__name__
@@ -123,6 +133,21 @@ class GeneratorConfig(ConfigBase):
                 _require(c % self.heads == 0 and c % 4 == 0, n, f"{c} channels not divisible by the heads")
         _require(self.freq_dim >= 1, n, f"hop {self.hop} is too small for {levels - 1} downsampling steps")
         _require(0 < self.sigma_min < self.sigma_max, n, "need 0 < sigma_min < sigma_max")
+        _require(isinstance(self.streamable, bool), n, f"streamable must be true or false, got {self.streamable!r}")
+        _require(
+            isinstance(self.lookahead, int) and 0 <= self.lookahead <= 2,
+            n,
+            f"lookahead must be 0, 1 or 2 frames, got {self.lookahead!r}",
+        )
+        if self.streamable:
+            _require(
+                all(v == 1 for v in self.freq_downsample_list),
+                n,
+                "a streamable model downsamples frequency only: freq_downsample_list must be all 1",
+            )
+            _require(self.padding_mode == "zeros", n, "a streamable model needs padding_mode 'zeros'")
+        else:
+            _require(self.lookahead == 0, n, "lookahead is an option of streamable models (set streamable: true)")
 
     @property
     def temporal_downsamples(self) -> int:

@@ -6,7 +6,7 @@ Training-time parts of the noise schedule (step-size annealing, log-normal noise
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -48,6 +48,7 @@ class ConsistencySampler:
         steps: int,
         generator: torch.Generator | Sequence[torch.Generator] | None = None,
         shared_noise: bool = False,
+        noise_fn: Callable[[int], Tensor] | None = None,
     ) -> Tensor:
         """Latents ``[B, C, Z]`` → representation ``[B, 2, 2*hop, Z * 2**temporal_downsamples]``.
 
@@ -60,6 +61,8 @@ class ConsistencySampler:
                 batch decodes exactly as its items would one by one).
             shared_noise: every item of the batch gets the same noise (the channels of one stereo
                 signal, say, so that identical latents decode to identical audio).
+            noise_fn: instead of ``generator``, the noise of step ``k`` (0: the initial noise) as
+                ``noise_fn(k)``, broadcastable to ``[B, 2, 2*hop, frames]`` (per-frame noise of streamable models).
         """
         if steps < 1:
             raise ValueError(f"diffusion_steps must be >= 1, got {steps}")
@@ -68,7 +71,12 @@ class ConsistencySampler:
         batch = latents.shape[0]
         shape = (1 if shared_noise else batch, cfg.data_channels, cfg.hop * 2, frames)
 
+        drawn = [0]
+
         def noise() -> Tensor:
+            if noise_fn is not None:
+                drawn[0] += 1
+                return noise_fn(drawn[0] - 1).to(latents.device).expand(batch, *shape[1:])
             if isinstance(generator, Sequence):
                 if len(generator) != batch:
                     raise ValueError(f"{len(generator)} generators for a batch of {batch}")

@@ -27,6 +27,7 @@ from lincae.models.blocks import (
     UpsampleConv,
     UpsampleFreqConv,
     group_norm,
+    time_conv,
     zero_init,
 )
 from lincae.models.config import GeneratorConfig
@@ -57,10 +58,10 @@ class Encoder(nn.Module):
         self.frequency_scaling = cfg.frequency_scaling
         mults = cfg.multipliers_list
         ch = cfg.base_channels * mults[0]
+        stream = cfg.streamable
         self.gain = FreqGain(freq_dim=cfg.hop * 2)
-        self.conv_inp = nn.Conv2d(
-            cfg.data_channels, ch, kernel_size=3, stride=1, padding=1, padding_mode=cfg.padding_mode
-        )
+        # The encoder's first convolution is the only layer of a streamable model that looks ahead.
+        self.conv_inp = time_conv(True, cfg.data_channels, ch, 3, stream, cfg.padding_mode, lookahead=cfg.lookahead)
         self.freq_dim = cfg.freq_dim
 
         down: list[nn.Module] = []
@@ -80,12 +81,15 @@ class Encoder(nn.Module):
                         min_res_dropout=cfg.min_res_dropout,
                         init_as_zero=cfg.init_as_zero,
                         padding_mode=cfg.padding_mode,
+                        streamable=stream,
                     )
                 )
                 ch = out
             if i != last:
                 if cfg.freq_downsample_list[i] == 1:
-                    down.append(DownsampleFreqConv(ch, normalize=cfg.pre_normalize_downsampling_encoder))
+                    down.append(
+                        DownsampleFreqConv(ch, normalize=cfg.pre_normalize_downsampling_encoder, per_frame=stream)
+                    )
                 else:
                     down.append(
                         DownsampleConv(
@@ -97,7 +101,7 @@ class Encoder(nn.Module):
                     )
         self.down_layers = nn.ModuleList(down)
         if cfg.pre_normalize_2d_to_1d:
-            self.prenorm_1d_to_2d = group_norm(ch)
+            self.prenorm_1d_to_2d = group_norm(ch, per_frame=stream)
 
         width = cfg.bottleneck_base_channels
         bottleneck: list[nn.Module] = [
@@ -113,11 +117,12 @@ class Encoder(nn.Module):
                 min_res_dropout=cfg.min_res_dropout,
                 init_as_zero=cfg.init_as_zero,
                 padding_mode=cfg.padding_mode,
+                streamable=stream,
             )
             for _ in range(cfg.num_bottleneck_layers)
         ]
         self.bottleneck_layers = nn.Sequential(*bottleneck)
-        self.norm_out = group_norm(width)
+        self.norm_out = group_norm(width, per_frame=stream)
         self.activation_out = nn.SiLU()
         self.conv_out = nn.Conv1d(
             width, cfg.bottleneck_channels, kernel_size=1, stride=1, padding="same", padding_mode=cfg.padding_mode
@@ -170,6 +175,7 @@ class Decoder(nn.Module):
                     min_res_dropout=cfg.min_res_dropout,
                     init_as_zero=cfg.init_as_zero,
                     padding_mode=cfg.padding_mode,
+                    streamable=cfg.streamable,
                 )
                 for _ in range(cfg.num_bottleneck_layers)
             ]
@@ -196,6 +202,7 @@ class Decoder(nn.Module):
                     min_res_dropout=cfg.min_res_dropout,
                     init_as_zero=cfg.init_as_zero,
                     padding_mode=cfg.padding_mode,
+                    streamable=cfg.streamable,
                 )
                 for _ in range(n_layers)
             ]
@@ -263,9 +270,8 @@ class UNet(nn.Module):
 
         mults = cfg.multipliers_list
         ch = cfg.base_channels * mults[0]
-        self.conv_inp = nn.Conv2d(
-            cfg.data_channels, ch, kernel_size=3, stride=1, padding=1, padding_mode=cfg.padding_mode
-        )
+        stream = cfg.streamable
+        self.conv_inp = time_conv(True, cfg.data_channels, ch, 3, stream, cfg.padding_mode)
         last = len(self.layers_list) - 1
 
         def level_block(c: int, attention: bool) -> list[nn.Module]:
@@ -284,6 +290,7 @@ class UNet(nn.Module):
                     min_res_dropout=cfg.min_res_dropout,
                     init_as_zero=True,
                     padding_mode=cfg.padding_mode,
+                    streamable=stream,
                 ),
             ]
 
@@ -317,12 +324,9 @@ class UNet(nn.Module):
         self.up_layers = nn.ModuleList(up)
 
         self.conv_decoded = nn.Conv2d(ch, ch, kernel_size=1, stride=1, padding=0)
-        self.norm_out = group_norm(ch)
+        self.norm_out = group_norm(ch, per_frame=stream)
         self.activation_out = nn.SiLU()
-        self.conv_out = zero_init(
-            nn.Conv2d(ch, cfg.data_channels, kernel_size=3, stride=1, padding=1, padding_mode=cfg.padding_mode),
-            cfg.init_as_zero,
-        )
+        self.conv_out = zero_init(time_conv(True, ch, cfg.data_channels, 3, stream, cfg.padding_mode), cfg.init_as_zero)
 
     def forward_generator(
         self,

@@ -1,0 +1,157 @@
+"""The cached-convolution mixer: a streamable model runs step by step on new audio only.
+
+A model whose config says ``streamable`` (per-frame norms, causal time convolutions) keeps the state of
+every time convolution between calls (:mod:`lincae.models.streaming`), so each step computes only its new
+latent frames instead of a whole overlapping window, and no crossfade is needed: the output is the
+offline ``decode(mix(encode(x)))`` delayed by the model's own delay ``D = n_fft − hop + lookahead·hop``.
+
+:class:`CachedMixer` gives the :class:`~lincae.engine.stream.StreamingEngine` the interface of
+:class:`~lincae.engine.mixer.LatentMixer`, with step ``S = stream_frames · hop``, no crossfade, and
+windows ``W = S + D`` long: step ``k``'s window is the input ``[k·S − D, (k+1)·S)``, of which the
+model takes the newest ``S`` samples (the rest is its cached past); after a gap, the whole window
+restarts the stream (the cached state is rebuilt from zeros, as at the start). Output of step ``k`` is
+``[k·S − D, (k+1)·S − D)``; the dry signal for it is the window's first ``S`` samples. Gain, polarity,
+mute, solo, master and dry/wet apply per latent frame, as in the windowed mixer, so a change is heard
+after the declared latency.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from lincae.engine.config import EngineConfig
+from lincae.engine.mixer import LatentMixer, crossfade_curves
+from lincae.engine.params import ParameterRegistry
+from lincae.models.autoencoder import Autoencoder
+from lincae.models.streaming import StreamingDecoder, StreamingEncoder
+
+
+class CachedMixer(LatentMixer):
+    """Step-by-step encode → latent mix → decode of a streamable model (see the module docstring).
+
+    Args: as :class:`~lincae.engine.mixer.LatentMixer`; ``model.streamable`` must be true.
+    """
+
+    streaming = True
+
+    def __init__(
+        self,
+        model: Autoencoder,
+        config: EngineConfig,
+        registry: ParameterRegistry | None = None,
+        device: str | torch.device | None = None,
+    ) -> None:
+        if not model.streamable:
+            raise ValueError(f"model {model.name!r} cannot stream (its config has streamable: false)")
+        super().__init__(model, config, registry, device)
+        self.encoder = StreamingEncoder(self.model, self.num_rows)
+        self.decoder = StreamingDecoder(self.model, self.out_channels, config.seed, config.diffusion_steps)
+        self._restart(0)
+
+    def _set_geometry(self) -> None:
+        self.delay = self.model.stream_delay
+        self.step = self.config.stream_frames * self.hop
+        self.lookahead = self.delay  # emitted_start(k) = k·S − D
+        self.xfade = 0
+        self.window = self.step + self.delay
+
+    def latency_samples(self, block: int = 0) -> int:
+        return self.config.latency_samples(self.hop, block, stream_delay=self.delay)
+
+    def reset(self) -> None:
+        super().reset()
+        self.fade_in, self.fade_out = crossfade_curves(0, self.config.crossfade_shape)
+        if hasattr(self, "encoder"):
+            self._restart(0)
+
+    def _restart(self, k: int) -> None:
+        """Empty the model's caches; the next step is ``k``, fed its whole window."""
+        self.encoder.reset()
+        self.decoder.reset()
+        self._restart_frame = (k * self.step - self.delay) // self.hop  # absolute frame of the stream's frame 0
+        self.decoder.frame = self._restart_frame  # noise follows absolute frames
+        self._next = k
+
+    @torch.no_grad()
+    def warm_up(self, rounds: int = 2) -> None:
+        """Run the model on silence (first calls allocate and pick kernels); the stream state is kept."""
+        enc = StreamingEncoder(self.model, self.num_rows)
+        dec = StreamingDecoder(self.model, self.out_channels, 0, self.config.diffusion_steps)
+        silence = torch.zeros(self.num_rows, self.window)
+        for _ in range(rounds):
+            dec.push(enc.push(silence)[: self.out_channels])
+
+    @torch.no_grad()
+    def process_many(self, k: int, windows: np.ndarray) -> np.ndarray:
+        """Steps ``k, k+1, …``: ``windows`` ``(n, rows, W)`` → output ``(out_channels, n·S)``.
+
+        The steps' new samples go through the model in one call (equal to ``n`` calls of
+        :meth:`process` within float rounding). A ``k`` other than the step after the last restarts the
+        stream from ``windows[0]``.
+        """
+        t0 = time.perf_counter()
+        n = windows.shape[0]
+        s = self.step
+        if k != self._next:
+            self._restart(k)
+        if self.encoder.frames_in == 0:  # the stream's start: the whole first window
+            new = np.concatenate([windows[0], *windows[1:, :, -s:]], axis=-1)
+        else:
+            new = np.concatenate(list(windows[:, :, -s:]), axis=-1) if n > 1 else windows[0, :, -s:]
+        z = self.encoder.push(torch.from_numpy(np.ascontiguousarray(new)))  # [rows, C, m]
+        m = z.shape[-1]
+        first = self._restart_frame + self.encoder.frames_out - m  # absolute index of z's first frame
+        coefs, wets = self._frame_values(first, m) if m else (np.zeros((0, self.config.num_sources)), np.zeros(0))
+        mixed = self._mix(z[None], coefs[None])[0]  # [out, C, m]
+        if m:
+            self.last_latents = np.stack(
+                [
+                    z[[r for r, (i, _) in enumerate(self.rows) if i == src], :, -1].mean(0).numpy()
+                    for src in range(self.config.num_sources)
+                ]
+            )
+            self.last_mix_latents = mixed[:, :, -1].mean(0).numpy()
+        wet = self.decoder.push(mixed).numpy()  # [out, m·hop]
+        out = np.zeros((self.out_channels, n * s), np.float32)
+        got = wet.shape[-1]
+        if got:  # the stream's first steps yield less (their output lies before the input's start)
+            tail = out[:, n * s - got :]
+            # Wet fraction per sample: its frame's value (frame f finalises samples [f·hop, (f+1)·hop)).
+            w = np.repeat(wets.astype(np.float32), self.hop)
+            dry = np.concatenate([self._dry(windows[j, :, :s]) for j in range(n)], axis=-1)
+            tail[...] = w * wet + (1.0 - w) * dry[:, n * s - got :]
+        self._next = k + n
+        self.last_compute_s = (time.perf_counter() - t0) / n
+        return out
+
+    def dry_segment(self, window: np.ndarray) -> np.ndarray:
+        """The dry sum over the samples step ``k`` emits: ``(out_channels, S)``."""
+        return self._dry(window[:, : self.step])
+
+
+def make_mixer(
+    model: Autoencoder,
+    config: EngineConfig,
+    registry: ParameterRegistry | None = None,
+    device: str | torch.device | None = None,
+) -> LatentMixer:
+    """The mixer a config asks for with this model: :class:`CachedMixer` when it streams, else windows.
+
+    ``mode: stream`` with a model that cannot stream falls back to windows; the mixer's ``notice`` says
+    so in one line (naming the model and the latency it runs at), for the status line and the log.
+    """
+    if config.streams(model.streamable):
+        return CachedMixer(model, config, registry, device)
+    mixer = LatentMixer(model, config, registry, device)
+    if config.mode == "stream":
+        ms = 1000.0 * mixer.latency_samples() / mixer.sample_rate
+        mixer.notice = (
+            f"model {model.name!r} cannot stream (not a streamable model): using windows, {ms:.0f} ms plus one block"
+        )
+    return mixer
+
+
+__all__ = ["CachedMixer", "make_mixer"]

@@ -1,0 +1,147 @@
+"""The engine with a streamable model: cached convolutions, per-frame knobs, windows as the fallback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_tiny_model
+from test_streaming_model import make_stream_model
+
+from lincae.engine.cached import CachedMixer, make_mixer
+from lincae.engine.config import EngineConfig
+from lincae.engine.mixer import LatentMixer
+from lincae.engine.offline import render
+from lincae.engine.params import ParameterRegistry, mixer_parameters
+from lincae.engine.stream import StreamingEngine
+from lincae.models.streaming import StreamingDecoder, StreamingEncoder
+
+
+def tones(channels: int, length: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(length) / 44100
+    f = rng.uniform(200, 2000, size=(channels, 1))
+    return (0.3 * np.sin(2 * np.pi * f * t) + 0.01 * rng.standard_normal((channels, length))).astype(np.float32)
+
+
+def stream_through(engine: StreamingEngine, sources: list[np.ndarray], block: int, extra: int) -> np.ndarray:
+    """Push ``sources`` (then silence) block by block, pumping synchronously; returns what was pulled."""
+    length = max(s.shape[-1] for s in sources) + extra
+    rows = np.zeros((engine.rows, length), np.float32)
+    r = 0
+    for s in sources:
+        rows[r : r + s.shape[0], : s.shape[-1]] = s
+        r += s.shape[0]
+    out = np.zeros((engine.out_channels, length), np.float32)
+    for i in range(0, length, block):
+        n = min(block, length - i)
+        engine.push(rows[:, i : i + n])
+        engine.pump()
+        engine.pull(out[:, i : i + n])
+    return out
+
+
+@pytest.mark.parametrize("block", [1, 64, 333, 4096])
+def test_live_stream_equals_the_offline_render_delayed(block: int) -> None:
+    model = make_stream_model(lookahead=1)
+    cfg = EngineConfig(sources=[1, 2], seed=3, stream_frames=4)
+    reg = ParameterRegistry(mixer_parameters(2))
+    reg.update({"source.1.gain_db": -3.0, "source.2.invert": 1.0, "mix.dry_wet": 80.0})
+    sources = [tones(1, 6000, 1), tones(2, 6000, 2)]
+    offline = render(CachedMixer(model, cfg, reg, device="cpu"), sources, batch=1)
+    engine = StreamingEngine(CachedMixer(model, cfg, reg, device="cpu"), block=block, max_block=max(block, 64))
+    d = engine.latency
+    assert d == 4 * 64 * 2 + model.stream_delay + block == engine.mixer.latency_samples(block)
+    live = stream_through(engine, sources, block, extra=d + block)
+    assert np.array_equal(live[:, d : d + 6000], offline)
+    assert engine.metrics.dropouts == 0 and engine.metrics.fallback_samples == 0
+    assert np.abs(offline).max() > 1e-3
+
+
+@pytest.mark.parametrize("batch", [1, 7])
+def test_render_is_the_models_own_stream(batch: int) -> None:
+    """Rendering at 0 dB, fully wet, gives the model's encode → decode stream (no windows, no crossfades);
+    a −6.02 dB gain decodes the latents times 0.5."""
+    model = make_stream_model()
+    cfg = EngineConfig(sources=[1], seed=5, stream_frames=2)
+    x = tones(1, 5000, 4)
+    for gain_db, scale in [(0.0, 1.0), (-6.0206, 0.5)]:
+        reg = ParameterRegistry(mixer_parameters(1))
+        reg.set("source.1.gain_db", gain_db)
+        out = render(CachedMixer(model, cfg, reg, device="cpu"), [x], batch=batch)
+        # the engine's stream starts D samples before the input (its first window), on the frame grid
+        d = model.stream_delay
+        enc, dec = StreamingEncoder(model, 1), StreamingDecoder(model, 1, seed=5)
+        dec.frame = -d // 64
+        padded = torch.from_numpy(np.concatenate([np.zeros((1, d), np.float32), x], axis=-1))
+        expected = dec.push(scale * enc.push(padded))[:, d:].numpy()
+        n = expected.shape[-1]
+        np.testing.assert_allclose(out[:, :n], expected, atol=2e-6, rtol=1e-4)
+
+
+def test_a_knob_is_heard_within_the_declared_latency() -> None:
+    model = make_stream_model()
+    cfg = EngineConfig(sources=[1], stream_frames=1, compute_budget=0.5, smoothing_ms=0.0)
+    x = tones(1, 12000, 6)
+    block = 64
+
+    def run(mute_at: int | None) -> tuple[np.ndarray, int]:
+        reg = ParameterRegistry(mixer_parameters(1))
+        engine = StreamingEngine(CachedMixer(model, cfg, reg, device="cpu"), block=block)
+        out = np.zeros((1, x.shape[-1]), np.float32)
+        for i in range(0, x.shape[-1], block):
+            if i == mute_at:
+                reg.set("source.1.mute", 1)
+            engine.push(x[:, i : i + block])
+            engine.pump()
+            engine.pull(out[:, i : i + block])
+        return out, engine.latency
+
+    plain, latency = run(None)
+    t = 6400
+    muted, _ = run(t)
+    differs = np.flatnonzero(np.abs(muted - plain)[0] > 1e-7)
+    assert differs.size and t < differs[0] <= t + latency
+    assert latency == round(64 * 1.5) + model.stream_delay + block
+
+
+def test_make_mixer_streams_what_can_stream_and_says_when_it_cannot() -> None:
+    stream_model, tiny = make_stream_model(), make_tiny_model()
+    assert isinstance(make_mixer(stream_model, EngineConfig(), device="cpu"), CachedMixer)
+    assert isinstance(make_mixer(stream_model, EngineConfig(mode="stream"), device="cpu"), CachedMixer)
+    small = dict(window_frames=8, step_frames=4, lookahead_frames=1, crossfade=64)  # windows for 64-sample frames
+    windows = make_mixer(stream_model, EngineConfig(mode="windows", **small), device="cpu")
+    assert type(windows) is LatentMixer and not windows.notice
+    fallback = make_mixer(tiny, EngineConfig(mode="stream", **small), device="cpu")
+    assert type(fallback) is LatentMixer
+    assert "model 'tiny' cannot stream" in fallback.notice and "using windows" in fallback.notice
+    assert "\n" not in fallback.notice
+    assert not make_mixer(tiny, EngineConfig(**small), device="cpu").notice
+    with pytest.raises(ValueError, match="mode must be one of"):
+        EngineConfig(mode="fast")
+    with pytest.raises(ValueError, match="stream_frames must be an integer in"):
+        EngineConfig(stream_frames=0)
+
+
+def test_a_stream_recovers_from_an_overload_at_the_same_latency() -> None:
+    """A worker that misses steps (here: not called for 0.3 s) skips to the newest window, which restarts the
+    cached state; once it has refilled, the output is the offline render again, delayed as declared."""
+    model = make_stream_model()
+    cfg = EngineConfig(sources=[1], stream_frames=4, seed=2)
+    x = tones(1, int(44100 * 1.5), 7)
+    offline = render(CachedMixer(model, cfg, device="cpu"), [x], batch=1)
+    engine = StreamingEngine(CachedMixer(model, cfg, device="cpu"), block=256)
+    out = np.zeros_like(x)
+    stall = range(int(44100 * 0.4), int(44100 * 0.7))
+    for i in range(0, x.shape[-1], 256):
+        engine.push(x[:, i : i + 256])
+        if i not in stall:
+            engine.pump()
+        engine.pull(out[:, i : i + 256])
+    m = engine.metrics
+    assert m.dropouts >= 1 and m.dropped_windows >= 1 and m.fallback_samples > 0
+    assert np.isfinite(out).all()
+    d = engine.latency
+    tail = slice(x.shape[-1] - 22050, x.shape[-1])
+    np.testing.assert_allclose(out[:, tail], offline[:, tail.start - d : tail.stop - d], atol=2e-7, rtol=1e-4)
+    assert np.abs(offline[:, tail]).max() > 1e-4
