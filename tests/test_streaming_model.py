@@ -132,3 +132,19 @@ def test_streaming_refuses_a_model_that_cannot_stream(tiny_model: Autoencoder) -
     assert not tiny_model.streamable
     with pytest.raises(ValueError, match="'tiny' is not streamable"):
         StreamingEncoder(tiny_model, 1)
+
+
+def test_a_streamable_variant_starts_from_a_trained_models_weights(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from lincae.training.trainer import load_weights
+
+    trained = Autoencoder({"hop_size": 64}, dict(STREAM_GENERATOR, streamable=False), {}, scale_factor=2.0)
+    trained.save_pretrained(tmp_path / "trained")
+    variant = make_stream_model(seed=5)
+    load_weights(variant, tmp_path / "trained")
+    for (name, a), b in zip(
+        variant.generator.state_dict().items(), trained.generator.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    other = Autoencoder({"hop_size": 64}, dict(STREAM_GENERATOR, base_channels=4), {}, scale_factor=2.0)
+    with pytest.raises(ValueError, match="its parameters differ from the config's"):
+        load_weights(other, tmp_path / "trained")

@@ -102,6 +102,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         dist_info=info,
         compile=args.compile,
+        init_from=args.init_from,
     )
     try:
         deadline = time.monotonic() + 60.0 * args.minutes if args.minutes else None
@@ -618,6 +619,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads for PyTorch")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     p.add_argument("--compile", action="store_true", help="torch.compile the training step (slow first steps)")
+    p.add_argument(
+        "--init-from", metavar="MODEL", help="start a new run from this model's weights (same parameter shapes)"
+    )
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("eval", help="the paper's metrics for one or more models, side by side")

@@ -107,6 +107,22 @@ def build_model(config: TrainConfig, name: str = "model") -> Autoencoder:
     return Autoencoder(config.model.frontend, config.model.generator, config.model.diffusion, name=name)
 
 
+def load_weights(model: Autoencoder, source: str | Path) -> None:
+    """Copy the generator weights of ``source`` (a model id, folder or file) into ``model``, strictly.
+
+    The architectures may differ in what does not change parameters (a streamable variant: causal
+    padding, per-frame norms), never in parameter names or shapes.
+    """
+    donor = Autoencoder.from_pretrained(source)
+    theirs, ours = donor.generator.state_dict(), model.generator.state_dict()
+    wrong = [k for k in ours if k in theirs and theirs[k].shape != ours[k].shape]
+    missing = sorted(set(ours) ^ set(theirs))
+    if wrong or missing:
+        what = (wrong + missing)[:5]
+        raise ValueError(f"cannot start from {source}: its parameters differ from the config's ({', '.join(what)} ...)")
+    model.generator.load_state_dict(theirs, strict=True)
+
+
 class Trainer:
     """Trains an :class:`Autoencoder` from a :class:`TrainConfig` and a :class:`BatchSource`.
 
@@ -123,6 +139,10 @@ class Trainer:
             GPU; the results differ from contiguous memory by rounding only).
         compile: run the step's forward through ``torch.compile`` (first steps are slow while it compiles).
         prefetch: batches made ahead on a background thread.
+        init_from: start a new run from this model's weights (an id, folder or file, as
+            :meth:`Autoencoder.from_pretrained` takes) instead of a random draw; its parameter shapes must
+            be the config's. A streamable variant of a trained model starts from that model's weights,
+            for one. Recorded in the run folder's ``init.json``; ignored when resuming.
     """
 
     def __init__(
@@ -138,6 +158,7 @@ class Trainer:
         channels_last: bool = True,
         compile: bool = False,
         prefetch: int = 2,
+        init_from: str | Path | None = None,
     ) -> None:
         self.config = config
         self.out = Path(out_dir)
@@ -150,7 +171,10 @@ class Trainer:
             device = f"cuda:{self.dist.local_rank}" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self.progress = progress and self.dist.is_main
-        self.model = build_model(config, name=self.out.name).to(self.device)
+        self.model = build_model(config, name=self.out.name)
+        if init_from is not None and not resume:
+            load_weights(self.model, init_from)
+        self.model.to(self.device)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         obj = config.objective
@@ -195,6 +219,8 @@ class Trainer:
             self.load_checkpoint(self.out / "last.ckpt")
         elif self.dist.is_main:
             (self.out / "config.yaml").write_text(config.to_yaml())
+            if init_from is not None:
+                (self.out / "init.json").write_text(json.dumps({"init_from": str(init_from)}) + "\n")
 
     # ------------------------------------------------------------------ one step
     def make_batch(self, step: int) -> StepBatch:
