@@ -145,3 +145,80 @@ def test_a_stream_recovers_from_an_overload_at_the_same_latency() -> None:
     tail = slice(x.shape[-1] - 22050, x.shape[-1])
     np.testing.assert_allclose(out[:, tail], offline[:, tail.start - d : tail.stop - d], atol=2e-7, rtol=1e-4)
     assert np.abs(offline[:, tail]).max() > 1e-4
+
+
+def test_render_command_streams_a_streamable_model_and_says_when_a_model_cannot(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from lincae.cli import main
+    from lincae.io.audiofile import read_audio, write_audio
+
+    x = tones(1, 8000, 3)
+    src = write_audio(tmp_path / "in.wav", x, 44100)
+    stream_dir = make_stream_model().save_pretrained(tmp_path / "stream")
+    tiny_dir = make_tiny_model().save_pretrained(tmp_path / "tiny")
+    out = tmp_path / "out.wav"
+    assert (
+        main(["render", str(src), "-o", str(out), "--preset", "low-latency", "--model", str(tiny_dir), "--no-progress"])
+        == 0
+    )
+    err = capsys.readouterr().err
+    assert "note: model 'tiny' cannot stream" in err and "using windows" in err
+    out2 = tmp_path / "out2.wav"
+    assert (
+        main(
+            [
+                "render",
+                str(src),
+                "-o",
+                str(out2),
+                "--preset",
+                "low-latency",
+                "--model",
+                str(stream_dir),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert "cannot stream" not in capsys.readouterr().err
+    cfg = EngineConfig(mode="stream", stream_frames=1, compute_budget=0.45, smoothing_ms=50.0, crossfade=256)
+    expected = render(CachedMixer(make_stream_model(), cfg, device="cpu"), [x], batch=16)
+    np.testing.assert_allclose(read_audio(out2, 44100), expected, atol=1e-4)  # 16-bit file
+
+
+def test_presets_quote_the_streaming_latency_when_the_shipped_model_streams(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import lincae.profiles as profiles
+
+    folder = tmp_path / "shipped"
+    model = shipped_like_stream_model()
+    model.save_pretrained(folder)
+    monkeypatch.setattr(profiles, "_shipped_model_dir", lambda: folder)
+    assert profiles.shipped_stream_delay() == 3 * 256
+    by_name = {p.name: p for p in profiles.engine_profiles(256)}
+    low, default = by_name["low-latency"], by_name["default"]
+    assert low.streams and default.streams
+    assert low.latency_ms == pytest.approx(1000 * (round(256 * 1.45) + 768 + 256) / 44100)
+    assert low.latency_ms <= 40.0 and low.worker_load is None  # not measured for streaming yet
+    assert "streaming, 6 ms per model call" in profiles.profiles_help(256)
+
+
+def shipped_like_stream_model():  # type: ignore[no-untyped-def]
+    """The shipped geometry (hop 256, FFT 1024), streamable, tiny channels."""
+    from lincae import Autoencoder
+
+    gen = dict(
+        base_channels=4,
+        hop=256,
+        multipliers_list=[1, 1],
+        layers_list=[1, 1],
+        attention_list=[0, 0],
+        layers_list_encoder=[1, 1],
+        attention_list_encoder=[0, 0],
+        freq_downsample_list=[1],
+        bottleneck_base_channels=16,
+        num_bottleneck_layers=1,
+        bottleneck_channels=8,
+        cond_channels=8,
+        streamable=True,
+    )
+    model = Autoencoder({"hop_size": 256, "sample_rate": 44100}, gen, {}, name="s", scale_factor=1.0)
+    return model

@@ -296,6 +296,12 @@ def test_shipped_presets_state_the_latency_they_cost_with_the_shipped_model() ->
             assert int(m.group(1)) == engine.latency_samples(frame, 256), p.name
             assert int(m.group(2)) == round(engine.latency_ms(frame, 44100, 256)), p.name
     assert quoted >= 2  # default and low-latency say what they cost
+    # what the streaming setting costs a streamable model of the shipped geometry without lookahead
+    low_latency = load_preset("low-latency")
+    m = re.search(r"(\d+) ms of declared engine latency at block 256 \((\d+) samples", low_latency.description)
+    assert m and low_latency.engine.mode == "stream"
+    stream = low_latency.engine.latency_samples(frame, 256, stream_delay=3 * frame)
+    assert int(m.group(2)) == stream and int(m.group(1)) == round(1000 * stream / 44100)
     low = {p.name: p.latency_ms for p in engine_profiles(256)}
     # measured through JACK: the declared latency plus one period (BENCHMARKS.md, click test)
     assert low["low-latency"] + 1000.0 * 256 / 44100 <= 150.0 < low["default"]

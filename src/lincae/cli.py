@@ -249,6 +249,8 @@ def cmd_render(args: argparse.Namespace) -> int:
             bar.close()
     for err in result.plugin_errors:
         print(f"warning: plugin bypassed after an error: {err}", file=sys.stderr)
+    if result.notice:
+        print(f"note: {result.notice}", file=sys.stderr)
     print(
         f"wrote {result.output}: {result.seconds:.2f} s, {result.channels} channel(s) at {result.sample_rate} Hz",
         file=sys.stderr,
@@ -423,6 +425,8 @@ def cmd_live(args: argparse.Namespace) -> int:
         raise
     engine = session.engine
     print(f"live: {len(sources)} source(s), latency {engine.metrics.latency_ms:.0f} ms; Ctrl-C stops", file=sys.stderr)
+    if engine.metrics.notice:
+        print(f"live: {engine.metrics.notice}", file=sys.stderr)
     for err in engine.metrics.plugin_errors:
         print(f"live: plugin bypassed: {err}", file=sys.stderr)
     started = time.monotonic()

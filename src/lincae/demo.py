@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lincae.engine.cached import make_mixer
 from lincae.engine.config import EngineConfig
 from lincae.engine.mixer import LatentMixer
 from lincae.engine.offline import render
@@ -103,7 +104,7 @@ def rms_db(x: np.ndarray) -> float:
 def _engine(model: Autoencoder, n: int, values: dict[str, float], seed: int) -> LatentMixer:
     params = ParameterRegistry(mixer_parameters(n))
     params.update(values)
-    return LatentMixer(model, EngineConfig(sources=[1] * n, seed=seed), params)
+    return make_mixer(model, EngineConfig(sources=[1] * n, seed=seed), params)
 
 
 Report = Callable[[str], None]

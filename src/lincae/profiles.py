@@ -18,7 +18,14 @@ from pathlib import Path
 from lincae.engine.config import EngineConfig
 from lincae.presets import list_presets, preset_path, upgrade
 
-__all__ = ["EngineProfile", "engine_profiles", "profiles_help", "shipped_model_frame", "worker_load_table"]
+__all__ = [
+    "EngineProfile",
+    "engine_profiles",
+    "profiles_help",
+    "shipped_model_frame",
+    "shipped_stream_delay",
+    "worker_load_table",
+]
 
 #: File beside the shipped model's config.json with the worker load measured for engine settings.
 WORKER_LOAD_FILE = "worker_load.json"
@@ -39,6 +46,7 @@ class EngineProfile:
     description: str
     worker_load: float | None = None  # mean RTF measured for these settings and sources (one thread), if known
     measured_on: str = ""  # the machine that measured it
+    streams: bool = False  # runs through the model's cached convolutions (else in windows)
 
     def cost(self) -> str:
         """``"141 ms, load 0.25"``: the declared latency and, where measured, the worker load."""
@@ -64,6 +72,20 @@ def _shipped_geometry() -> tuple[int, int, int]:
     temporal = [int(v) for v in config["generator"].get("freq_downsample_list", [])].count(0)
     frontend = config["frontend"]
     return int(frontend["hop_size"]), int(frontend.get("n_fft_factor", 4)), temporal
+
+
+def shipped_stream_delay() -> int | None:
+    """Samples of delay of the shipped default model when it streams (``n_fft − hop + lookahead · hop``), or
+    ``None`` when it is not a streamable model (it then runs in windows)."""
+    folder = _shipped_model_dir()
+    if folder is None:
+        return None
+    config = json.loads((folder / "config.json").read_text())
+    generator = config["generator"]
+    if not generator.get("streamable", False):
+        return None
+    hop, fft_factor, _ = _shipped_geometry()
+    return (fft_factor - 1) * hop + int(generator.get("lookahead", 0)) * hop
 
 
 SettingsKey = tuple[int, int, int, int, float, tuple[int, ...], int]
@@ -121,6 +143,7 @@ def engine_profiles(block: int = 256) -> list[EngineProfile]:
     """The shipped presets' engine settings, with their declared latency for the shipped model."""
     hop, fft_factor, temporal = _shipped_geometry()
     frame = hop * 2**temporal
+    model_delay = shipped_stream_delay()
     loads, machine = worker_load_table()
     out = []
     for name in list_presets():
@@ -128,16 +151,24 @@ def engine_profiles(block: int = 256) -> list[EngineProfile]:
         data = upgrade(json.loads(preset_path(name).read_text()), where=name)
         e = EngineConfig.from_dict(data.get("engine") or {})
         key = _settings_key(e)
+        streams = e.streams(model_delay is not None)
+        if streams:  # the model's own context is its window; the step is what one call adds
+            window_ms = 1000.0 * (e.stream_frames * frame + (model_delay or 0)) / 44100
+            step_ms = 1000.0 * e.stream_frames * frame / 44100
+        else:
+            window_ms = 1000.0 * ((e.window_frames * 2**temporal - 1) * hop + fft_factor * hop) / 44100
+            step_ms = 1000.0 * e.step_frames * frame / 44100
         out.append(
             EngineProfile(
                 name=name,
                 title=data.get("name") or name,
-                latency_ms=e.latency_ms(frame, 44100, block),
-                window_ms=1000.0 * ((e.window_frames * 2**temporal - 1) * hop + fft_factor * hop) / 44100,
-                step_ms=1000.0 * e.step_frames * frame / 44100,
+                latency_ms=e.latency_ms(frame, 44100, block, model_delay if streams else None),
+                window_ms=window_ms,
+                step_ms=step_ms,
                 description=data.get("description", ""),
-                worker_load=loads.get(key),
-                measured_on=machine if key in loads else "",
+                worker_load=None if streams else loads.get(key),
+                measured_on=machine if key in loads and not streams else "",
+                streams=streams,
             )
         )
     return out
@@ -151,7 +182,11 @@ def profiles_help(block: int = 256) -> str:
         "and worker load (compute / audio time for the preset's sources, one thread; above 1 drops out):"
     ]
     for p in profiles:
-        window = f"windows of {p.window_ms:.0f} ms every {p.step_ms:.0f} ms"
+        window = (
+            f"streaming, {p.step_ms:.0f} ms per model call"
+            if p.streams
+            else f"windows of {p.window_ms:.0f} ms every {p.step_ms:.0f} ms"
+        )
         load = f"load {p.worker_load:.2f}" if p.worker_load is not None else "load not measured"
         lines.append(f"  {p.name:16s} {p.latency_ms:4.0f} ms  {load}  ({window})")
     machines = sorted({p.measured_on for p in profiles if p.measured_on})

@@ -149,10 +149,10 @@ class Rig:
     # ------------------------------------------------------------------ engines
     def build_engine(self, block: int = 0, max_block: int = 4096) -> StreamingEngine:
         """A streaming engine over a fresh latent mixer, with this rig's chains and registry."""
-        from lincae.engine.mixer import LatentMixer
+        from lincae.engine.cached import make_mixer
         from lincae.engine.stream import StreamingEngine
 
-        mixer = LatentMixer(self.model, self.engine_config, self.registry)
+        mixer = make_mixer(self.model, self.engine_config, self.registry)
         return StreamingEngine(mixer, block=block, max_block=max_block, pre=self.pre_chains, post=self.post_chain)
 
     def start_live(self, config: LiveConfig) -> LiveSession:

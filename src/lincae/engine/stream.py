@@ -58,6 +58,7 @@ class EngineMetrics:
         latents: ``[sources, C]`` the latest latent frame of each source; mix_latents ``[C]`` of the mix.
         plugin_errors: plugins bypassed after failing to load or while running (the audio kept flowing
             around them), as ``"{plugin}: {message}"``; slots that failed to load are listed from the start.
+        notice: a standing remark on how the engine runs (a stream that fell back to windows, say).
     """
 
     rtf_last: float = 0.0
@@ -77,6 +78,7 @@ class EngineMetrics:
     mix_latents: np.ndarray | None = None
     plugin_errors: list[str] = field(default_factory=list)
     error: str = ""
+    notice: str = ""
 
 
 class StreamingEngine:
@@ -155,6 +157,7 @@ class StreamingEngine:
             latency_samples=self.latency,
             latency_ms=1000.0 * self.latency / mixer.sample_rate,
             input_peak_db=[-200.0] * cfg.num_sources,
+            notice=getattr(mixer, "notice", ""),
         )
         self._wake = threading.Event()
         self._stop = threading.Event()

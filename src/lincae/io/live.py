@@ -385,6 +385,8 @@ class LiveSession:
             err += f" | {len(m.plugin_errors)} plugin(s) bypassed: {m.plugin_errors[-1]}"
         if self.resample_underruns:
             err += f" | resampler short by {self.resample_underruns} samples"
+        if m.notice:
+            err += f" | {m.notice}"
         return (
             f"latency {m.latency_ms:.0f} ms | load {m.rtf_last:.2f} (peak {m.rtf_peak:.2f}) | "
             f"dropouts {m.dropouts} | xruns {m.xruns} | in {levels} | out {_fmt_db(m.output_peak_db)}{extra}{err}"

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from lincae.engine.cached import make_mixer
 from lincae.engine.config import EngineConfig
 from lincae.engine.effects import build_chain
-from lincae.engine.mixer import LatentMixer
 from lincae.engine.offline import DEFAULT_BATCH, drive
 from lincae.engine.params import ParameterRegistry, mixer_parameters
 from lincae.engine.stream import StreamingEngine
@@ -39,6 +39,7 @@ class RenderResult:
     channels: int
     latency_samples: int
     plugin_errors: list[str] = field(default_factory=list)
+    notice: str = ""  # how the engine ran, when it is not what the settings asked (a stream in windows)
 
 
 def _fit_channels(block: np.ndarray, channels: int) -> np.ndarray:
@@ -93,7 +94,7 @@ def render_files(
         if registry is None:
             registry = ParameterRegistry(mixer_parameters(len(readers)))
         registry.update(dict(parameters or {}))
-        mixer = LatentMixer(model, cfg, registry)
+        mixer = make_mixer(model, cfg, registry)
         block = block or max(1, batch) * mixer.step
         pre_boards = {i: _board(spec, f"pre.{i}") for i, spec in (pre or {}).items()}
         for i in pre_boards:
@@ -153,6 +154,7 @@ def _run(
         channels=out_ch,
         latency_samples=stream.latency,
         plugin_errors=list(stream.metrics.plugin_errors),
+        notice=stream.metrics.notice,
     )
 
 
