@@ -1,13 +1,15 @@
 """End-to-end latency through a JACK loop, measured with a click, against the engine's declared latency.
 
-    python benchmarks/jack_latency.py [--model PATH] [--preset NAME] [--threads 1] [--block 256] [--clicks 5]
+    python benchmarks/jack_latency.py [--model PATH | --config YAML] [--preset NAME] [--threads 1] [--block 256]
+        [--clicks 5]
 
 Starts its own JACK server (dummy backend, 44.1 kHz, period = --block), runs lincae live on it, and a
 second JACK client sends clicks into lincae's input and records its output. The mix is set fully dry
 (dry/wet 0 %) so the click comes back unchanged through the engine's windows and crossfades whatever
-the model; the timing path is the same as for the decoded signal. Without --model the default model's
-architecture is used with random weights. --preset takes the engine settings of a preset (default: the
-engine's defaults).
+the model; the timing path is the same as for the decoded signal. Without --model the architecture of
+--config (default configs/small.yaml; configs/small-stream.yaml for the streamable one) is used with
+random weights. --preset takes the engine settings of a preset (default: the engine's defaults); a
+streamable model streams through its cached convolutions where the preset lets it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from jack_server import dummy_jack_server, engine_config
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model")
+    ap.add_argument("--config", default="configs/small.yaml", help="architecture to use without --model")
     ap.add_argument("--preset", help="engine settings of this preset (name or path)")
     ap.add_argument("--threads", type=int, default=1, help="PyTorch threads for the inference worker")
     ap.add_argument("--block", type=int, default=256)
@@ -39,7 +42,7 @@ def measure(args: argparse.Namespace) -> None:
     import jack
     import torch
 
-    from lincae.engine.mixer import LatentMixer
+    from lincae.engine.cached import make_mixer
     from lincae.engine.params import ParameterRegistry, mixer_parameters
     from lincae.engine.stream import StreamingEngine
     from lincae.io.live import LiveConfig, LiveSession, wait_until
@@ -51,11 +54,11 @@ def measure(args: argparse.Namespace) -> None:
     if args.model:
         model = load_model(args.model)
     else:
-        cfg = TrainConfig.from_yaml("configs/small.yaml").model
+        cfg = TrainConfig.from_yaml(args.config).model
         model = Autoencoder(cfg.frontend, cfg.generator, cfg.diffusion)
     reg = ParameterRegistry(mixer_parameters(1))
     reg.set("mix.dry_wet", 0.0)
-    engine = StreamingEngine(LatentMixer(model, engine_config(args.preset, 1), reg), block=args.block)
+    engine = StreamingEngine(make_mixer(model, engine_config(args.preset, 1), reg), block=args.block)
     session = LiveSession(
         engine,
         LiveConfig(
@@ -108,7 +111,8 @@ def measure(args: argparse.Namespace) -> None:
         f"block {args.block}, declared latency {declared} samples ({1000 * declared / 44100:.1f} ms): engine "
         f"{engine.latency} ({1000 * engine.latency / 44100:.1f} ms) + device {device} (JACK's capture and playback "
         f"latency of the system ports), backend {session.backend}, dropouts {engine.metrics.dropouts}, "
-        f"xruns {engine.metrics.xruns}"
+        f"xruns {engine.metrics.xruns}, {'streaming' if engine.mixer.streaming else 'windows'}"
+        + (f" ({engine.metrics.notice})" if engine.metrics.notice else "")
     )
     print(
         "The click client is wired straight to lincae's JACK ports (the dummy backend has no sound card to "

@@ -64,7 +64,7 @@ def soak(args: argparse.Namespace) -> None:
     import jack
     import torch
 
-    from lincae.engine.mixer import LatentMixer
+    from lincae.engine.cached import make_mixer
     from lincae.engine.params import ParameterRegistry, mixer_parameters
     from lincae.engine.stream import StreamingEngine
     from lincae.io.live import LiveConfig, LiveSession
@@ -75,7 +75,7 @@ def soak(args: argparse.Namespace) -> None:
     signal = 0.5 * music(args.music, 120.0)
     n = args.sources
     reg = ParameterRegistry(mixer_parameters(n))
-    engine = StreamingEngine(LatentMixer(model, engine_config(args.preset, n), reg), block=args.block)
+    engine = StreamingEngine(make_mixer(model, engine_config(args.preset, n), reg), block=args.block)
     session = LiveSession(
         engine,
         LiveConfig(

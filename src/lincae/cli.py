@@ -439,7 +439,8 @@ def cmd_live(args: argparse.Namespace) -> int:
             if now - last_print >= 0.5:
                 print("\r" + session.status_line()[:200].ljust(120), end="", file=sys.stderr, flush=True)
                 last_print = now
-            time.sleep(0.02)
+            # MIDI is read every 5 ms (a knob's delay before the engine sees it), the status twice a second
+            time.sleep(0.005 if midi is not None else 0.02)
     except KeyboardInterrupt:
         pass
     finally:

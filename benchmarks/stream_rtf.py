@@ -1,0 +1,89 @@
+"""Worker load of the cached-convolution (streaming) path: compute per step over the step's audio time.
+
+    python benchmarks/stream_rtf.py [--model PATH | --config configs/small-stream.yaml] [--frames 1 2 4]
+        [--sources 1 2] [--steps 400] [--threads 1]
+
+Runs a :class:`~lincae.engine.cached.CachedMixer` step after step on music-like noise, as the live worker
+does (inside its session: the engine's precision), and prints one row per (frames per step, sources):
+the declared latency at block 256 (compute budget 0.45, as the low-latency preset), the mean, median
+and 95th-percentile step time and the mean load. Load below the budget is what keeps a stream
+without dropouts; the low-latency target is a mean of 0.5 or less with one thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as lincae live
+
+import numpy as np
+from machine import cpu_name
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model")
+    ap.add_argument("--config", default="configs/small-stream.yaml", help="architecture to use without --model")
+    ap.add_argument("--frames", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--sources", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    args = ap.parse_args()
+
+    import torch
+
+    from lincae.engine.cached import CachedMixer
+    from lincae.engine.config import EngineConfig
+    from lincae.models.autoencoder import Autoencoder
+    from lincae.models.registry import load_model
+    from lincae.training.config import TrainConfig
+
+    torch.set_num_threads(args.threads)
+    if args.model:
+        model = load_model(args.model, max_batch_size=16)
+    else:
+        cfg = TrainConfig.from_yaml(args.config).model
+        torch.manual_seed(0)
+        model = Autoencoder(cfg.frontend, cfg.generator, cfg.diffusion, name="stream-architecture")
+    print(
+        f"model: {args.model or args.config + ' (random weights)'}; CPU: {cpu_name()}; threads {args.threads}; "
+        f"precision {args.precision}"
+    )
+    print("| frames/step | sources | latency ms (block 256) | step ms mean | median | p95 | load mean |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    rng = np.random.default_rng(0)
+    for frames in args.frames:
+        for sources in args.sources:
+            cfg = EngineConfig(
+                sources=[1] * sources,
+                mode="stream",
+                stream_frames=frames,
+                compute_budget=0.45,
+                precision=args.precision,
+            )
+            mixer = CachedMixer(model, cfg)
+            mixer.warm_up()
+            times = []
+            with mixer.session():
+                for k in range(args.steps + 20):
+                    window = (0.1 * rng.standard_normal((1, sources, mixer.window))).astype(np.float32)
+                    t0 = time.perf_counter()
+                    mixer.process_many(k, window)
+                    if k >= 20:
+                        times.append(time.perf_counter() - t0)
+            step_s = mixer.step / mixer.sample_rate
+            ms = [1000 * t for t in times]
+            latency = 1000 * mixer.latency_samples(256) / mixer.sample_rate
+            print(
+                f"| {frames} | {sources} | {latency:.1f} | {statistics.mean(ms):.2f} | {statistics.median(ms):.2f} | "
+                f"{np.percentile(ms, 95):.2f} | {statistics.mean(times) / step_s:.2f} |"
+            )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
