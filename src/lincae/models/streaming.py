@@ -169,8 +169,12 @@ class StreamingDecoder:
             torch.complex(rep[:, 0], rep[:, 1]), self.front.config.alpha_rescale, self.front.config.beta_rescale
         )
         frames = torch.fft.irfft(spec, dim=-2) * self._window.unsqueeze(-1)  # [B, n_fft, m]
-        length = (m - 1) * hop + n_fft
-        out = F.fold(frames, output_size=(1, length), kernel_size=(1, n_fft), stride=(1, hop)).reshape(self.batch, -1)
+        # Overlap-add: frame j's quarter q lands on hop q of output block j + q.
+        parts = frames.reshape(self.batch, n_fft // hop, hop, m)  # [B, quarter, hop, m]
+        out = torch.zeros(self.batch, m + n_fft // hop - 1, hop)
+        for q in range(n_fft // hop):
+            out[:, q : q + m] += parts[:, q].transpose(1, 2)
+        out = out.reshape(self.batch, -1)
         out[:, : self._tail.shape[-1]] += self._tail
         self._tail = out[:, m * hop :].clone()
         return out[:, : m * hop]
