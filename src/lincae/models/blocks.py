@@ -132,23 +132,22 @@ class TimeConv:
     zero-padded offline and continued from a :class:`StreamState` when streaming.
 
     Parameters and state dict are those of the ``nn.Conv1d`` / ``nn.Conv2d`` it is mixed into. In 2-D
-    the frequency axis (rows) gets symmetric zero padding, as with ``padding="same"``.
+    the frequency axis (rows) gets symmetric zero padding, as with ``padding="same"``: the convolution's
+    own ``padding`` is ``(kernel // 2, 0)``, so only time is padded here.
     """
 
     time_padding: tuple[int, int]
-    freq_padding: int
 
     def pad_time(self, x: Tensor) -> Tensor:
-        """``x: [B, C, (F,) N]`` → the input the convolution runs on, frequency rows padded by ``p`` each side.
+        """``x: [B, C, (F,) N]`` → the input the convolution runs on, along time.
 
         Offline: ``N + kernel − 1`` frames (zeros both sides). Streaming: the cached frames, then ``x``;
         on a stream's first call the cache is ``left`` zeros, so the layer's outputs start at frame 0.
         """
         left, right = self.time_padding
-        fp = (self.freq_padding, self.freq_padding) if x.dim() == 4 else ()
         state = _STREAM.get()
         if state is None:
-            return F.pad(x, (left, right, *fp))
+            return F.pad(x, (left, right))
         context = left + right
         prev = state.cache.get(self)  # type: ignore[call-overload]
         if prev is None or prev.shape[:-1] != x.shape[:-1] or prev.dtype != x.dtype:
@@ -159,18 +158,19 @@ class TimeConv:
             prev = x.new_zeros((*x.shape[:-1], left))
         buf = torch.cat((prev, x), dim=-1)
         state.cache[self] = buf[..., buf.shape[-1] - context :]  # type: ignore[index]
-        return F.pad(buf, (0, 0, *fp)) if fp else buf
+        return buf
 
 
 class TimeConv2d(TimeConv, nn.Conv2d):
     """``(k, k)`` convolution over ``[B, C, F, N]`` with time padding ``(left, right)``; see :class:`TimeConv`."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, time_padding: tuple[int, int]) -> None:
-        nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size=kernel_size, stride=1, padding=0)
+        nn.Conv2d.__init__(
+            self, in_channels, out_channels, kernel_size=kernel_size, stride=1, padding=(kernel_size // 2, 0)
+        )
         if sum(time_padding) != kernel_size - 1 or min(time_padding) < 0:
             raise ValueError(f"time padding {time_padding} does not fit kernel {kernel_size}")
         self.time_padding = time_padding
-        self.freq_padding = kernel_size // 2
 
     def forward(self, x: Tensor) -> Tensor:
         return self._conv_forward(self.pad_time(x), self.weight, self.bias)
@@ -184,7 +184,6 @@ class TimeConv1d(TimeConv, nn.Conv1d):
         if sum(time_padding) != kernel_size - 1 or min(time_padding) < 0:
             raise ValueError(f"time padding {time_padding} does not fit kernel {kernel_size}")
         self.time_padding = time_padding
-        self.freq_padding = 0
 
     def forward(self, x: Tensor) -> Tensor:
         return self._conv_forward(self.pad_time(x), self.weight, self.bias)
