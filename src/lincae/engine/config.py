@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from lincae.config import ConfigBase
+from lincae.config import MAX_SEED, ConfigBase
 
 CROSSFADE_SHAPES = ("linear", "hann")
 FALLBACKS = ("dry", "silence")
@@ -57,8 +58,25 @@ class EngineConfig(ConfigBase):
     output_channels: int = 0
     precision: str = "auto"
 
+    #: What a preset or a caller may ask for: enough for any use, small enough that no setting makes the
+    #: engine allocate more than a few hundred MB (windows of up to 12 s at 256-sample frames, 32 sources).
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
+        "window_frames": (1, 2048),
+        "step_frames": (1, 2048),
+        "lookahead_frames": (0, 2048),
+        "crossfade": (0, 2**16),
+        "smoothing_ms": (0.0, 60_000.0),
+        "compute_budget": (0.25, 16.0),
+        "diffusion_steps": (1, 64),
+        "seed": (0, MAX_SEED),
+        "output_channels": (0, 2),
+    }
+    LENGTHS: ClassVar[dict[str, tuple[int, int]]] = {"sources": (1, 32)}
+
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sources", list(self.sources))
+        if isinstance(self.sources, (list, tuple)):
+            object.__setattr__(self, "sources", list(self.sources))
+        self.check_fields("engine: ")
 
         def need(cond: bool, msg: str) -> None:
             if not cond:
