@@ -196,6 +196,22 @@ def test_json_with_an_endless_integer_names_the_file() -> None:
         parse_json('{"seed": ' + "9" * 5000 + "}", "p.json")
 
 
+@pytest.mark.parametrize(
+    ("mapping", "message"),
+    [
+        ({"minimum": "0.5"}, "minimum must be a finite number, got '0.5'"),
+        ({"maximum": math.nan}, "maximum must be a finite number, got nan"),
+        ({"soft_takeover": "yes"}, "soft_takeover must be true or false, got 'yes'"),
+        ({"cc": 7.0}, "cc must be an integer, got 7.0"),
+    ],
+)
+def test_preset_midi_mappings_are_typed(mapping: dict[str, Any], message: str) -> None:
+    data = _preset(midi=[{"parameter": "source.1.gain_db", "cc": 7, **mapping}])
+    with pytest.raises(PresetError) as e:
+        Preset.from_dict(data)
+    assert f"midi[0]: MIDI mapping for 'source.1.gain_db': {message}" in str(e.value)
+
+
 # --------------------------------------------------------------------------------------------------
 # Configuration objects built in Python
 

@@ -57,6 +57,10 @@ def _range(lo: float | None, hi: float | None) -> str:
     return f">= {_fmt(lo)}" if lo is not None else f"<= {_fmt(hi)}" if hi is not None else ""
 
 
+def _what(kind: str, bounds: str) -> str:
+    return f"{kind} {bounds}" if bounds else kind
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -65,7 +69,7 @@ def check_int(value: Any, name: str, lo: int | None = None, hi: int | None = Non
     """``value`` if it is an integer (not a bool) in ``[lo, hi]``; else a ``ValueError`` naming ``name``
     and the range (``steps must be an integer in [1, 1000000000], got 'ten'``)."""
     if not _is_int(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise ValueError(f"{name} must be an integer {_range(lo, hi)}, got {value!r}".replace("  ", " "))
+        raise ValueError(f"{name} must be {_what('an integer', _range(lo, hi))}, got {value!r}")
     return int(value)
 
 
@@ -84,7 +88,7 @@ def check_number(
             what = f"> {_fmt(lo)}" + (f" and <= {_fmt(hi)}" if hi is not None else "")
         else:
             what = _range(lo, hi)
-        raise ValueError(f"{name} must be a finite number {what}, got {value!r}".replace("  ", " "))
+        raise ValueError(f"{name} must be {_what('a finite number', what)}, got {value!r}")
     return float(value)
 
 
