@@ -240,6 +240,13 @@ def test_engine_config_refuses_hostile_values(values: dict[str, Any], message: s
     assert message in str(e.value)
 
 
+def test_engine_windows_are_bounded_in_samples_for_the_model_they_run() -> None:
+    config = EngineConfig(sources=[2] * 32, window_frames=2048, step_frames=16)  # every field in its range
+    with pytest.raises(ValueError, match=r"engine: window_frames 2048 of 256 samples × 64 input channel\(s\) is "):
+        config.check_model(256)  # 33 M samples per window, 16 windows per model call offline
+    EngineConfig(sources=[2] * 32, window_frames=32, step_frames=16).check_model(256)  # 524288: the limit
+
+
 MODEL_CASES: list[tuple[type, dict[str, Any], str]] = [
     (FrontendConfig, {"hop_size": 10**9}, "FrontendConfig: hop_size must be an integer in [1, 8192]"),
     (FrontendConfig, {"n_fft_factor": 10**6}, "FrontendConfig: n_fft_factor must be an integer in [1, 16]"),

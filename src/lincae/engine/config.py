@@ -19,6 +19,9 @@ from lincae.config import MAX_SEED, ConfigBase
 CROSSFADE_SHAPES = ("linear", "hann")
 FALLBACKS = ("dry", "silence")
 PRECISIONS = ("auto", "fp32", "bf16")
+#: Most audio samples one window may hold, summed over the input channels (12 s of mono audio at 44.1 kHz):
+#: what the model sees per window is bounded whatever its frame size (offline rendering batches 16 of them).
+MAX_WINDOW_SAMPLES = 2**19
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,16 @@ class EngineConfig(ConfigBase):
         return self.output_channels or max(self.sources)
 
     def check_model(self, hop_length: int) -> None:
-        """Check that the window holds the step, lookahead and crossfade for a model's frame size."""
+        """Check that the window holds the step, lookahead and crossfade for a model's frame size, and that
+        a window of every input channel stays within :data:`MAX_WINDOW_SAMPLES`."""
+        channels = sum(self.sources)
+        samples = self.window_frames * hop_length * channels
+        if samples > MAX_WINDOW_SAMPLES:
+            raise ValueError(
+                f"engine: window_frames {self.window_frames} of {hop_length} samples × {channels} input channel(s) "
+                f"is {samples} samples per window, more than the {MAX_WINDOW_SAMPLES} allowed "
+                "(use fewer frames or sources)"
+            )
         cross_frames = math.ceil(self.crossfade / hop_length)
         if self.crossfade > self.step_frames * hop_length:
             raise ValueError(
