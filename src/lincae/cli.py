@@ -14,11 +14,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from lincae.config import MAX_SEED
+
 Handler = Callable[[argparse.Namespace], int]
 
 #: Ranges of the numeric options: enough for any use, small enough that no option makes a command allocate
 #: without bound. Rates in Hz, lengths in seconds, blocks in frames.
-MAX_SEED = 2**32 - 1  # lincae.config.MAX_SEED, repeated so that ``lincae --help`` imports nothing
 RATE = (8000, 384_000)
 MAX_BLOCK = 4096  # LiveConfig.max_block
 MAX_THREADS = 1024
