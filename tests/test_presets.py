@@ -103,8 +103,8 @@ def test_registry_and_chains_carry_the_preset_values() -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        (v1(engine={"step_frames": 0}), "engine.step_frames: must be >= 1, got 0"),
-        (v1(engine={"step_frames": 2.5}), "engine.step_frames: must be an integer, got 2.5"),
+        (v1(engine={"step_frames": 0}), "engine.step_frames: must be an integer in [1, 2048], got 0"),
+        (v1(engine={"step_frames": 2.5}), "engine.step_frames: must be an integer in [1, 2048], got 2.5"),
         (v1(engine={"window_frames": 4, "step_frames": 4}), "engine.window_frames: must hold step_frames (4)"),
         (v1(engine={"fallback": "panic"}), "engine.fallback: must be one of ('dry', 'silence'), got 'panic'"),
         (v1(engine={"sources": [1, 3]}), "engine.sources: must be 1 or 2 channels each, got [1, 3]"),

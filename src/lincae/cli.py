@@ -12,9 +12,68 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+from lincae.config import MAX_SEED
 
 Handler = Callable[[argparse.Namespace], int]
+
+#: Ranges of the numeric options: enough for any use, small enough that no option makes a command allocate
+#: without bound. Rates in Hz, lengths in seconds, blocks in frames.
+RATE = (8000, 384_000)
+MAX_BLOCK = 4096  # LiveConfig.max_block
+MAX_THREADS = 1024
+MAX_BATCH = 1024
+
+
+def _int_in(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer in ``[lo, hi]``, else a one-line error naming the range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip(), 10)
+        except ValueError:
+            value = None
+        if value is None or not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be an integer in [{lo}, {hi}], got {text!r}")
+        return value
+
+    return parse
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
+def _seconds(lo: float, hi: float) -> Callable[[str], float]:
+    """An argparse ``type``: a finite number in ``(lo, hi]`` (no NaN, no infinity)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and lo < value <= hi):
+            raise argparse.ArgumentTypeError(f"must be a number > {_num(lo)} and <= {_num(hi)}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _channels(text: str) -> tuple[int, ...]:
+    """``--outputs``: comma-separated device channels counted from 1 (``1,2``)."""
+    parse = _int_in(1, 1024)
+    try:
+        return tuple(parse(c) for c in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be channel numbers in [1, 1024] like '1,2', got {text!r}") from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """Errors in one line (``lincae render: error: argument --rate: ...``) pointing at ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -200,11 +259,14 @@ def parse_gain(text: str, names: list[str]) -> tuple[int, float, bool]:
         raise ValueError(f"--gain {text!r}: no source {name!r}; sources are {', '.join(names)} (or 1..{len(names)})")
     v = value.strip().lower()
     try:
-        if v.endswith("db"):
-            return index, float(v[:-2]), False
-        factor = float(v)
+        number = float(v[:-2] if v.endswith("db") else v)
     except ValueError:
         raise ValueError(f"--gain {text!r}: {value!r} is neither a dB value (-6dB) nor a factor (0.5)") from None
+    if not math.isfinite(number):
+        raise ValueError(f"--gain {text!r}: {value!r} is not a finite number")
+    if v.endswith("db"):
+        return index, number, False
+    factor = number
     db = 20 * math.log10(abs(factor)) if factor != 0 else -60.0
     return index, max(-60.0, db), factor < 0
 
@@ -403,7 +465,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         input_device=_device_arg(args.input),
         output_device=_device_arg(args.output),
         source_channels=sources,
-        output_channels=tuple(int(c) for c in args.outputs.split(",")),
+        output_channels=args.outputs,
         block=args.block,
         sample_rate=args.rate or model.sample_rate,
         backend=args.backend,
@@ -475,7 +537,7 @@ def _profiles_epilog() -> str:
 def build_parser() -> argparse.ArgumentParser:
     from lincae import __version__
 
-    parser = argparse.ArgumentParser(prog="lincae", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = _Parser(prog="lincae", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"lincae {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -486,8 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="render the Lin-CAE demonstrations of a generated piece into a web page")
     p.add_argument("--out", default="demo", help="output folder")
     p.add_argument("--model", default=None, help="model id, folder or file (default: the shipped model)")
-    p.add_argument("--seconds", type=float, default=8.0, help="length of the generated piece")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seconds", type=_seconds(1.0, 600.0), default=8.0, help="length of the generated piece")
+    p.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0)
     p.set_defaults(handler=cmd_demo)
 
     p = sub.add_parser(
@@ -501,7 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_export)
 
     p = sub.add_parser("presets", help="the shipped presets: what they do and what latency they cost")
-    p.add_argument("--block", type=int, default=256, help="audio block size the latency is given for")
+    p.add_argument("--block", type=_int_in(0, MAX_BLOCK), default=256, help="audio block size the latency is given for")
     p.set_defaults(handler=cmd_presets)
 
     p = sub.add_parser("devices", help="list audio devices and MIDI input ports")
@@ -520,10 +582,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", help="output device, as --input")
     p.add_argument("--sources", default="1", help="input channels per source: '1,2' two mono, '1+2' one stereo")
-    p.add_argument("--outputs", default="1,2", help="output channels, e.g. '1,2'")
-    p.add_argument("--block", type=int, default=256, help="frames per audio callback")
+    p.add_argument("--outputs", type=_channels, default=(1, 2), help="output channels, e.g. '1,2'")
+    p.add_argument("--block", type=_int_in(0, MAX_BLOCK), default=256, help="frames per audio callback (0: the host's)")
     p.add_argument(
-        "--rate", type=int, help="device sample rate in Hz (default: the model's; other rates are resampled)"
+        "--rate",
+        type=_int_in(*RATE),
+        help="device sample rate in Hz (default: the model's; other rates are resampled)",
     )
     p.add_argument("--model", help="model id, folder or file (default: the preset's, else the shipped model)")
     p.add_argument("--preset", help="preset name or JSON file")
@@ -536,8 +600,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="presets recalled by MIDI program changes 0, 1, ... (comma-separated names or files; "
         "default: the shipped presets in alphabetical order)",
     )
-    p.add_argument("--duration", type=float, help="stop after this many seconds")
-    p.add_argument("--threads", type=int, default=1, help="PyTorch threads for the inference worker")
+    p.add_argument("--duration", type=_seconds(0.0, 1e9), help="stop after this many seconds")
+    p.add_argument(
+        "--threads", type=_int_in(1, MAX_THREADS), default=1, help="PyTorch threads for the inference worker"
+    )
     p.add_argument(
         "--backend",
         choices=("auto", "jack", "portaudio"),
@@ -571,7 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="chain before encoding source N: 'noisegate(threshold_db=-50),compressor' or a JSON file",
     )
     p.add_argument("--post", help="chain after decoding: 'reverb(room_size=0.3),brickwalllimiter' or a JSON file")
-    p.add_argument("--rate", type=int, help="output sample rate (default: the first input's)")
+    p.add_argument("--rate", type=_int_in(*RATE), help="output sample rate (default: the first input's)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_render)
@@ -580,8 +646,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="audio file (wav, flac, mp3, ogg; any rate and channel count)")
     p.add_argument("-o", "--output", required=True, help="latent file to write")
     p.add_argument("--model", default="default", help="model id, folder or file (default: the shipped model)")
-    p.add_argument("--chunk-seconds", type=float, default=10.0, help="longer audio is encoded in overlapping chunks")
-    p.add_argument("--batch", type=int, default=4, help="max batch size through the model")
+    p.add_argument(
+        "--chunk-seconds",
+        type=_seconds(0.5, 600.0),
+        default=10.0,
+        help="longer audio is encoded in overlapping chunks",
+    )
+    p.add_argument("--batch", type=_int_in(1, MAX_BATCH), default=4, help="max batch size through the model")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(handler=cmd_encode)
 
@@ -589,9 +660,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="latent file from `lincae encode` (or your own arithmetic on one)")
     p.add_argument("-o", "--output", required=True, help="audio file to write (wav, flac, ogg)")
     p.add_argument("--model", default="default", help="the model that made the latents")
-    p.add_argument("--rate", type=int, help="output sample rate (default: the original file's)")
-    p.add_argument("--seed", type=int, default=0, help="decoder noise seed")
-    p.add_argument("--batch", type=int, default=4, help="max batch size through the model")
+    p.add_argument("--rate", type=_int_in(*RATE), help="output sample rate (default: the original file's)")
+    p.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0, help="decoder noise seed")
+    p.add_argument("--batch", type=_int_in(1, MAX_BATCH), default=4, help="max batch size through the model")
     p.add_argument("--force", action="store_true", help="decode with a model other than the one that encoded")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(handler=cmd_decode)
@@ -600,10 +671,10 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = p.add_subparsers(dest="dataset_kind", required=True)
     q = dsub.add_parser("synth", help="procedural multi-instrument music with separate stems (GM SoundFont)")
     q.add_argument("--out", required=True, help="output folder")
-    q.add_argument("--hours", type=float, default=2.0, help="total length")
-    q.add_argument("--seed", type=int, default=0, help="same seed, same files")
-    q.add_argument("--piece-seconds", type=float, default=30.0, help="length of each piece")
-    q.add_argument("--workers", type=int, default=1, help="rendering processes")
+    q.add_argument("--hours", type=_seconds(0.0, 1000.0), default=2.0, help="total length")
+    q.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0, help="same seed, same files")
+    q.add_argument("--piece-seconds", type=_seconds(1.0, 600.0), default=30.0, help="length of each piece")
+    q.add_argument("--workers", type=_int_in(1, 256), default=1, help="rendering processes")
     q.add_argument(
         "--soundfont",
         help="General MIDI .sf2 file to render with (default: $LINCAE_SOUNDFONT or the installed FluidR3_GM); "
@@ -617,11 +688,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-data", help="folder of held-out audio for validation (default: crops of --data)")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt")
-    p.add_argument("--until", type=int, help="stop at this step (the schedules still span config.steps)")
-    p.add_argument("--minutes", type=float, help="stop after this much training time (resume later)")
-    p.add_argument("--seed", type=int, help="override the config's seed")
+    p.add_argument("--until", type=_int_in(1, 10**9), help="stop at this step (the schedules still span config.steps)")
+    p.add_argument("--minutes", type=_seconds(0.0, 1e7), help="stop after this much training time (resume later)")
+    p.add_argument("--seed", type=_int_in(0, MAX_SEED), help="override the config's seed")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when present)")
-    p.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    p.add_argument("--threads", type=_int_in(1, MAX_THREADS), help="CPU threads for PyTorch")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     p.add_argument("--compile", action="store_true", help="torch.compile the training step (slow first steps)")
     p.add_argument(
@@ -634,10 +705,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="held-out synth dataset (folders of mix + stems)")
     p.add_argument("--out", default="eval", help="report folder (results.md, results.csv, plots)")
     p.add_argument("--real", help="a folder of held-out real recordings (scripts/real_eval_set.py makes one)")
-    p.add_argument("--pieces", type=int, help="use only the first N pieces")
-    p.add_argument("--seconds", type=float, default=3.0, help="crop of each piece")
-    p.add_argument("--batch", type=int, default=8, help="max batch size through the model")
-    p.add_argument("--seed", type=int, default=0, help="decoder noise seed")
+    p.add_argument("--pieces", type=_int_in(1, 10**6), help="use only the first N pieces")
+    p.add_argument("--seconds", type=_seconds(0.1, 600.0), default=3.0, help="crop of each piece")
+    p.add_argument("--batch", type=_int_in(1, MAX_BATCH), default=8, help="max batch size through the model")
+    p.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0, help="decoder noise seed")
     p.set_defaults(handler=cmd_eval)
     return parser
 

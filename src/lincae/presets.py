@@ -54,6 +54,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lincae.config import parse_json, read_config_text
 from lincae.engine.config import EngineConfig
 from lincae.engine.params import ParameterRegistry, ParameterSpec, mixer_parameters
 from lincae.io.atomic import write_atomically
@@ -204,10 +205,6 @@ def upgrade(data: Mapping[str, Any], where: str | None = None) -> dict[str, Any]
 # Field checks
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -221,29 +218,6 @@ def _engine(values: Any) -> EngineConfig:
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise PresetError("engine", f"unknown key(s) {', '.join(unknown)}; known: {', '.join(fields)}")
-    for name, value in values.items():
-        kind = str(fields[name].type).replace(" ", "")
-        optional = kind.endswith("|None")
-        kind = kind.removesuffix("|None")
-        if value is None and optional:
-            continue
-        ok = {
-            "int": _is_int(value),
-            "float": _is_number(value) and math.isfinite(value),
-            "str": isinstance(value, str),
-            "bool": isinstance(value, bool),
-            "list[int]": isinstance(value, list) and all(_is_int(v) for v in value),
-        }.get(kind, True)
-        if not ok:
-            expected = {"list[int]": "a list of integers", "int": "an integer", "float": "a number"}.get(
-                kind, f"a {kind}"
-            )
-            raise PresetError(f"engine.{name}", f"must be {expected}, got {value!r}")
-    window = values.get("window_frames", EngineConfig.window_frames)
-    step = values.get("step_frames", EngineConfig.step_frames)
-    lookahead = values.get("lookahead_frames", EngineConfig.lookahead_frames)
-    if window < 1:
-        raise PresetError("engine.window_frames", f"must be >= 1, got {window}")
     try:
         config = EngineConfig(**values)
     except ValueError as e:
@@ -255,7 +229,8 @@ def _engine(values: Any) -> EngineConfig:
         if "source" in msg:
             raise PresetError("engine.sources", msg) from None
         raise PresetError("engine", msg) from None
-    if step >= 1 and lookahead >= 0 and window < step + lookahead:
+    window, step, lookahead = config.window_frames, config.step_frames, config.lookahead_frames
+    if window < step + lookahead:
         raise PresetError(
             "engine.window_frames", f"must hold step_frames ({step}) + lookahead_frames ({lookahead}), got {window}"
         )
@@ -494,13 +469,17 @@ class Preset:
         """Read and validate a preset file."""
         p = Path(path)
         try:
-            text = p.read_text(encoding="utf-8")
+            text = read_config_text(p)
         except FileNotFoundError:
             raise FileNotFoundError(f"preset file not found: {p}") from None
+        except ValueError as e:
+            raise PresetError("", str(e).removeprefix(f"{p}: "), str(p)) from None
         try:
-            data = json.loads(text)
+            data = parse_json(text, str(p))
         except json.JSONDecodeError as e:
             raise PresetError("", f"not valid JSON: {e}", str(p)) from None
+        except ValueError as e:
+            raise PresetError("", str(e).removeprefix(f"{p}: "), str(p)) from None
         return cls.from_dict(data, where=str(p))
 
     # -- writing -----------------------------------------------------------------------------------

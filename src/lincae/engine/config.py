@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from lincae.config import ConfigBase
+from lincae.config import MAX_SEED, ConfigBase
 
 CROSSFADE_SHAPES = ("linear", "hann")
 MODES = ("auto", "windows", "stream")
 FALLBACKS = ("dry", "silence")
 PRECISIONS = ("auto", "fp32", "bf16")
+#: Most audio samples one window may hold, summed over the input channels (12 s of mono audio at 44.1 kHz):
+#: what the model sees per window is bounded whatever its frame size (offline rendering batches 16 of them).
+MAX_WINDOW_SAMPLES = 2**19
 
 
 @dataclass(frozen=True)
@@ -66,8 +70,25 @@ class EngineConfig(ConfigBase):
     mode: str = "auto"
     stream_frames: int = 4
 
+    #: What a preset or a caller may ask for: enough for any use, small enough that no setting makes the
+    #: engine allocate more than a few hundred MB (windows of up to 12 s at 256-sample frames, 32 sources).
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
+        "window_frames": (1, 2048),
+        "step_frames": (1, 2048),
+        "lookahead_frames": (0, 2048),
+        "crossfade": (0, 2**16),
+        "smoothing_ms": (0.0, 60_000.0),
+        "compute_budget": (0.25, 16.0),
+        "diffusion_steps": (1, 64),
+        "seed": (0, MAX_SEED),
+        "output_channels": (0, 2),
+    }
+    LENGTHS: ClassVar[dict[str, tuple[int, int]]] = {"sources": (1, 32)}
+
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sources", list(self.sources))
+        if isinstance(self.sources, (list, tuple)):
+            object.__setattr__(self, "sources", list(self.sources))
+        self.check_fields("engine: ")
 
         def need(cond: bool, msg: str) -> None:
             if not cond:
@@ -100,7 +121,16 @@ class EngineConfig(ConfigBase):
         return self.output_channels or max(self.sources)
 
     def check_model(self, hop_length: int) -> None:
-        """Check that the window holds the step, lookahead and crossfade for a model's frame size."""
+        """Check that the window holds the step, lookahead and crossfade for a model's frame size, and that
+        a window of every input channel stays within :data:`MAX_WINDOW_SAMPLES`."""
+        channels = sum(self.sources)
+        samples = self.window_frames * hop_length * channels
+        if samples > MAX_WINDOW_SAMPLES:
+            raise ValueError(
+                f"engine: window_frames {self.window_frames} of {hop_length} samples × {channels} input channel(s) "
+                f"is {samples} samples per window, more than the {MAX_WINDOW_SAMPLES} allowed "
+                "(use fewer frames or sources)"
+            )
         cross_frames = math.ceil(self.crossfade / hop_length)
         if self.crossfade > self.step_frames * hop_length:
             raise ValueError(

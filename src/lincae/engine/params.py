@@ -81,8 +81,14 @@ class ParameterSpec:
         return (value - self.minimum) / (self.maximum - self.minimum)
 
     def from_normalized(self, position: float) -> float:
-        """Position in ``[0, 1]`` (clamped) → value (toggles snap to 0 or 1)."""
-        p = min(1.0, max(0.0, float(position)))
+        """Position in ``[0, 1]`` (clamped) → value (toggles snap to 0 or 1); NaN or infinity is refused."""
+        try:
+            p = float(position)
+        except (TypeError, ValueError):
+            raise ValueError(f"parameter {self.name}: position {position!r} is not a number") from None
+        if not math.isfinite(p):
+            raise ValueError(f"parameter {self.name}: position {position!r} is not a finite number in [0, 1]")
+        p = min(1.0, max(0.0, p))
         v = self.minimum + p * (self.maximum - self.minimum)
         return (1.0 if v >= 0.5 else 0.0) if self.toggle else v
 

@@ -39,6 +39,7 @@ class MidiMapping(ConfigBase):
             if not cond:
                 raise ValueError(f"MIDI mapping for {self.parameter!r}: {msg}")
 
+        self.check_fields(f"MIDI mapping for {self.parameter!r}: ")  # types; the ranges follow
         need(bool(self.parameter), "parameter name is empty")
         need(isinstance(self.cc, int) and 0 <= self.cc <= 127, f"cc must be 0..127, got {self.cc!r}")
         need(isinstance(self.channel, int) and 0 <= self.channel <= 16, f"channel must be 0..16, got {self.channel!r}")

@@ -21,12 +21,26 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from lincae.config import check_int, check_number
 from lincae.models.config import DiffusionConfig, FrontendConfig, GeneratorConfig
 from lincae.models.frontend import ScaledComplexSTFT
 from lincae.models.sampling import ConsistencySampler
 from lincae.models.unet import UNet
 
 DEFAULT_SAMPLE_RATE = 44100
+#: Most parameters a configuration may ask for (2 GB of float32 weights; the official models have 54 M).
+MAX_PARAMETERS = 500_000_000
+
+
+def _check_size(config: GeneratorConfig) -> None:
+    """Refuse a network over :data:`MAX_PARAMETERS`, counted on the meta device (nothing is allocated)."""
+    with torch.device("meta"):
+        count = sum(p.numel() for p in UNet(config).parameters())
+    if count > MAX_PARAMETERS:
+        raise ValueError(
+            f"GeneratorConfig: the network would have {count / 1e6:.0f} M parameters, more than the "
+            f"{MAX_PARAMETERS / 1e6:.0f} M allowed (lower base_channels, multipliers_list or layers)"
+        )
 
 
 def _check_audio(x: Tensor, what: str = "audio") -> Tensor:
@@ -126,10 +140,15 @@ class Autoencoder(nn.Module):
             )
         if generator_cfg.data_channels != 2:
             raise ValueError(f"data_channels must be 2 (real, imaginary), got {generator_cfg.data_channels}")
-        if max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
-        if not 0.0 <= overlap_percentage < 1.0:
-            raise ValueError(f"overlap_percentage must be in [0, 1), got {overlap_percentage}")
+        check_int(max_batch_size, "max_batch_size", 1, 4096)
+        check_int(diffusion_steps, "diffusion_steps", 1, 1000)
+        if max_chunk_size is not None:
+            check_int(max_chunk_size, "max_chunk_size", frontend_cfg.hop_size * frontend_cfg.n_fft_factor, 2**31 - 1)
+        if not (isinstance(overlap_percentage, (int, float)) and 0.0 <= overlap_percentage < 1.0):
+            raise ValueError(f"overlap_percentage must be in [0, 1), got {overlap_percentage!r}")
+        if scale_factor is not None:
+            check_number(scale_factor, "scale_factor", 0.0, 1e6, above=True)
+        _check_size(generator_cfg)
         self.frontend = ScaledComplexSTFT(frontend_cfg)
         self.generator = UNet(generator_cfg)
         self.diffusion = ConsistencySampler(diffusion_cfg)

@@ -8,7 +8,7 @@ official checkpoints build the same model here. Unknown keys fail loudly.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from lincae.config import ConfigBase
 
@@ -36,8 +36,17 @@ class FrontendConfig(ConfigBase):
     beta_rescale: float = 1.5
     sample_rate: int | None = None
 
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
+        "hop_size": (1, 8192),
+        "n_fft_factor": (1, 16),
+        "alpha_rescale": (0.0, 10.0),
+        "beta_rescale": (0.0, 1000.0),
+        "sample_rate": (1000, 384_000),
+    }
+
     def __post_init__(self) -> None:
         n = type(self).__name__
+        self.check_fields(f"{n}: ")
         _require(isinstance(self.hop_size, int) and self.hop_size > 0, n, f"hop_size must be > 0, got {self.hop_size}")
         _require(self.n_fft_factor >= 1, n, f"n_fft_factor must be >= 1, got {self.n_fft_factor}")
         _require(self.alpha_rescale > 0, n, f"alpha_rescale must be > 0, got {self.alpha_rescale}")
@@ -100,13 +109,49 @@ class GeneratorConfig(ConfigBase):
     sigma_max: float = 80.0
     sigma_data: float = 0.5
     init_as_zero: bool = True
-    activation_bottleneck: str = "tanh"
+    activation_bottleneck: Any = "tanh"
     padding_mode: str = "zeros"
     streamable: bool = False
     lookahead: int = 0
 
+    #: Bounds that keep a configuration file from asking for a network of tens of GB; the official and
+    #: shipped models sit well inside them (``Autoencoder`` caps the total parameter count as well).
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
+        "base_channels": (1, 1024),
+        "layers_list": (0, 16),
+        "multipliers_list": (1, 64),
+        "attention_list": (0, 1),
+        "freq_downsample_list": (0, 1),
+        "layers_list_encoder": (0, 16),
+        "attention_list_encoder": (0, 1),
+        "bottleneck_base_channels": (1, 4096),
+        "bottleneck_channels": (1, 1024),
+        "num_bottleneck_layers": (0, 32),
+        "hop": (1, 8192),
+        "data_channels": (1, 16),
+        "cond_channels": (1, 4096),
+        "heads": (1, 64),
+        "fourier_scale": (0.0, 1000.0),
+        "dropout_rate": (0.0, 1.0),
+        "min_res_dropout": (0, 2**20),
+        "sigma_min": (0.0, 1e4),
+        "sigma_max": (0.0, 1e4),
+        "sigma_data": (0.0, 1e4),
+    }
+    LENGTHS: ClassVar[dict[str, tuple[int, int]]] = {
+        "layers_list": (1, 8),
+        "multipliers_list": (1, 8),
+        "attention_list": (1, 8),
+        "layers_list_encoder": (1, 8),
+        "attention_list_encoder": (1, 8),
+        "freq_downsample_list": (0, 7),
+    }
+
     def __post_init__(self) -> None:
         n = type(self).__name__
+        self.check_fields(f"{n}: ")
+        widest = self.base_channels * max(self.multipliers_list)
+        _require(widest <= 4096, n, f"base_channels × multipliers must stay <= 4096 channels, got {widest}")
         levels = len(self.multipliers_list)
         for name in ("layers_list", "attention_list", "layers_list_encoder", "attention_list_encoder"):
             got = len(getattr(self, name))
@@ -179,8 +224,22 @@ class DiffusionConfig(ConfigBase):
     total_iters: int | None = None
     enable_grad_denoise: bool = False
 
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
+        "start_exp": (0.0, 100.0),
+        "end_exp": (0.0, 100.0),
+        "base_step": (0.0, 100.0),
+        "sigma_min": (0.0, 1e4),
+        "sigma_max": (0.0, 1e4),
+        "rho": (0.0, 100.0),
+        "p_mean": (-100.0, 100.0),
+        "p_std": (0.0, 100.0),
+        "sigma_data": (0.0, 1e4),
+        "total_iters": (1, 10**9),
+    }
+
     def __post_init__(self) -> None:
         n = type(self).__name__
+        self.check_fields(f"{n}: ")
         _require(self.schedule in ("exponential", "constant"), n, "schedule must be 'exponential' or 'constant'")
         _require(self.sigma_min > 0 and self.sigma_max > 0, n, "sigma_min and sigma_max must be positive")
         _require(self.rho > 0, n, "rho must be positive")

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-import yaml
 
+from lincae.config import parse_json, parse_yaml, read_config_text
 from lincae.io.atomic import write_atomically
 
 if TYPE_CHECKING:
@@ -205,10 +205,7 @@ def _load_official_folder(
             raise ModelNotFoundError(
                 f"{folder}: missing {yml.name} (the official layout needs it beside {weights.name})"
             )
-        try:
-            values = yaml.safe_load(yml.read_text())
-        except yaml.YAMLError as e:
-            raise ValueError(f"{yml}: not valid YAML: {e}") from e
+        values = parse_yaml(read_config_text(yml), str(yml))
         if not isinstance(values, dict):
             raise ValueError(f"{yml}: expected a mapping of constructor arguments, got {type(values).__name__}")
         parts[part] = dict(values)  # the configs read the official spellings
@@ -248,7 +245,7 @@ def _read_pth(path: Path) -> dict[str, torch.Tensor]:
 
 def _read_config(path: Path, text: str) -> dict[str, Any]:
     try:
-        config = json.loads(text)
+        config = parse_json(text, str(path))
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: config is not valid JSON: {e}") from e
     if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
@@ -263,7 +260,7 @@ def _read_config(path: Path, text: str) -> dict[str, Any]:
 
 def _load_lincae_folder(cls: type[Autoencoder], folder: Path, **kwargs: Any) -> Autoencoder:
     cfg_path = folder / CONFIG_FILE
-    config = _read_config(cfg_path, cfg_path.read_text())
+    config = _read_config(cfg_path, read_config_text(cfg_path))
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise ModelNotFoundError(f"{folder}: missing {WEIGHTS_FILE}")

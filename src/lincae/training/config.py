@@ -19,11 +19,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
-from lincae.config import ConfigBase
+from lincae.config import MAX_SEED, ConfigBase, parse_yaml, read_config_text
 from lincae.models.config import DiffusionConfig, FrontendConfig, GeneratorConfig
 
 CONFIG_VERSION = 2
@@ -65,7 +65,15 @@ class DataSection(ConfigBase):
     rms_floor: float = 0.001
     val_pieces: int = 8
 
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
+        "crop_frames": (8, 2**16),
+        "batch_size": (2, 4096),
+        "rms_floor": (0.0, 1.0),
+        "val_pieces": (1, 10_000),
+    }
+
     def __post_init__(self) -> None:
+        self.check_fields("data.")
         _check(self.crop_frames >= 8, "data.crop_frames", f"must be >= 8, got {self.crop_frames}")
         _check(self.batch_size >= 2, "data.batch_size", f"must be >= 2 (mixtures pair examples), got {self.batch_size}")
         _check(self.rms_floor >= 0, "data.rms_floor", f"must be >= 0, got {self.rms_floor}")
@@ -92,8 +100,21 @@ class OptimSection(ConfigBase):
     mixed_precision: bool = True
     cpu_bf16: bool = False
 
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
+        "lr": (0.0, 10.0),
+        "final_lr": (0.0, 10.0),
+        "warmup_steps": (0, 10**9),
+        "betas": (0.0, 1.0),
+        "weight_decay": (0.0, 10.0),
+        "grad_clip": (0.0, 1e9),
+        "ema_decay": (0.0, 1.0),
+        "ema_every": (1, 10**9),
+    }
+
     def __post_init__(self) -> None:
-        object.__setattr__(self, "betas", tuple(self.betas))
+        if isinstance(self.betas, list):
+            object.__setattr__(self, "betas", tuple(self.betas))
+        self.check_fields("optim.")
         _check(self.lr > 0 and self.final_lr >= 0, "optim", "lr must be > 0 and final_lr >= 0")
         _check(self.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0")
         _check(0.0 < self.ema_decay < 1.0, "optim.ema_decay", f"must be in (0, 1), got {self.ema_decay}")
@@ -123,7 +144,17 @@ class AugmentSection(ConfigBase):
     hold_fraction: float = 0.2
     end_fraction: float = 0.1
 
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
+        "gain_prob": (0.0, 1.0),
+        "gain_min": (0.0, 1.0),
+        "gain_max": (1.0, 100.0),
+        "zero_threshold": (0.0, 1.0),
+        "hold_fraction": (0.0, 1.0),
+        "end_fraction": (0.0, 1.0),
+    }
+
     def __post_init__(self) -> None:
+        self.check_fields("augment.")
         _check(self.mode in ("lin-cae", "m2l"), "augment.mode", f"must be 'lin-cae' or 'm2l', got {self.mode!r}")
         on = self.mode == "lin-cae"
         if self.additivity is None:
@@ -168,7 +199,20 @@ class ObjectiveSection(ConfigBase):
     consistency_weight: float = 0.01
     consistency_start: int = 0
 
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
+        "recon_fraction": (0.0, 1.0),
+        "recon_weight": (0.0, 1e6),
+        "stft_weight": (0.0, 1e6),
+        "stft_start": (0, 10**9),
+        "stft_ramp": (0, 10**9),
+        "stft_fft_sizes": (16, 2**16),
+        "consistency_weight": (0.0, 1e6),
+        "consistency_start": (0, 10**9),
+    }
+    LENGTHS: ClassVar[dict[str, tuple[int, int]]] = {"stft_fft_sizes": (1, 16)}
+
     def __post_init__(self) -> None:
+        self.check_fields("objective.")
         object.__setattr__(self, "stft_fft_sizes", [int(n) for n in self.stft_fft_sizes])
         _check(self.consistency_start >= 0, "objective.consistency_start", "must be >= 0")
         _check(
@@ -224,6 +268,14 @@ class TrainConfig(ConfigBase):
     ckpt_every: int = 50
     config_version: int = CONFIG_VERSION
 
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
+        "steps": (1, 10**9),
+        "seed": (0, MAX_SEED),
+        "log_every": (1, 10**9),
+        "val_every": (1, 10**9),
+        "ckpt_every": (1, 10**9),
+    }
+
     def __post_init__(self) -> None:
         sections = {
             "model": ModelSection,
@@ -234,6 +286,7 @@ class TrainConfig(ConfigBase):
         }
         for name, cls in sections.items():
             object.__setattr__(self, name, cls.from_dict(getattr(self, name), where=name))
+        self.check_fields()
         _check(self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
         levels = 2 ** GeneratorConfig.from_dict(self.model.generator).temporal_downsamples
         _check(
@@ -259,10 +312,7 @@ class TrainConfig(ConfigBase):
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
         path = Path(path)
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ValueError(f"{path}: not valid YAML: {e}") from e
+        values = parse_yaml(read_config_text(path), str(path)) or {}
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a mapping at the top level")
         return cls.from_dict(values, where=str(path))

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lincae.config import parse_json, read_config_text
 from lincae.engine.effects.catalog import _CHAIN_FILE_KEYS, CHAIN_FILE_FORMAT, EXTERNAL_KINDS, ChainSpecError
 from lincae.engine.effects.spec import validate_chain_spec
 
@@ -114,9 +115,11 @@ def load_chain_file(path: str | os.PathLike[str]) -> list[dict]:
     if not p.is_file():
         raise FileNotFoundError(f"chain file not found: {p}")
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = parse_json(read_config_text(p), str(p))
     except json.JSONDecodeError as e:
         raise ChainSpecError(f"{p}: not valid JSON: {e}") from None
+    except ValueError as e:
+        raise ChainSpecError(str(e)) from None
     if isinstance(data, Mapping):
         unknown = sorted(set(data) - _CHAIN_FILE_KEYS)
         if unknown:
