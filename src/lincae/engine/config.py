@@ -82,6 +82,7 @@ class EngineConfig(ConfigBase):
         "diffusion_steps": (1, 64),
         "seed": (0, MAX_SEED),
         "output_channels": (0, 2),
+        "stream_frames": (1, 64),
     }
     LENGTHS: ClassVar[dict[str, tuple[int, int]]] = {"sources": (1, 32)}
 
@@ -107,10 +108,6 @@ class EngineConfig(ConfigBase):
         need(self.output_channels in (0, 1, 2), f"output_channels must be 0, 1 or 2, got {self.output_channels}")
         need(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         need(self.mode in MODES, f"mode must be one of {MODES}, got {self.mode!r}")
-        need(
-            isinstance(self.stream_frames, int) and 1 <= self.stream_frames <= 64,
-            f"stream_frames must be an integer in [1, 64], got {self.stream_frames!r}",
-        )
 
     @property
     def num_sources(self) -> int:

@@ -133,6 +133,7 @@ class GeneratorConfig(ConfigBase):
         "heads": (1, 64),
         "fourier_scale": (0.0, 1000.0),
         "dropout_rate": (0.0, 1.0),
+        "lookahead": (0, 2),
         "min_res_dropout": (0, 2**20),
         "sigma_min": (0.0, 1e4),
         "sigma_max": (0.0, 1e4),
@@ -178,12 +179,6 @@ class GeneratorConfig(ConfigBase):
                 _require(c % self.heads == 0 and c % 4 == 0, n, f"{c} channels not divisible by the heads")
         _require(self.freq_dim >= 1, n, f"hop {self.hop} is too small for {levels - 1} downsampling steps")
         _require(0 < self.sigma_min < self.sigma_max, n, "need 0 < sigma_min < sigma_max")
-        _require(isinstance(self.streamable, bool), n, f"streamable must be true or false, got {self.streamable!r}")
-        _require(
-            isinstance(self.lookahead, int) and 0 <= self.lookahead <= 2,
-            n,
-            f"lookahead must be 0, 1 or 2 frames, got {self.lookahead!r}",
-        )
         if self.streamable:
             _require(
                 all(v == 1 for v in self.freq_downsample_list),
