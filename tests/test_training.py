@@ -368,10 +368,16 @@ def test_dataset_train_eval_from_the_command_line(tmp_path: Path) -> None:
         == 0
     )
     table = (report / "results.md").read_text()
-    assert "| metric | unit | better | a | b |" in table and "separation" in table
+    assert "| metric | unit | better | a | b | mel64+GL |" in table and "separation" in table
     assert "Reconstruction of real recordings" in table and "chroma" in table
     rows = list(csv.DictReader((report / "results.csv").open()))
-    assert {"reconstruction/si_sdr", "enc_homogeneity/rel_l2_mean", "latent/erank"} <= {r["metric"] for r in rows}
+    metrics = {r["metric"] for r in rows}
+    assert {"reconstruction/si_sdr", "enc_homogeneity/rel_l2_mean", "latent/erank"} <= metrics
+    assert {"reconstruction/visqol", "reconstruction/hf_mrstft", "real_reconstruction/visqol"} <= metrics
+    by_metric = {r["metric"]: r for r in rows}
+    # The reference is scored on its reconstruction only, and a 3-step model is far below it.
+    assert by_metric["latent/erank"]["mel64+GL"] == "nan"
+    assert float(by_metric["reconstruction/visqol"]["mel64+GL"]) > float(by_metric["reconstruction/visqol"]["a"])
     assert all(math.isfinite(float(r["a"])) for r in rows if r["a"])
 
 
