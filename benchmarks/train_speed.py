@@ -3,10 +3,12 @@
     python benchmarks/train_speed.py [--config configs/small.yaml] [--steps 20] [--threads 2]
     python benchmarks/train_speed.py --baseline-rev 8b93a90     # the same config on an older trainer too
     python benchmarks/train_speed.py --device cuda --batch-size 64 [--compile]
+    python benchmarks/train_speed.py --config configs/small-hifi.yaml   # with the adversarial phase
 
 An example is one clean training crop (``data.batch_size`` per step; the additivity augmentation doubles
 the items that go through the network, shown as items/s). The step is split into batch making (crops,
-augmentation, noise levels and noise, on the device), forward and backward, the optimiser and the EMA;
+augmentation, noise levels and noise, on the device), forward and backward (with the discriminators' own
+forward and backward when the config has an adversarial phase, timed from its start), the optimisers and the EMA;
 each part is timed with a device synchronisation after it, so the parts add up to slightly more than an
 unsynchronised step. ``--baseline-rev`` extracts ``src/`` of that git revision into a temporary folder
 and times its ``Trainer.train_step`` on the same model, data sizes and device in a subprocess (only
@@ -55,6 +57,7 @@ def load_config(args: argparse.Namespace) -> TrainConfig:
     cfg["steps"] = 100_000  # a long schedule: the timed steps sit inside it, past the STFT term's start
     cfg["objective"]["stft_start"] = 0  # every term from the first step: the full cost of a step
     cfg["objective"]["consistency_start"] = 0
+    cfg["adversarial"] = {**cfg["adversarial"], "start": 0}  # the discriminators too, when the config has them
     cfg["val_every"] = cfg["ckpt_every"] = 1_000_000
     cfg["optim"]["cpu_bf16"] = args.cpu_bf16
     return TrainConfig.from_dict(cfg)

@@ -267,3 +267,25 @@ def test_an_adversarial_step_reads_the_device_once(tmp_path: Path, monkeypatch: 
     monkeypatch.undo()
     assert reads == ["tolist"], reads
     assert {"adversarial", "feature", "hf_stft", "disc", "grad_norm"} <= set(values)
+
+
+def test_a_compact_checkpoint_keeps_the_discriminators(tmp_path: Path) -> None:
+    import shutil
+
+    from lincae.training.export import compact_checkpoint
+
+    cfg = tiny_config(steps=5)
+    first = _trainer(tmp_path / "a", cfg)
+    first.fit(until=4)
+    small = compact_checkpoint(tmp_path / "a" / "last.ckpt", tmp_path / "kept.ckpt")
+    state = torch.load(small, weights_only=True)
+    assert all(v.dtype == torch.float16 for v in state["critic"].values() if v.is_floating_point())
+    (tmp_path / "b").mkdir()
+    shutil.copy(small, tmp_path / "b" / "last.ckpt")
+    resumed = _trainer(tmp_path / "b", cfg, resume=True)
+    for (k, a), b in zip(first.critic.state_dict().items(), resumed.critic.state_dict().values(), strict=True):  # type: ignore[union-attr]
+        assert b.dtype == a.dtype and torch.allclose(a, b, rtol=1e-3, atol=1e-4), k
+    moments = next(iter(resumed.critic_optimizer.state.values()))  # type: ignore[union-attr]
+    assert moments["exp_avg_sq"].dtype == torch.float32 and bool(moments["exp_avg_sq"].abs().sum() > 0)
+    resumed.fit()
+    assert resumed.step == 5

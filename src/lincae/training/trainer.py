@@ -560,24 +560,12 @@ class Trainer:
             )
         self.model.load_state_dict(state["model"], strict=True)  # casts a compact checkpoint's float16 back
         self.ema.load_state_dict(state["ema"])
-        optimizer = state["optimizer"]
-        if state.get("compact"):  # first moments left out, second moments in bfloat16 (export.compact_checkpoint)
-            optimizer = {
-                "param_groups": optimizer["param_groups"],
-                "state": {
-                    i: {
-                        "step": s["step"],
-                        "exp_avg": torch.zeros_like(s["exp_avg_sq"], dtype=torch.float32),
-                        "exp_avg_sq": s["exp_avg_sq"].float(),
-                    }
-                    for i, s in optimizer["state"].items()
-                },
-            }
-        self.optimizer.load_state_dict(optimizer)
+        compact = bool(state.get("compact"))
+        self.optimizer.load_state_dict(_optimizer_state(state["optimizer"], compact))
         self.scaler.load_state_dict(state["scaler"])
         if self.critic is not None and self.critic_optimizer is not None and "critic" in state:
-            self.critic.load_state_dict(state["critic"], strict=True)
-            self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+            self.critic.load_state_dict(state["critic"], strict=True)  # casts a compact float16 copy back
+            self.critic_optimizer.load_state_dict(_optimizer_state(state["critic_optimizer"], compact))
         # A checkpoint without discriminators (trained before the phase was configured) starts them fresh.
         self.step = int(state["step"])
         self.best = float(state["best"])
@@ -594,6 +582,24 @@ class Trainer:
                 file=sys.stderr,
                 flush=True,
             )
+
+
+def _optimizer_state(optimizer: dict[str, Any], compact: bool) -> dict[str, Any]:
+    """An optimiser's saved state; a compact one (export.compact_checkpoint: first moments left out,
+    second moments in bfloat16) is brought back to float32 with zero first moments."""
+    if not compact:
+        return optimizer
+    return {
+        "param_groups": optimizer["param_groups"],
+        "state": {
+            i: {
+                "step": s["step"],
+                "exp_avg": torch.zeros_like(s["exp_avg_sq"], dtype=torch.float32),
+                "exp_avg_sq": s["exp_avg_sq"].float(),
+            }
+            for i, s in optimizer["state"].items()
+        },
+    }
 
 
 def _yaml(text: str) -> dict[str, Any]:
