@@ -289,3 +289,17 @@ def test_a_compact_checkpoint_keeps_the_discriminators(tmp_path: Path) -> None:
     assert moments["exp_avg_sq"].dtype == torch.float32 and bool(moments["exp_avg_sq"].abs().sum() > 0)
     resumed.fit()
     assert resumed.step == 5
+
+
+def test_a_step_without_reconstructed_examples_leaves_the_discriminators_alone(tmp_path: Path) -> None:
+    """All examples are reconstructed at step 0, none from step 1 (recon_fraction 0): no stale gradients."""
+    cfg = tiny_config(
+        objective={"recon_fraction": 0.0, "consistency_start": 1}, adversarial={**TINY_ADVERSARIAL, "start": 0}
+    )
+    trainer = _trainer(tmp_path, cfg)
+    assert trainer.train_step()["disc"] > 0
+    after_first = {k: v.clone() for k, v in trainer.critic.state_dict().items()}  # type: ignore[union-attr]
+    values = trainer.train_step()
+    assert values["disc"] == values["adversarial"] == 0.0
+    for k, v in trainer.critic.state_dict().items():  # type: ignore[union-attr]
+        assert torch.equal(v, after_first[k]), k

@@ -192,6 +192,7 @@ class Trainer:
         self.critic_optimizer = (
             torch.optim.Adam(self.critic.parameters(), lr=adv.lr, betas=adv.betas) if self.critic is not None else None
         )
+        self.critic_has_gradients = False  # whether this step's forward_backward trained the discriminators
         self.amp_dtype: torch.dtype | None = None
         if o.mixed_precision and self.device.type == "cuda":
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -265,6 +266,7 @@ class Trainer:
             grad_norm = self._generator_backward(losses[0], freeze_encoder=False)
             return torch.cat([losses.detach().float(), grad_norm.detach().float().reshape(1)])
         active = self.config.adversarial.active(self.step)
+        self.critic_has_gradients = False
         self.critic.requires_grad_(False)  # the generator's step: no gradient into the discriminators
         with self._autocast():
             losses, fake, real = self.wrapped(
@@ -291,6 +293,7 @@ class Trainer:
             self.critic_optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(d_loss).backward()
             self.scaler.unscale_(self.critic_optimizer)
+            self.critic_has_gradients = True
             disc = d_loss.detach().float().reshape(1)
         return torch.cat([losses.detach().float(), grad_norm.detach().float().reshape(1), disc])
 
@@ -308,7 +311,7 @@ class Trainer:
     def optimizer_step(self) -> None:
         """Step the generator's optimiser and, in the adversarial phase, the discriminators'."""
         self.scaler.step(self.optimizer)
-        if self.critic_optimizer is not None and self.config.adversarial.active(self.step):
+        if self.critic_optimizer is not None and self.critic_has_gradients:
             self.scaler.step(self.critic_optimizer)
         self.scaler.update()
 
