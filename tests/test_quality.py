@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -118,3 +120,14 @@ def test_evaluate_reports_quality_and_reference_reconstruction_only(tone: Tensor
     assert 1.0 <= res["reconstruction/visqol"] <= 5.0 and 0.0 <= res["reconstruction/hf_harmonics"] <= 1.0
     scores = quality_scores(tone[None], tone[None])
     assert float(scores["hf_mrstft"][0]) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_eval_without_visqol_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lincae.cli import main
+
+    monkeypatch.setitem(sys.modules, "visqol", None)  # as if visqol-python were not installed
+    assert main(["eval", "default", "--data", str(tmp_path)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err == "lincae eval: error: ViSQOL needs visqol-python: pip install 'lincae[eval]', or pass --no-quality"

@@ -130,6 +130,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from lincae.models.registry import load_model
     from lincae.models.runtime import prepare_for_inference
 
+    quality = not args.no_quality
+    if quality:  # before any work: ViSQOL is an optional package
+        try:
+            import visqol  # noqa: F401
+        except ImportError as e:
+            raise ValueError("ViSQOL needs visqol-python: pip install 'lincae[eval]', or pass --no-quality") from e
     folder = StemFolder(args.data)
     count = len(folder) if args.pieces is None else min(args.pieces, len(folder))
     pieces = [folder[i] for i in range(count)]
@@ -140,12 +146,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         real = [{"mix": read_mono(p, 44100)} for p in find_audio_files(args.real)]
         if not real:
             raise ValueError(f"--real {args.real}: no audio files there")
-    quality = not args.no_quality
-    if quality:
-        try:
-            import visqol  # noqa: F401
-        except ImportError as e:
-            raise ValueError("ViSQOL needs visqol-python: pip install 'lincae[eval]', or pass --no-quality") from e
     codecs: list[tuple[str, Any, bool]] = []
     for spec in args.models:
         name, _, path = spec.rpartition("=") if "=" in spec else (Path(spec).name, "", spec)
