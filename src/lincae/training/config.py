@@ -288,10 +288,27 @@ class AdversarialSection(ConfigBase):
     hf_pivot_hz: float = 2000.0
     freeze_encoder: bool = False
 
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
+        "start": (0, 10**9),
+        "adversarial_weight": (0.0, 1e4),
+        "feature_weight": (0.0, 1e4),
+        "periods": (1, 1024),
+        "period_channels": (1, 1024),
+        "stft_fft_sizes": (64, 65536),
+        "stft_channels": (1, 1024),
+        "lr": (0.0, 10.0),
+        "betas": (0.0, 1.0),
+        "hf_stft_weight": (0.0, 1e4),
+        "hf_pivot_hz": (0.0, 1e6),
+    }
+    LENGTHS: ClassVar[dict[str, tuple[int, int]]] = {"periods": (0, 16), "stft_fft_sizes": (0, 16)}
+
     def __post_init__(self) -> None:
-        object.__setattr__(self, "betas", tuple(self.betas))
-        object.__setattr__(self, "periods", [int(p) for p in self.periods])
-        object.__setattr__(self, "stft_fft_sizes", [int(n) for n in self.stft_fft_sizes])
+        if isinstance(self.betas, list):
+            object.__setattr__(self, "betas", tuple(self.betas))
+        self.check_fields("adversarial.")
+        object.__setattr__(self, "periods", list(self.periods))
+        object.__setattr__(self, "stft_fft_sizes", list(self.stft_fft_sizes))
         _check(self.loss in ("hinge", "lsgan"), "adversarial.loss", f"must be 'hinge' or 'lsgan', got {self.loss!r}")
         _check(self.start >= 0, "adversarial.start", f"must be >= 0, got {self.start}")
         for name in ("adversarial_weight", "feature_weight", "hf_stft_weight"):
