@@ -3,10 +3,13 @@
     python benchmarks/train_speed.py [--config configs/small.yaml] [--steps 20] [--threads 2]
     python benchmarks/train_speed.py --baseline-rev 8b93a90     # the same config on an older trainer too
     python benchmarks/train_speed.py --device cuda --batch-size 64 [--compile]
+    python benchmarks/train_speed.py --config configs/small-hifi.yaml   # with the adversarial phase
+    python benchmarks/train_speed.py --config configs/small-hifi.yaml --adversarial-cost   # with vs without it
 
 An example is one clean training crop (``data.batch_size`` per step; the additivity augmentation doubles
 the items that go through the network, shown as items/s). The step is split into batch making (crops,
-augmentation, noise levels and noise, on the device), forward and backward, the optimiser and the EMA;
+augmentation, noise levels and noise, on the device), forward and backward (with the discriminators' own
+forward and backward when the config has an adversarial phase, timed from its start), the optimisers and the EMA;
 each part is timed with a device synchronisation after it, so the parts add up to slightly more than an
 unsynchronised step. ``--baseline-rev`` extracts ``src/`` of that git revision into a temporary folder
 and times its ``Trainer.train_step`` on the same model, data sizes and device in a subprocess (only
@@ -55,6 +58,7 @@ def load_config(args: argparse.Namespace) -> TrainConfig:
     cfg["steps"] = 100_000  # a long schedule: the timed steps sit inside it, past the STFT term's start
     cfg["objective"]["stft_start"] = 0  # every term from the first step: the full cost of a step
     cfg["objective"]["consistency_start"] = 0
+    cfg["adversarial"] = {**cfg["adversarial"], "start": 0}  # the discriminators too, when the config has them
     cfg["val_every"] = cfg["ckpt_every"] = 1_000_000
     cfg["optim"]["cpu_bf16"] = args.cpu_bf16
     return TrainConfig.from_dict(cfg)
@@ -104,6 +108,42 @@ def measure(args: argparse.Namespace, cfg: TrainConfig) -> dict[str, float]:
         parts["step"] = [(time.perf_counter() - t0) / args.steps]
         trainer.prefetcher.close()
     return {k: statistics.median(v) for k, v in parts.items()}
+
+
+def measure_adversarial_cost(args: argparse.Namespace, cfg: TrainConfig) -> tuple[float, float]:
+    """Median whole-step seconds of ``cfg`` and of ``cfg`` without its adversarial phase, steps interleaved.
+
+    One step of each in turn, so a machine whose load changes (a shared CPU) slows both alike.
+    """
+    device = torch.device(args.device)
+    plain = TrainConfig.from_dict({**cfg.to_dict(), "adversarial": {"enabled": False}})
+    with tempfile.TemporaryDirectory() as out:
+        trainers = [
+            Trainer(
+                c,
+                Path(out) / name,
+                TensorCrops(synthetic_music(30.0), c.crop_samples(), seed=0),
+                device=device,
+                progress=False,
+                channels_last=not args.no_channels_last,
+                compile=args.compile,
+            )
+            for name, c in (("adversarial", cfg), ("plain", plain))
+        ]
+        for trainer in trainers:
+            for _ in range(args.warmup):
+                trainer.train_step()
+        times: list[list[float]] = [[], []]
+        for _ in range(args.steps):
+            for trainer, bucket in zip(trainers, times, strict=True):
+                sync(device)
+                t0 = time.perf_counter()
+                trainer.train_step()
+                sync(device)
+                bucket.append(time.perf_counter() - t0)
+        for trainer in trainers:
+            trainer.prefetcher.close()
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 # The baseline sets its process up as that tree's ``lincae train`` did: trees without prepare_process
@@ -174,6 +214,11 @@ def main() -> None:
     ap.add_argument("--no-channels-last", action="store_true")
     ap.add_argument("--cpu-bf16", action="store_true", help="bfloat16 autocast on the CPU (optim.cpu_bf16)")
     ap.add_argument("--baseline-rev", help="also time the trainer of this git revision (same config and sizes)")
+    ap.add_argument(
+        "--adversarial-cost",
+        action="store_true",
+        help="time whole steps of the config with and without its adversarial phase, interleaved",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config(args)
@@ -184,8 +229,18 @@ def main() -> None:
     print(
         f"config: {Path(args.config).name}, batch {bs} crops of {cfg.data.crop_frames} frames ({items} items with "
         f"augmentation), recon_fraction {cfg.objective.recon_fraction}, channels_last {not args.no_channels_last}, "
-        f"compile {args.compile}, cpu bf16 {args.cpu_bf16}"
+        f"compile {args.compile}, cpu bf16 {args.cpu_bf16}, adversarial phase {cfg.adversarial.enabled}"
     )
+    if args.adversarial_cost:
+        if not cfg.adversarial.enabled:
+            raise SystemExit(f"{args.config}: no adversarial phase to compare (adversarial.enabled is false)")
+        with_adv, without = measure_adversarial_cost(args, cfg)
+        print("| steps (interleaved) | examples/s | step ms |")
+        print("|---|---:|---:|")
+        print(f"| with the adversarial phase | {bs / with_adv:.1f} | {1000 * with_adv:.0f} |")
+        print(f"| without it | {bs / without:.1f} | {1000 * without:.0f} |")
+        print(f"cost: {with_adv / without:.2f}x the step time")
+        return
     print("| trainer | examples/s | items/s | step ms | batch ms | forward+backward ms | optimiser ms | EMA ms |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     ours = measure(args, cfg)

@@ -3,7 +3,8 @@
 Run by ``scripts/train_on_device.sh`` on a machine without pedalboard (the rendered WAV files are read
 with lincae's own reader and held in memory). Everything it writes to ``--out`` stays under 16 MiB a
 file: ``model/`` (a lincae model folder, fp16), ``last.ckpt`` (compact, resumable) and
-``history.jsonl``.
+``history.jsonl``. With an adversarial config (``configs/small-hifi.yaml``) the checkpoint carries the
+discriminators too (float16, about 3 MB more).
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ def main() -> int:
     print(f"[device] {steps} steps in {seconds:.0f} s ({rate:.0f} examples/s)")
 
     best = run / "best" if (run / "best").is_dir() else trainer.export(run / "last-model")
-    export_model(best, out / "model", name="lincae-small", half=True)
+    stem = Path(args.config).stem
+    export_model(best, out / "model", name="lincae-small" if stem == "small" else f"lincae-{stem}", half=True)
     compact_checkpoint(run / "last.ckpt", out / "last.ckpt")
     shutil.copy(run / "history.jsonl", out / "history.jsonl")
     summary = {"steps": trainer.step, "trained_steps": steps, "seconds": seconds, "best_score": trainer.best}

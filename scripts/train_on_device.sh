@@ -5,14 +5,16 @@
 #   bash scripts/train_on_device.sh --prepare
 # There (the device tool's run, with carry [".device"]):
 #   MINUTES=6 bash scripts/train_on_device.sh
+#   CONFIG=configs/small-hifi.yaml RESUME=1 MINUTES=8 bash scripts/train_on_device.sh   # the adversarial phase
+#     on the shipped model (its checkpoint has no discriminators: they start fresh at step 4800)
 # It installs the carried wheels, renders synthetic music with the carried TimGM6mb SoundFont (12
-# processes), trains configs/small.yaml until the deadline (resuming checkpoints/lincae-small/last.ckpt
+# processes), trains $CONFIG (configs/small.yaml) until the deadline (resuming checkpoints/lincae-small/last.ckpt
 # when RESUME=1), and writes to $OUT: model/ (fp16 lincae model), last.ckpt (compact, resumable),
 # history.jsonl, summary.json, log.txt: each file well under 16 MiB.
 #
 # Environment: MINUTES (training time, default 6), HOURS (music to render, default 2), WORKERS (12),
 # BATCH (64), STEPS (schedule length, default the config's), RESUME (0), DEVICE (cuda), OUT (./device-out),
-# COMPILE (0).
+# COMPILE (0), CONFIG (configs/small.yaml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARRY=.device
@@ -38,7 +40,7 @@ if ! "$PY" -c "import tinysoundfont, auraloss" 2>/dev/null; then
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || true
-args=(--out "$OUT" --work "${WORK:-/tmp/lincae-device}" --minutes "${MINUTES:-6}" --hours "${HOURS:-2}"
+args=(--config "${CONFIG:-configs/small.yaml}" --out "$OUT" --work "${WORK:-/tmp/lincae-device}" --minutes "${MINUTES:-6}" --hours "${HOURS:-2}"
       --workers "${WORKERS:-12}" --soundfont "$CARRY/TimGM6mb.sf2" --device "${DEVICE:-cuda}"
       --batch-size "${BATCH:-64}")
 [[ -n "${STEPS:-}" ]] && args+=(--steps "$STEPS")

@@ -319,6 +319,11 @@ TRAIN_CASES: list[tuple[dict[str, Any], str]] = [
     ({"objective": {"stft_fft_sizes": [2**40]}}, "objective.stft_fft_sizes[0] must be an integer in [16, 65536]"),
     ({"objective": {"stft_fft_sizes": [512] * 100}}, "objective.stft_fft_sizes must be a list of 1 to 16 numbers"),
     ({"model": {"generator": {"heads": 0}}}, "GeneratorConfig: heads must be an integer in [1, 64], got 0"),
+    ({"adversarial": {"start": "ten"}}, "adversarial.start must be an integer in [0, 1000000000], got 'ten'"),
+    ({"adversarial": {"periods": [2, "x"]}}, "adversarial.periods[1] must be an integer in [1, 1024], got 'x'"),
+    ({"adversarial": {"stft_fft_sizes": [512] * 100}}, "adversarial.stft_fft_sizes must be a list of 0 to 16"),
+    ({"adversarial": {"lr": math.nan}}, "adversarial.lr must be a finite number in [0, 10], got nan"),
+    ({"adversarial": {"enabled": "yes"}}, "adversarial.enabled must be true or false, got 'yes'"),
 ]
 
 

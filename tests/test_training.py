@@ -257,14 +257,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
+def _ddp_worker(rank: int, world: int, port: int, out: str, adversarial: dict[str, object]) -> None:
     import torch.distributed as dist
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        cfg = tiny_config(steps=2)
+        cfg = tiny_config(steps=2, adversarial=adversarial)
         crop = cfg.crop_samples()
         trainer = Trainer(
             cfg,
@@ -275,20 +275,27 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
             dist_info=DistInfo(rank, world, rank),
         )
         trainer.fit()
-        flat = torch.cat([p.detach().flatten() for p in trainer.model.generator.parameters()])
+        params = [*trainer.model.generator.parameters(), *(trainer.critic.parameters() if trainer.critic else [])]
+        flat = torch.cat([p.detach().flatten() for p in params])
         torch.save(flat, Path(out) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
 
-def test_ddp_with_gloo_on_two_processes_keeps_ranks_identical(tmp_path: Path) -> None:
+#: The adversarial phase from the first step, with a small critic (tests/test_adversarial.py tests it alone).
+ADVERSARIAL_ON = {"enabled": True, "periods": [2, 3], "period_channels": 4, "stft_fft_sizes": [64], "stft_channels": 4}
+
+
+@pytest.mark.parametrize("adversarial", [{}, ADVERSARIAL_ON], ids=["plain", "adversarial"])
+def test_ddp_with_gloo_on_two_processes_keeps_ranks_identical(tmp_path: Path, adversarial: dict[str, object]) -> None:
     tmp_path.mkdir(exist_ok=True)
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path), adversarial), nprocs=2, join=True)
     a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
-    assert torch.equal(a, b)
-    single = _trainer(tmp_path / "single", tiny_config(steps=2))
+    assert torch.equal(a, b)  # generator and discriminators alike
+    single = _trainer(tmp_path / "single", tiny_config(steps=2, adversarial=adversarial))
     single.fit()
-    flat = torch.cat([p.detach().flatten() for p in single.model.generator.parameters()])
+    params = [*single.model.generator.parameters(), *(single.critic.parameters() if single.critic else [])]
+    flat = torch.cat([p.detach().flatten() for p in params])
     assert not torch.equal(a, flat)  # the ranks trained on different data than one process alone
     assert (tmp_path / "last.ckpt").is_file() and not (tmp_path / "rank1").exists()
 
@@ -368,10 +375,16 @@ def test_dataset_train_eval_from_the_command_line(tmp_path: Path) -> None:
         == 0
     )
     table = (report / "results.md").read_text()
-    assert "| metric | unit | better | a | b |" in table and "separation" in table
+    assert "| metric | unit | better | a | b | mel64+GL |" in table and "separation" in table
     assert "Reconstruction of real recordings" in table and "chroma" in table
     rows = list(csv.DictReader((report / "results.csv").open()))
-    assert {"reconstruction/si_sdr", "enc_homogeneity/rel_l2_mean", "latent/erank"} <= {r["metric"] for r in rows}
+    metrics = {r["metric"] for r in rows}
+    assert {"reconstruction/si_sdr", "enc_homogeneity/rel_l2_mean", "latent/erank"} <= metrics
+    assert {"reconstruction/visqol", "reconstruction/hf_mrstft", "real_reconstruction/visqol"} <= metrics
+    by_metric = {r["metric"]: r for r in rows}
+    # The reference is scored on its reconstruction only, and a 3-step model is far below it.
+    assert by_metric["latent/erank"]["mel64+GL"] == "nan"
+    assert float(by_metric["reconstruction/visqol"]["mel64+GL"]) > float(by_metric["reconstruction/visqol"]["a"])
     assert all(math.isfinite(float(r["a"])) for r in rows if r["a"])
 
 

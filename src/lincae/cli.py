@@ -175,13 +175,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Column of ``lincae eval``'s reference: 64 mel bands per 256 samples inverted by Griffin-Lim.
+REFERENCE_NAME = "mel64+GL"
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Score one or more models on held-out stems and write a side-by-side report."""
+    """Score one or more models on held-out stems and write a side-by-side report.
+
+    With a reference column (``mel64+GL``: reconstruction only, see :mod:`lincae.evaluation.reference`)
+    and, unless ``--no-quality``, ViSQOL and the high-band figures of :mod:`lincae.evaluation.quality`.
+    """
     from lincae.data.pieces import StemFolder
     from lincae.evaluation.suite import evaluate, write_report
     from lincae.models.registry import load_model
     from lincae.models.runtime import prepare_for_inference
 
+    quality = not args.no_quality
+    if quality:  # before any work: ViSQOL is an optional package
+        try:
+            import visqol  # noqa: F401
+        except ImportError as e:
+            raise ValueError("ViSQOL needs visqol-python: pip install 'lincae[eval]', or pass --no-quality") from e
     folder = StemFolder(args.data)
     count = len(folder) if args.pieces is None else min(args.pieces, len(folder))
     pieces = [folder[i] for i in range(count)]
@@ -192,17 +206,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
         real = [{"mix": read_mono(p, 44100)} for p in find_audio_files(args.real)]
         if not real:
             raise ValueError(f"--real {args.real}: no audio files there")
-    results = {}
+    codecs: list[tuple[str, Any, bool]] = []
     for spec in args.models:
         name, _, path = spec.rpartition("=") if "=" in spec else (Path(spec).name, "", spec)
-        model = prepare_for_inference(load_model(path, max_batch_size=args.batch))
-        scores = evaluate(model, pieces, crop_seconds=args.seconds, seed=args.seed)
+        codecs.append((name or path, prepare_for_inference(load_model(path, max_batch_size=args.batch)), True))
+    if not args.no_reference:
+        from lincae.evaluation.reference import MelGriffinLim
+
+        codecs.append((REFERENCE_NAME, MelGriffinLim(), False))
+    results = {}
+    for name, codec, linear in codecs:
+        options = {"crop_seconds": args.seconds, "seed": args.seed, "quality": quality, "properties": linear}
+        scores = evaluate(codec, pieces, **options)
         if real:  # recordings without stems: reconstruction and decoder homogeneity
-            on_real = evaluate(model, real, crop_seconds=args.seconds, seed=args.seed)
+            on_real = evaluate(codec, real, **options)
             for key in ("reconstruction", "dec_homogeneity"):
                 scores.update({f"real_{k}": v for k, v in on_real.items() if k.startswith(f"{key}/")})
-        results[name or path] = scores
-        print(f"evaluated {name or path} on {count} pieces and {len(real)} recordings", file=sys.stderr)
+        results[name] = scores
+        print(f"evaluated {name} on {count} pieces and {len(real)} recordings", file=sys.stderr)
     write_report(results, args.out)
     print((Path(args.out) / "results.md").read_text())
     return 0
@@ -709,6 +730,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=_seconds(0.1, 600.0), default=3.0, help="crop of each piece")
     p.add_argument("--batch", type=_int_in(1, MAX_BATCH), default=8, help="max batch size through the model")
     p.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0, help="decoder noise seed")
+    p.add_argument("--no-quality", action="store_true", help="leave out ViSQOL and the high-band figures")
+    p.add_argument(
+        "--no-reference", action="store_true", help="leave out the 64-band mel + Griffin-Lim reference column"
+    )
     p.set_defaults(handler=cmd_eval)
     return parser
 

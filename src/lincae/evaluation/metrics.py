@@ -360,7 +360,12 @@ def _check_audio(audio: Tensor, what: str) -> Tensor:
 # --------------------------------------------------------------------------- property metrics
 @torch.inference_mode()
 def reconstruction(
-    codec: LatentCodec, audio: Tensor, *, seed: int | None = None, z: Tensor | None = None
+    codec: LatentCodec,
+    audio: Tensor,
+    *,
+    seed: int | None = None,
+    z: Tensor | None = None,
+    estimate: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Reconstruction quality of ``Dec(Enc(x))`` against ``x``.
 
@@ -369,6 +374,7 @@ def reconstruction(
         audio: ``[B, T]`` (or ``[T]``) mono float32 audio at 44.1 kHz.
         seed: decoder noise seed (see :func:`decode`).
         z: ``Enc(audio)`` if already computed, ``[B, C, Z]``.
+        estimate: ``Dec(z)`` if already decoded, ``[B, T]`` (then ``codec`` and ``z`` are not used).
 
     Returns:
         Per item ``[B]``: ``si_sdr`` (dB, ↑), ``snr`` (dB, ↑), ``mrstft`` (↓), ``level`` (dB of the
@@ -376,8 +382,12 @@ def reconstruction(
         ``chroma`` (chroma correlation, ↑).
     """
     x = _check_audio(audio, "audio")
-    z = codec.encode(x) if z is None else z
-    y = decode(codec, z, x.shape[-1], seed).to(x.device)
+    if estimate is None:
+        z = codec.encode(x) if z is None else z
+        y = decode(codec, z, x.shape[-1], seed).to(x.device)
+    else:
+        y = _check_audio(estimate, "estimate").to(x.device)
+        _check_pair(y, x, "reconstruction")
     level = 10 * torch.log10(y.double().square().mean(-1) / x.double().square().mean(-1).clamp_min(EPS))
     out = {
         "si_sdr": _items(si_sdr(y, x)),

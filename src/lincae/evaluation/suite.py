@@ -12,7 +12,12 @@ How the pieces are used (each cropped to ``crop_seconds``, the same window for m
   per stem name);
 * effective rank: of the latent frames of all mixtures and stems together (one value for the set,
   as the official code computes it over the whole test set);
-* silence latent norm: ``Enc`` of ``crop_seconds`` of zeros.
+* silence latent norm: ``Enc`` of ``crop_seconds`` of zeros;
+* with ``quality=True``, on the reconstruction of the mixture: ViSQOL, the high-band MR-STFT and the
+  harmonic energy kept above 2 kHz (:mod:`lincae.evaluation.quality`).
+
+``properties=False`` scores the reconstruction alone (for codecs that are not meant to be linear,
+such as the mel + Griffin-Lim reference of :mod:`lincae.evaluation.reference`).
 
 Result keys are ``"<group>/<metric>"``, e.g. ``reconstruction/si_sdr`` or
 ``enc_homogeneity/rel_l2@a=0.5``; every value is the mean over all scored items.
@@ -34,6 +39,7 @@ import torch
 from torch import Tensor
 
 from lincae.evaluation import metrics as M
+from lincae.evaluation import quality as Q
 from lincae.evaluation.metrics import HOMOGENEITY_GAINS, LatentCodec
 
 __all__ = ["GROUP_TITLES", "MetricInfo", "evaluate", "metric_info", "write_report"]
@@ -79,6 +85,9 @@ _BASE_INFO: dict[str, tuple[str, int, str]] = {
     "silence_norm": ("", -1, "norm of Enc(silence)"),
     "chroma": ("", 1, "chroma correlation (pitch content kept)"),
     "level": ("dB", 0, "level of the reconstruction against the input (0 is right)"),
+    "visqol": ("MOS", 1, "ViSQOL v3 audio-mode MOS-LQO (1-5)"),
+    "hf_mrstft": ("", -1, "MR-STFT distance from 4 to 16 kHz"),
+    "hf_harmonics": ("", 1, "share of the harmonic peak energy above 2 kHz kept (0-1)"),
 }
 
 
@@ -146,6 +155,8 @@ def evaluate(
     gains: Sequence[float] = HOMOGENEITY_GAINS,
     seed: int | None = 0,
     device: torch.device | str | None = None,
+    quality: bool = False,
+    properties: bool = True,
 ) -> dict[str, float]:
     """Score a codec on every metric and average over all pieces (and stems).
 
@@ -163,6 +174,10 @@ def evaluate(
         seed: decoder noise seed, used for every decode (see :func:`metrics.decode`); ``None`` for
             unseeded decoding.
         device: where to run (default: the codec's ``device`` attribute or parameters, else CPU).
+        quality: add ``reconstruction/visqol``, ``reconstruction/hf_mrstft`` and
+            ``reconstruction/hf_harmonics`` (needs ``visqol-python``; about 2 s per piece on a CPU).
+        properties: score the linearity properties, separation and latent space too; ``False``:
+            the reconstruction alone.
 
     Returns:
         ``{"<group>/<metric>": mean}``; see :func:`metric_info` for units and directions.
@@ -196,7 +211,12 @@ def evaluate(
 
         z_mix = codec.encode(mix)
         latents.append(z_mix.detach().cpu())
-        add("reconstruction", M.reconstruction(codec, mix, seed=seed, z=z_mix))
+        y = M.decode(codec, z_mix, t, seed).to(mix.device)
+        add("reconstruction", M.reconstruction(codec, mix, seed=seed, z=z_mix, estimate=y))
+        if quality:
+            add("reconstruction", Q.quality_scores(y, mix, sample_rate))
+        if not properties:
+            continue
         add("enc_homogeneity", M.encoder_homogeneity(codec, mix, gains=gains, z=z_mix))
         add("dec_homogeneity", M.decoder_homogeneity(codec, z_mix, t, gains=gains, seed=seed))
 
@@ -216,9 +236,11 @@ def evaluate(
         for j, n in enumerate(names):
             add("separation", {name: v[j : j + 1] for name, v in sep.items()}, suffix=f"@{n}")
 
-    results = {key: float(torch.cat(vals).mean()) for key, vals in items.items()}
-    results["latent/erank"] = M.effective_rank(latents)
-    results["latent/silence_norm"] = M.silence_latent_norm(codec, length, dev)
+    # nanmean: a metric may not apply to an item (harmonic energy of a piece without harmonics above 2 kHz).
+    results = {key: float(torch.cat(vals).nanmean()) for key, vals in items.items()}
+    if properties:
+        results["latent/erank"] = M.effective_rank(latents)
+        results["latent/silence_norm"] = M.silence_latent_norm(codec, length, dev)
     return dict(sorted(results.items(), key=lambda kv: _sort_key(kv[0])))
 
 

@@ -7,6 +7,7 @@ A YAML file holds the sections below (any may be left out to take the defaults):
     optim:    {lr: 1.0e-4, final_lr: 1.0e-6, warmup_steps: 500}
     augment:  {mode: lin-cae}                                       # or m2l (no linearity augmentations)
     objective: {recon_fraction: 0.5, consistency_weight: 0.01}       # see ObjectiveSection
+    adversarial: {enabled: false, start: 3000}                      # see AdversarialSection
     steps: 3000
     seed: 0
 
@@ -253,6 +254,86 @@ class ObjectiveSection(ConfigBase):
 
 
 @dataclass(frozen=True)
+class AdversarialSection(ConfigBase):
+    """The adversarial phase: discriminators that teach the one-step decoder sharp upper harmonics.
+
+    Off by default (``enabled: false``): a config without this section trains exactly as before. From
+    step ``start`` the waveforms of the reconstructed examples (the one-step decodes of the objective,
+    with Lin-CAE's augmentations, so their targets are the augmented mixtures and scaled audio) are
+    judged against their targets by a multi-period discriminator (HiFi-GAN; ``periods``, first layer
+    ``period_channels`` wide) and a multi-resolution magnitude-spectrogram discriminator
+    (UnivNet/Vocos; ``stft_fft_sizes``, ``stft_channels``), see :mod:`lincae.training.discriminators`.
+    The generator's loss adds ``adversarial_weight`` × the adversarial term (``loss``: ``hinge`` or
+    ``lsgan``, least squares) and ``feature_weight`` × feature matching (L1 between the
+    discriminators' feature maps of target and decode) to the reconstruction and consistency terms,
+    which stay. ``hf_stft_weight`` adds a frequency-weighted log-magnitude STFT distance (bins weighted
+    by ``1 + f / hf_pivot_hz``, see :func:`lincae.training.losses.frequency_weighted_log_stft`) from the
+    same step. The discriminators train with their own Adam (``lr``, ``betas``, constant rate).
+    ``freeze_encoder``: the phase trains the decoder alone (RAVE's second phase); the encoder, and so
+    the latent space, stays as the warm-up left it.
+    """
+
+    enabled: bool = False
+    start: int = 0
+    loss: str = "hinge"
+    adversarial_weight: float = 1.0
+    feature_weight: float = 2.0
+    periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
+    period_channels: int = 16
+    stft_fft_sizes: list[int] = field(default_factory=lambda: [512, 1024, 2048])
+    stft_channels: int = 16
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.8, 0.99)
+    hf_stft_weight: float = 0.0
+    hf_pivot_hz: float = 2000.0
+    freeze_encoder: bool = False
+
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
+        "start": (0, 10**9),
+        "adversarial_weight": (0.0, 1e4),
+        "feature_weight": (0.0, 1e4),
+        "periods": (1, 1024),
+        "period_channels": (1, 1024),
+        "stft_fft_sizes": (64, 65536),
+        "stft_channels": (1, 1024),
+        "lr": (0.0, 10.0),
+        "betas": (0.0, 1.0),
+        "hf_stft_weight": (0.0, 1e4),
+        "hf_pivot_hz": (0.0, 1e6),
+    }
+    LENGTHS: ClassVar[dict[str, tuple[int, int]]] = {"periods": (0, 16), "stft_fft_sizes": (0, 16)}
+
+    def __post_init__(self) -> None:
+        if isinstance(self.betas, list):
+            object.__setattr__(self, "betas", tuple(self.betas))
+        self.check_fields("adversarial.")
+        object.__setattr__(self, "periods", list(self.periods))
+        object.__setattr__(self, "stft_fft_sizes", list(self.stft_fft_sizes))
+        _check(self.loss in ("hinge", "lsgan"), "adversarial.loss", f"must be 'hinge' or 'lsgan', got {self.loss!r}")
+        _check(self.start >= 0, "adversarial.start", f"must be >= 0, got {self.start}")
+        for name in ("adversarial_weight", "feature_weight", "hf_stft_weight"):
+            _check(getattr(self, name) >= 0, f"adversarial.{name}", f"must be >= 0, got {getattr(self, name)}")
+        _check(
+            bool(self.periods) or bool(self.stft_fft_sizes),
+            "adversarial",
+            "needs at least one discriminator (periods or stft_fft_sizes)",
+        )
+        _check(all(p >= 1 for p in self.periods), "adversarial.periods", f"must be >= 1, got {self.periods}")
+        _check(
+            all(n >= 64 for n in self.stft_fft_sizes),
+            "adversarial.stft_fft_sizes",
+            f"must be >= 64, got {self.stft_fft_sizes}",
+        )
+        _check(self.period_channels >= 1 and self.stft_channels >= 1, "adversarial", "channel counts must be >= 1")
+        _check(self.lr > 0, "adversarial.lr", f"must be > 0, got {self.lr}")
+        _check(self.hf_pivot_hz > 0, "adversarial.hf_pivot_hz", f"must be > 0, got {self.hf_pivot_hz}")
+
+    def active(self, step: int) -> bool:
+        """Whether step ``step`` is in the adversarial phase."""
+        return self.enabled and step >= self.start
+
+
+@dataclass(frozen=True)
 class TrainConfig(ConfigBase):
     """Everything that defines a training run. ``steps`` is the total the schedules are built for."""
 
@@ -261,6 +342,7 @@ class TrainConfig(ConfigBase):
     optim: OptimSection = field(default_factory=OptimSection)
     augment: AugmentSection = field(default_factory=AugmentSection)
     objective: ObjectiveSection = field(default_factory=ObjectiveSection)
+    adversarial: AdversarialSection = field(default_factory=AdversarialSection)
     steps: int = 3000
     seed: int = 0
     log_every: int = 10
@@ -283,6 +365,7 @@ class TrainConfig(ConfigBase):
             "optim": OptimSection,
             "augment": AugmentSection,
             "objective": ObjectiveSection,
+            "adversarial": AdversarialSection,
         }
         for name, cls in sections.items():
             object.__setattr__(self, name, cls.from_dict(getattr(self, name), where=name))
@@ -320,6 +403,7 @@ class TrainConfig(ConfigBase):
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)  # type: ignore[call-overload]
         out["optim"]["betas"] = list(self.optim.betas)
+        out["adversarial"]["betas"] = list(self.adversarial.betas)
         return out
 
     def to_yaml(self) -> str:

@@ -45,7 +45,8 @@ def export_model(
 def compact_checkpoint(source: str | Path, dest: str | Path) -> Path:
     """Write a small resumable copy of the training checkpoint ``source`` (a run's ``last.ckpt``) to ``dest``.
 
-    Weights and EMA weights are stored as float16, RAdam's second moments as bfloat16 (their range
+    Weights and EMA weights (and the discriminators of an adversarial phase) are stored as float16, the
+    optimisers' second moments as bfloat16 (their range
     needs the float32 exponent), and its first moments are left out: they rebuild within a few dozen
     steps, while the second moments take thousands. For the default model this is about a third of
     the full checkpoint. Resuming from it is close to, not bit-identical with, resuming from
@@ -63,17 +64,23 @@ def compact_checkpoint(source: str | Path, dest: str | Path) -> Path:
 
     weights = ("generator.",)
 
-    optimizer = state["optimizer"]
-    moments = {
-        i: {"step": s["step"], "exp_avg_sq": s["exp_avg_sq"].to(torch.bfloat16)} for i, s in optimizer["state"].items()
-    }
+    def second_moments(optimizer: dict) -> dict:
+        moments = {
+            i: {"step": s["step"], "exp_avg_sq": s["exp_avg_sq"].to(torch.bfloat16)}
+            for i, s in optimizer["state"].items()
+        }
+        return {"state": moments, "param_groups": optimizer["param_groups"]}
+
     out = {
         **state,
         "compact": True,
         "model": half(state["model"]),
         "ema": {**state["ema"], "shadow": {k: v.half() for k, v in state["ema"]["shadow"].items()}},
-        "optimizer": {"state": moments, "param_groups": optimizer["param_groups"]},
+        "optimizer": second_moments(state["optimizer"]),
     }
+    if "critic" in state:  # the adversarial phase's discriminators (Adam), kept the same way
+        out["critic"] = {k: v.half() if v.is_floating_point() else v for k, v in state["critic"].items()}
+        out["critic_optimizer"] = second_moments(state["critic_optimizer"])
     from lincae.io.atomic import write_atomically
 
     dest = Path(dest)

@@ -70,3 +70,36 @@ def multi_resolution_stft(estimate: Tensor, target: Tensor, fft_sizes: Sequence[
         log_mag = (torch.log(est + _LOG_FLOOR) - torch.log(ref + _LOG_FLOOR)).abs().mean()
         total = total + convergence + log_mag
     return total / len(sizes)
+
+
+def frequency_weights(n_fft: int, pivot_hz: float, sample_rate: int = 44100) -> Tensor:
+    """``[n_fft // 2 + 1]`` weights ``1 + f / pivot_hz`` of the STFT bins, divided by their mean (mean 1)."""
+    w = 1.0 + torch.fft.rfftfreq(n_fft, 1.0 / sample_rate) / pivot_hz
+    return w / w.mean()
+
+
+def frequency_weighted_log_stft(
+    estimate: Tensor,
+    target: Tensor,
+    fft_sizes: Sequence[int] = STFT_FFT_SIZES,
+    pivot_hz: float = 2000.0,
+    sample_rate: int = 44100,
+) -> Tensor:
+    """Mean over resolutions of ``mean_k,t w_k·|log(|Ŝ| + 1e-4) − log(|S| + 1e-4)|``, ``w``: :func:`frequency_weights`.
+
+    ``estimate``, ``target``: ``[B, T]`` audio at ``sample_rate``. The weights grow linearly with
+    frequency (a bin at ``pivot_hz`` counts twice as much as DC before normalisation), so the upper
+    harmonics, a small share of the energy, are not outweighed by the bass. Sizes longer than the
+    signal are left out (the shortest is kept), as in :func:`multi_resolution_stft`.
+    """
+    length = estimate.shape[-1]
+    sizes = [n for n in fft_sizes if n <= length] or [min(fft_sizes)]
+    total = estimate.new_zeros(())
+    for n_fft in sizes:
+        diff = (
+            torch.log(stft_magnitudes(estimate, n_fft) + _LOG_FLOOR)
+            - torch.log(stft_magnitudes(target, n_fft) + _LOG_FLOOR)
+        ).abs()
+        w = frequency_weights(n_fft, pivot_hz, sample_rate).to(diff.device, diff.dtype)
+        total = total + (diff * w.reshape(-1, 1)).mean()
+    return total / len(sizes)

@@ -86,6 +86,18 @@ class TrainingObjective(nn.Module):
             ``[4]`` float32: the weighted total, then the reconstruction MSE, the STFT distance and the
             consistency loss, each unweighted (0 where a term has no examples).
         """
+        out, target, pyramid = self.generate(batch, order, sigmas, noise, recon_count)
+        return self.terms(out, target, pyramid, sigmas, sigmas_step, noise, recon_count, stft_weight)[0]
+
+    def generate(
+        self, batch: AugmentedBatch, order: Tensor, sigmas: Tensor, noise: Tensor, recon_count: int
+    ) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """The generator's output for every example (arguments as :meth:`forward`).
+
+        Returns:
+            ``out`` ``[N, 2, F, frames]`` float32 (the first ``recon_count`` are one-step decodes),
+            the clean targets' representation (same shape), and the decoder's feature pyramid.
+        """
         unet = self.generator
         rep_in = self.frontend.to_representation(batch.audio_to_encode)
         target = self.frontend.to_representation(batch.target_audio).index_select(0, order)
@@ -96,15 +108,39 @@ class TrainingObjective(nn.Module):
         # Reconstructed examples start from pure noise, as decoding does (no trace of the target leaks in).
         keep = (torch.arange(n, device=target.device) >= r).to(target.dtype).reshape(-1, 1, 1, 1)
         out = unet.forward_generator(None, keep * target + sig * noise, sigmas, pyramid).float()
+        return out, target, pyramid
 
+    def terms(
+        self,
+        out: Tensor,
+        target: Tensor,
+        pyramid: list[Tensor],
+        sigmas: Tensor,
+        sigmas_step: Tensor,
+        noise: Tensor,
+        recon_count: int,
+        stft_weight: Tensor | float = 0.0,
+        waveforms: bool = False,
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """The losses of :meth:`forward` from :meth:`generate`'s output.
+
+        Returns:
+            The ``[4]`` losses of :meth:`forward`, then the waveforms of the reconstructed examples and
+            of their targets, ``[recon_count, T]`` each, when they were computed (for the STFT term, or
+            always with ``waveforms``), else ``None``.
+        """
+        unet = self.generator
+        r, n = recon_count, target.shape[0]
         zero = out.new_zeros(())
         recon = stft = consistency = zero
+        wave_out = wave_ref = None
         if r > 0:
             recon = relative_mse(out[:r], target[:r])
-            if isinstance(stft_weight, Tensor) or stft_weight > 0:
+            if waveforms or isinstance(stft_weight, Tensor) or stft_weight > 0:
                 wave_out = self.frontend.to_waveform(out[:r])
                 wave_ref = self.frontend.to_waveform(target[:r])
-                stft = multi_resolution_stft(wave_out, wave_ref, self.stft_fft_sizes)
+            if isinstance(stft_weight, Tensor) or stft_weight > 0:
+                stft = multi_resolution_stft(wave_out, wave_ref, self.stft_fft_sizes)  # type: ignore[arg-type]
         if r < n:
             rest = slice(r, n)
             sig_step = sigmas_step[rest].reshape(-1, 1, 1, 1)
@@ -114,7 +150,7 @@ class TrainingObjective(nn.Module):
                 ).float()
             consistency = pseudo_huber(out[rest], teacher, 1.0 / (sigmas[rest] - sigmas_step[rest]))
         total = self.recon_weight * recon + stft_weight * stft + self.consistency_weight * consistency
-        return torch.stack([total, recon, stft, consistency])
+        return torch.stack([total, recon, stft, consistency]), wave_out, wave_ref
 
     def noise_shape(self, batch: AugmentedBatch) -> tuple[int, ...]:
         """Shape of the step's noise for ``batch``: that of its representation."""

@@ -6,7 +6,8 @@ seeded with ``(seed, s, rank)``, so resuming from a checkpoint continues exactly
 run would. Run folder::
 
     out/config.yaml         resolved configuration (with the seed)
-    out/last.ckpt           model, EMA, optimiser and step (read with weights_only=True)
+    out/last.ckpt           model, EMA, optimiser and step, and with the adversarial phase the
+                            discriminators and their optimiser (read with weights_only=True)
     out/history.jsonl       one JSON line per log or validation
     out/best/               the best validated model (EMA weights), a lincae model folder
     out/final/              the model at the end of training
@@ -33,6 +34,7 @@ from torch import Tensor
 from lincae.io.atomic import write_atomically
 from lincae.models.autoencoder import Autoencoder
 from lincae.models.runtime import cpu_has_native_bf16
+from lincae.training.adversarial import ADVERSARIAL_LOSS_NAMES, AdversarialObjective, build_critic, discriminator_loss
 from lincae.training.augment import AugmentedBatch, augment
 from lincae.training.config import TrainConfig
 from lincae.training.data import BatchSource, Prefetcher
@@ -185,14 +187,22 @@ class Trainer:
             consistency_weight=obj.consistency_weight,
             stft_fft_sizes=obj.stft_fft_sizes,
         ).to(self.device)
-        self.wrapped: torch.nn.Module = self.objective
+        adv = config.adversarial
+        # The adversarial phase (AdversarialSection): the generator's loss module grows its terms, and
+        # the discriminators (the critic) train beside it with their own optimiser.
+        self.critic = build_critic(adv, config.seed).to(self.device) if adv.enabled else None
+        self.loss_names = ADVERSARIAL_LOSS_NAMES if adv.enabled else LOSS_NAMES
+        step_module: torch.nn.Module = AdversarialObjective(self.objective, adv) if adv.enabled else self.objective
+        self.wrapped: torch.nn.Module = step_module
+        self.critic_wrapped: torch.nn.Module | None = self.critic
         if self.dist.world_size > 1:
             # The latent upsampler owns noise projections it never uses (as in the official model).
+            ids = [self.device.index] if self.device.type == "cuda" else None
             self.wrapped = torch.nn.parallel.DistributedDataParallel(
-                self.objective,
-                device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=True,
+                step_module, device_ids=ids, find_unused_parameters=True
             )
+            if self.critic is not None:
+                self.critic_wrapped = torch.nn.parallel.DistributedDataParallel(self.critic, device_ids=ids)
         if compile:
             self.wrapped = torch.compile(self.wrapped)  # type: ignore[assignment]
         self.prefetcher = Prefetcher(
@@ -203,6 +213,10 @@ class Trainer:
             self.model.generator.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay
         )
         self.ema = EMA(self.model.generator, o.ema_decay)
+        self.critic_optimizer = (
+            torch.optim.Adam(self.critic.parameters(), lr=adv.lr, betas=adv.betas) if self.critic is not None else None
+        )
+        self.critic_has_gradients = False  # whether this step's forward_backward trained the discriminators
         self.amp_dtype: torch.dtype | None = None
         if o.mixed_precision and self.device.type == "cuda":
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -267,21 +281,64 @@ class Trainer:
         )
 
     def forward_backward(self, sb: StepBatch) -> Tensor:
-        """Loss and gradients of one step. Returns ``[5]`` on the device: the losses and the gradient norm."""
+        """Loss and gradients of one step, on the device: the losses (:attr:`loss_names`), the gradient
+        norm and, with the adversarial phase configured, the discriminators' loss (0 before it starts)."""
         self.model.train()
+        if self.critic is None:
+            with self._autocast():
+                losses = self.wrapped(
+                    sb.batch, sb.order, sb.sigmas, sb.sigmas_step, sb.noise, sb.recon_count, sb.stft_weight
+                )
+            grad_norm = self._generator_backward(losses[0], freeze_encoder=False)
+            return torch.cat([losses.detach().float(), grad_norm.detach().float().reshape(1)])
+        active = self.config.adversarial.active(self.step)
+        self.critic_has_gradients = False
+        self.critic.requires_grad_(False)  # the generator's step: no gradient into the discriminators
         with self._autocast():
-            losses = self.wrapped(
-                sb.batch, sb.order, sb.sigmas, sb.sigmas_step, sb.noise, sb.recon_count, sb.stft_weight
+            losses, fake, real = self.wrapped(
+                sb.batch,
+                sb.order,
+                sb.sigmas,
+                sb.sigmas_step,
+                sb.noise,
+                sb.recon_count,
+                sb.stft_weight,
+                self.critic if active else None,
             )
+        grad_norm = self._generator_backward(losses[0], self.config.adversarial.freeze_encoder and active)
+        disc = losses.new_zeros(1)
+        if active and fake.shape[0] > 0:
+            self.critic.requires_grad_(True)
+            self.critic.train()
+            assert self.critic_optimizer is not None and self.critic_wrapped is not None
+            with self._autocast():
+                judged = self.critic_wrapped(torch.cat([real, fake]))
+                n = real.shape[0]
+                split = [(logits[:n], feats) for logits, feats in judged], [(logits[n:], []) for logits, _ in judged]
+                d_loss = discriminator_loss(split[0], split[1], self.config.adversarial.loss)
+            self.critic_optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(d_loss).backward()
+            self.scaler.unscale_(self.critic_optimizer)
+            self.critic_has_gradients = True
+            disc = d_loss.detach().float().reshape(1)
+        return torch.cat([losses.detach().float(), grad_norm.detach().float().reshape(1), disc])
+
+    def _generator_backward(self, loss: Tensor, freeze_encoder: bool) -> Tensor:
+        """Gradients of the generator's ``loss`` (the encoder's dropped with ``freeze_encoder``); their norm."""
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(losses[0]).backward()
+        self.scaler.scale(loss).backward()
+        if freeze_encoder:  # RAVE's second phase: parameters without a gradient are left alone by RAdam
+            for p in self.model.generator.encoder.parameters():
+                p.grad = None
         self.scaler.unscale_(self.optimizer)
         clip = self.config.optim.grad_clip if self.config.optim.grad_clip is not None else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.generator.parameters(), clip)
-        return torch.cat([losses.detach().float(), grad_norm.detach().float().reshape(1)])
+        return torch.nn.utils.clip_grad_norm_(self.model.generator.parameters(), clip)
 
     def optimizer_step(self) -> None:
+        """Step the generator's optimiser and, in the adversarial phase, the discriminators'."""
         self.scaler.step(self.optimizer)
+        if self.critic_optimizer is not None and self.critic_has_gradients:
+            self.scaler.step(self.critic_optimizer)
         self.scaler.update()
 
     def ema_step(self) -> None:
@@ -303,12 +360,15 @@ class Trainer:
         step = self.step
         self.set_learning_rate(step)
         stats = self.forward_backward(self.make_batch(step)).tolist()  # the one host sync of the step
-        values = dict(zip((*LOSS_NAMES, "grad_norm"), stats, strict=True))
-        if not math.isfinite(values["loss"]):
-            raise TrainingDiverged(
-                f"loss is {values['loss']} at step {step}: training stopped. The last good checkpoint is "
-                f"{self.out / 'last.ckpt'}; lower optim.lr or check the data before resuming."
-            )
+        names = (*self.loss_names, "grad_norm", *(("disc",) if self.critic is not None else ()))
+        values = dict(zip(names, stats, strict=True))
+        for name in ("loss", "disc"):
+            if not math.isfinite(values.get(name, 0.0)):
+                what = "loss" if name == "loss" else "discriminators' loss"
+                raise TrainingDiverged(
+                    f"{what} is {values[name]} at step {step}: training stopped. The last good checkpoint is "
+                    f"{self.out / 'last.ckpt'}; lower optim.lr or check the data before resuming."
+                )
         if not math.isfinite(values["grad_norm"]) and self.amp_dtype != torch.float16:  # fp16: the scaler skips
             raise TrainingDiverged(
                 f"gradient norm is {values['grad_norm']} at step {step}: training stopped. The last good checkpoint "
@@ -499,6 +559,9 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
         }
+        if self.critic is not None and self.critic_optimizer is not None:
+            state["critic"] = self.critic.state_dict()
+            state["critic_optimizer"] = self.critic_optimizer.state_dict()
         return write_atomically(path, lambda tmp: torch.save(state, tmp))
 
     def load_checkpoint(self, path: Path) -> None:
@@ -515,7 +578,7 @@ class Trainer:
             raise ValueError(f"{path}: checkpoint was trained with another model configuration")
         changed = [
             k
-            for k in ("data", "optim", "augment", "objective", "steps", "seed")
+            for k in ("data", "optim", "augment", "objective", "adversarial", "steps", "seed")
             if getattr(saved, k) != getattr(self.config, k)
         ]
         if changed and self.dist.is_main:
@@ -526,21 +589,13 @@ class Trainer:
             )
         self.model.load_state_dict(state["model"], strict=True)  # casts a compact checkpoint's float16 back
         self.ema.load_state_dict(state["ema"])
-        optimizer = state["optimizer"]
-        if state.get("compact"):  # first moments left out, second moments in bfloat16 (export.compact_checkpoint)
-            optimizer = {
-                "param_groups": optimizer["param_groups"],
-                "state": {
-                    i: {
-                        "step": s["step"],
-                        "exp_avg": torch.zeros_like(s["exp_avg_sq"], dtype=torch.float32),
-                        "exp_avg_sq": s["exp_avg_sq"].float(),
-                    }
-                    for i, s in optimizer["state"].items()
-                },
-            }
-        self.optimizer.load_state_dict(optimizer)
+        compact = bool(state.get("compact"))
+        self.optimizer.load_state_dict(_optimizer_state(state["optimizer"], compact))
         self.scaler.load_state_dict(state["scaler"])
+        if self.critic is not None and self.critic_optimizer is not None and "critic" in state:
+            self.critic.load_state_dict(state["critic"], strict=True)  # casts a compact float16 copy back
+            self.critic_optimizer.load_state_dict(_optimizer_state(state["critic_optimizer"], compact))
+        # A checkpoint without discriminators (trained before the phase was configured) starts them fresh.
         self.step = int(state["step"])
         self.best = float(state["best"])
         self.baseline = float(state.get("baseline", math.nan))
@@ -556,6 +611,24 @@ class Trainer:
                 file=sys.stderr,
                 flush=True,
             )
+
+
+def _optimizer_state(optimizer: dict[str, Any], compact: bool) -> dict[str, Any]:
+    """An optimiser's saved state; a compact one (export.compact_checkpoint: first moments left out,
+    second moments in bfloat16) is brought back to float32 with zero first moments."""
+    if not compact:
+        return optimizer
+    return {
+        "param_groups": optimizer["param_groups"],
+        "state": {
+            i: {
+                "step": s["step"],
+                "exp_avg": torch.zeros_like(s["exp_avg_sq"], dtype=torch.float32),
+                "exp_avg_sq": s["exp_avg_sq"].float(),
+            }
+            for i, s in optimizer["state"].items()
+        },
+    }
 
 
 def _yaml(text: str) -> dict[str, Any]:
