@@ -324,6 +324,8 @@ TRAIN_CASES: list[tuple[dict[str, Any], str]] = [
     ({"adversarial": {"stft_fft_sizes": [512] * 100}}, "adversarial.stft_fft_sizes must be a list of 0 to 16"),
     ({"adversarial": {"lr": math.nan}}, "adversarial.lr must be a finite number in [0, 10], got nan"),
     ({"adversarial": {"enabled": "yes"}}, "adversarial.enabled must be true or false, got 'yes'"),
+    ({"model": {"generator": {"lookahead": 3}}}, "GeneratorConfig: lookahead must be an integer in [0, 2], got 3"),
+    ({"model": {"generator": {"streamable": "yes"}}}, "GeneratorConfig: streamable must be true or false"),
 ]
 
 
