@@ -8,7 +8,9 @@ device reports. When the device runs at another rate than the model, a windowed-
 and the output back after ``pull``; its delay is part of the declared latency. A supervisor thread
 watches the stream: when the device errors or disappears it is reported in :attr:`LiveSession.status`
 and reopened with back-off, without blocking the caller; :attr:`LiveSession.device_losses` and
-:attr:`LiveSession.lost_seconds` count the gaps.
+:attr:`LiveSession.lost_seconds` count the gaps (:meth:`LiveSession.outage_summary`).
+:meth:`LiveSession.start_recording` records what the outputs play (and each source's input) through
+:mod:`lincae.io.record`: the callback only copies into preallocated rings.
 
 Back ends (``LiveConfig.backend``): on a running JACK server the stream is a JACK client of its own
 (:class:`lincae.io.jack_stream.JackStream`), which survives the server going away and comes back when
