@@ -168,7 +168,10 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def _served(name: str) -> bool:
     """Whether a JACK server called ``name`` answers."""
     env = dict(os.environ, JACK_DEFAULT_SERVER=name)
-    return subprocess.run(["jack_lsp"], env=env, capture_output=True, timeout=10).returncode == 0
+    try:
+        return subprocess.run(["jack_lsp"], env=env, capture_output=True, timeout=10).returncode == 0
+    except subprocess.TimeoutExpired:  # a server of that name runs but is too busy to answer: taken
+        return True
 
 
 def _try_start(jackd: str, name: str, sample_rate: int, period: int, log_path: Path) -> tuple[JackServer | None, str]:
