@@ -7,10 +7,11 @@ that ``lincae --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -523,6 +524,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="preset name or JSON file")
     p.add_argument("--pre", action="append", default=[], metavar="N=CHAIN", help="chain before encoding source N")
     p.add_argument("--post", help="chain after decoding, e.g. 'reverb(room_size=0.3),brickwalllimiter'")
+    p.add_argument(
+        "--plugin-path",
+        action="append",
+        default=[],
+        metavar="FOLDER",
+        help="a folder presets and chain files may load VST3/AU plugins from, besides the standard ones "
+        "(~/.vst3, /usr/lib/vst3, /usr/local/lib/vst3), $LINCAE_PLUGIN_PATH and the settings file",
+    )
     p.add_argument("--midi", help="MIDI input port name substring (picked up when it appears)")
     p.add_argument("--midi-api", choices=["jack", "alsa"], help="MIDI API (default: automatic)")
     p.add_argument(
@@ -565,6 +574,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="chain before encoding source N: 'noisegate(threshold_db=-50),compressor' or a JSON file",
     )
     p.add_argument("--post", help="chain after decoding: 'reverb(room_size=0.3),brickwalllimiter' or a JSON file")
+    p.add_argument(
+        "--plugin-path",
+        action="append",
+        default=[],
+        metavar="FOLDER",
+        help="a folder presets and chain files may load VST3/AU plugins from, besides the standard ones "
+        "(~/.vst3, /usr/lib/vst3, /usr/local/lib/vst3), $LINCAE_PLUGIN_PATH and the settings file",
+    )
     p.add_argument("--rate", type=int, help="output sample rate (default: the first input's)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -661,6 +678,20 @@ def prepare_process(command: str) -> None:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+@contextlib.contextmanager
+def _plugin_folders(args: argparse.Namespace) -> Iterator[None]:
+    """The command's ``--plugin-path`` folders (and the plugin files it trusts) for its duration only."""
+    if not hasattr(args, "plugin_path"):
+        yield
+        return
+    from lincae.engine.effects.plugin_paths import allow_plugin_folder, plugin_scope
+
+    with plugin_scope():
+        for folder in args.plugin_path:
+            allow_plugin_folder(folder)
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -670,7 +701,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     keep_freed_memory()  # large activations reuse the process's pages instead of faulting in fresh ones
     try:
-        return handler(args)
+        with _plugin_folders(args):
+            return handler(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -620,8 +620,16 @@ def list_presets(directory: str | os.PathLike[str] | None = None) -> list[str]:
 
 
 def preset_path(name: str) -> Path:
-    """The shipped preset called ``name`` (with or without ``.json``)."""
-    p = shipped_presets_dir() / (name if name.endswith(".json") else f"{name}.json")
+    """The shipped preset called ``name`` (with or without ``.json``); a name never leaves the presets folder."""
+    folder = shipped_presets_dir()
+    if not name or "/" in name or "\\" in name or name.startswith(".") or Path(name).is_absolute():
+        raise FileNotFoundError(
+            f"{name!r} is not a preset name (a name has no '/', '\\' or leading '.'; give a file path ending "
+            f"in .json for a preset elsewhere); shipped: {', '.join(list_presets())}"
+        )
+    p = folder / (name if name.endswith(".json") else f"{name}.json")
+    if p.resolve().parent != folder.resolve():  # a symbolic link out of the folder
+        raise FileNotFoundError(f"no shipped preset {name!r}; shipped: {', '.join(list_presets())}")
     if not p.is_file():
         raise FileNotFoundError(f"no shipped preset {name!r}; shipped: {', '.join(list_presets())}")
     return p

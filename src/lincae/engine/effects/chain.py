@@ -19,6 +19,7 @@ from lincae.engine.effects.catalog import (
     _Arg,
     _builtins,
 )
+from lincae.engine.effects.plugin_paths import resolve_plugin_path
 from lincae.engine.effects.spec import validate_chain_spec
 
 
@@ -161,7 +162,8 @@ def _configure_external(plugin: Any, entry: Mapping[str, Any], where: str) -> No
 
 
 def _load_external(entry: Mapping[str, Any], where: str) -> Any:
-    kind, path = entry["plugin"], entry["path"]
+    kind = entry["plugin"]
+    path = resolve_plugin_path(kind, entry["path"], where)  # before anything is opened
     if not Path(path).exists():
         raise FileNotFoundError(f"{where}: {kind} plugin not found: {path}")
     if kind == "au" and not hasattr(pedalboard, "AudioUnitPlugin"):
@@ -169,7 +171,8 @@ def _load_external(entry: Mapping[str, Any], where: str) -> Any:
     try:
         plugin = pedalboard.load_plugin(path, plugin_name=entry.get("name"))
     except Exception as e:
-        raise PluginLoadError(f"{where}: could not load {kind} plugin {path}: {e}") from e
+        detail = " ".join(str(e).split())  # JUCE's message spans lines; errors are one line
+        raise PluginLoadError(f"{where}: could not load {kind} plugin {path}: {detail}") from e
     if _kind_of(plugin) != kind:
         raise PluginLoadError(f"{where}: {path} is a {_kind_of(plugin)} plugin, not {kind}")
     wanted, found = entry.get("name"), getattr(plugin, "name", None)

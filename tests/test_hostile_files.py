@@ -1,0 +1,189 @@
+"""A corpus of hostile files — presets, chain files, audio, latent files — and what the product does with them.
+
+Each class of hostile input gets a section: the file is made here (in ``tmp_path``), opened the way a user
+would open it, and the test checks that it is refused with a one-line error and that nothing else happened
+(no plugin code ran, no output or temporary file was left, the old output is intact).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_tiny_model
+
+from lincae.cli import main
+from lincae.engine.effects import PluginNotAllowed, build_chain, load_failures, parse_chain_arg, plugin_scope
+from lincae.io.audiofile import write_audio
+from lincae.presets import load_preset
+
+SR = 44100
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_model().save_pretrained(tmp_path_factory.mktemp("model") / "tiny")
+
+
+def music(channels: int, seconds: float, rate: int = SR, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(rate * seconds)) / rate
+    f = rng.uniform(110, 880, size=(channels, 1))
+    return (0.3 * np.exp(-3 * (t % 0.5)) * np.sin(2 * np.pi * f * t)).astype(np.float32)
+
+
+def error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    """The command's error output, which must be one line."""
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+# -- presets that name a plugin: its library's constructor must not run ------------------------------
+
+_CONSTRUCTOR = r"""
+#include <stdio.h>
+#include <stdlib.h>
+__attribute__((constructor)) static void ran(void) {
+    const char *marker = getenv("LINCAE_TEST_MARKER");
+    if (marker) { FILE *f = fopen(marker, "w"); if (f) { fputs("ran\n", f); fclose(f); } }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def built_trap(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``…/Gentle Room.vst3``: a bundle whose library writes ``$LINCAE_TEST_MARKER`` when opened."""
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc") or shutil.which("g++")
+    if cc is None or not os.uname().sysname == "Linux":
+        pytest.skip("needs a C compiler on Linux to build a shared library")
+    root = tmp_path_factory.mktemp("traps")
+    source = root / "trap.c"
+    source.write_text(_CONSTRUCTOR)
+    bundle = root / "Gentle Room.vst3"
+    binary = bundle / "Contents" / f"{os.uname().machine}-linux" / "Gentle Room.so"
+    binary.parent.mkdir(parents=True)
+    args = [cc, "-x", "c", "-shared", "-fPIC", "-o", str(binary), str(source)]
+    subprocess.run(args, check=True, capture_output=True, timeout=120)
+    return bundle
+
+
+def copy_trap(built: Path, folder: Path) -> Path:
+    """A fresh copy of the bundle in ``folder`` (a library already opened in this process is not run again)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copytree(built, folder / built.name, symlinks=True))
+
+
+@pytest.fixture
+def booby_trap(built_trap: Path, tmp_path: Path) -> Path:
+    return copy_trap(built_trap, tmp_path / "traps")
+
+
+@pytest.fixture
+def marker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "constructor-ran"
+    monkeypatch.setenv("LINCAE_TEST_MARKER", str(path))
+    monkeypatch.delenv("LINCAE_PLUGIN_PATH", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    return path
+
+
+def room_preset(tmp_path: Path, plugin_path: str, name: str = "room.json") -> Path:
+    preset = {
+        "format": "lincae.preset",
+        "schema_version": 1,
+        "name": "a gentle room",
+        "engine": {"sources": [1]},
+        "chains": {"post": [{"plugin": "vst3", "path": plugin_path}]},
+    }
+    path = tmp_path / name
+    path.write_text(json.dumps(preset))
+    return path
+
+
+def test_a_preset_cannot_load_a_plugin_outside_the_plugin_folders(
+    booby_trap: Path, marker: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = str(write_audio(tmp_path / "in.wav", music(1, 0.5), SR))
+    preset = room_preset(tmp_path, str(booby_trap))
+    render = ["render", src, "-o", str(tmp_path / "out.wav"), "--model", str(model_dir), "--no-progress"]
+    assert main([*render, "--preset", str(preset)]) == 2
+    err = error_line(capsys)
+    assert "outside the plugin folders" in err and "--plugin-path" in err and "LINCAE_PLUGIN_PATH" in err
+    assert not marker.exists(), "the plugin's library was opened"
+    assert not (tmp_path / "out.wav").exists()
+    # The same preset from Python, and a chain file, are refused the same way (live builds its chains so too).
+    with pytest.raises(PluginNotAllowed):
+        load_preset(preset).build_chains()
+    _, post = load_preset(preset).build_chains(on_load_error="bypass")  # live: bypassed, and says why
+    assert next(f.message for f in load_failures(post)).count("outside the plugin folders") == 1
+    chain_file = tmp_path / "chain.json"
+    chain_file.write_text(json.dumps([{"plugin": "vst3", "path": str(booby_trap)}]))
+    with plugin_scope(), pytest.raises(PluginNotAllowed):
+        build_chain(parse_chain_arg(str(chain_file)))
+    assert not marker.exists()
+    # Once the user allows the folder, the plugin is loaded (this one is no real VST3, so it then fails).
+    assert main([*render, "--preset", str(preset), "--plugin-path", str(booby_trap.parent)]) == 2
+    assert "could not load vst3 plugin" in error_line(capsys) and marker.exists()
+
+
+def test_allowing_a_folder_through_the_environment_or_the_settings_file(
+    booby_trap: Path, built_trap: Path, marker: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    preset = load_preset(room_preset(tmp_path, str(booby_trap)))
+    settings = tmp_path / "config" / "lincae" / "settings.json"
+    settings.parent.mkdir(parents=True)
+    settings.write_text(json.dumps({"plugin_path": [str(booby_trap.parent)]}))
+    with pytest.raises(ValueError, match="could not load vst3 plugin"):
+        preset.build_chains()
+    assert marker.exists()
+    marker.unlink()
+    settings.unlink()
+    second = copy_trap(built_trap, tmp_path / "more-traps")
+    monkeypatch.setenv("LINCAE_PLUGIN_PATH", str(second.parent))
+    # A bare name is looked up in the plugin folders.
+    with pytest.raises(ValueError, match="could not load vst3 plugin"):
+        load_preset(room_preset(tmp_path, booby_trap.name, "by-name.json")).build_chains()
+    assert marker.exists()
+
+
+def test_a_plugin_path_cannot_climb_or_link_out_of_a_plugin_folder(
+    booby_trap: Path, marker: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    allowed = tmp_path / "plugins"
+    allowed.mkdir()
+    (allowed / "Link.vst3").symlink_to(booby_trap, target_is_directory=True)
+    monkeypatch.setenv("LINCAE_PLUGIN_PATH", str(allowed))
+    climbing = os.path.relpath(booby_trap, allowed)
+    for path in (climbing, str(allowed / climbing), "Link.vst3", str(allowed / "Link.vst3")):
+        with pytest.raises(PluginNotAllowed, match="outside the plugin folders"):
+            load_preset(room_preset(tmp_path, path)).build_chains()
+    assert not marker.exists()
+
+
+def test_a_plugin_typed_on_the_command_line_is_the_users_choice(
+    booby_trap: Path, marker: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = str(write_audio(tmp_path / "in.wav", music(1, 0.5), SR))
+    render = ["render", src, "-o", str(tmp_path / "out.wav"), "--model", str(model_dir), "--no-progress"]
+    assert main([*render, "--post", f"vst3('{booby_trap}')"]) == 2
+    assert "could not load vst3 plugin" in error_line(capsys) and marker.exists()
+    # ... for that command only: a preset naming the same file afterwards is refused again.
+    with pytest.raises(PluginNotAllowed):
+        load_preset(room_preset(tmp_path, str(booby_trap))).build_chains()
+
+
+def test_a_preset_name_does_not_leave_the_presets_folder(tmp_path: Path) -> None:
+    from lincae.presets import shipped_presets_dir
+
+    room_preset(tmp_path, "Room.vst3", "evil.json")  # a preset where a name must not reach
+    for name in (os.path.relpath(tmp_path / "evil", shipped_presets_dir()), str(tmp_path / "evil")):
+        with pytest.raises(FileNotFoundError, match="not a preset name"):
+            load_preset(name)
+    assert load_preset("default").name  # shipped presets still load by name
+    assert load_preset(tmp_path / "evil.json").name == "a gentle room"  # and a file by its path
