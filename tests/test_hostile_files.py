@@ -187,3 +187,54 @@ def test_a_preset_name_does_not_leave_the_presets_folder(tmp_path: Path) -> None
             load_preset(name)
     assert load_preset("default").name  # shipped presets still load by name
     assert load_preset(tmp_path / "evil.json").name == "a gentle room"  # and a file by its path
+
+
+# -- truncated audio: refused, saying how much is missing -----------------------------------------
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff")
+
+
+def noisy_tone(seconds: float, channels: int = 2, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = music(channels, seconds, seed=seed) + 0.02 * rng.standard_normal((channels, int(SR * seconds)))
+    return x.astype(np.float32)
+
+
+def write_any(path: Path, audio: np.ndarray, rate: int = SR) -> Path:
+    """Any readable format (pedalboard writes mp3 and aiff too; lincae itself writes wav, flac, ogg)."""
+    from pedalboard.io import AudioFile
+
+    with AudioFile(str(path), "w", rate, audio.shape[0]) as f:
+        f.write(audio)
+    return path
+
+
+@pytest.mark.parametrize("suffix", AUDIO_SUFFIXES)
+@pytest.mark.parametrize("keep", [0.5, 0.9, 0.999])
+def test_truncated_audio_is_refused(
+    suffix: str, keep: float, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    whole = write_any(tmp_path / f"whole{suffix}", noisy_tone(2.0))
+    data = whole.read_bytes()
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(data[: int(len(data) * keep)])
+    out = tmp_path / "out.wav"
+    assert main(["render", str(cut), "-o", str(out), "--model", str(model_dir), "--no-progress"]) == 2
+    err = error_line(capsys)
+    assert f"cut{suffix}: truncated" in err, err
+    if suffix in (".wav", ".flac", ".aiff"):
+        assert "s missing" in err
+    assert not out.exists()
+    assert main(["encode", str(cut), "-o", str(tmp_path / "z.latent"), "--model", str(model_dir)]) == 2
+    assert "truncated" in error_line(capsys)
+
+
+@pytest.mark.parametrize("suffix", AUDIO_SUFFIXES)
+def test_whole_files_are_not_mistaken_for_truncated_ones(suffix: str, tmp_path: Path) -> None:
+    from lincae.io.audiofile import read_audio
+
+    for seed, (channels, seconds, rate) in enumerate([(1, 0.3, 44100), (2, 1.7, 48000), (1, 2.3, 22050)] * 3):
+        path = write_any(
+            tmp_path / f"w{seed}{suffix}", noisy_tone(seconds, channels, seed)[:, : int(seconds * rate)], rate
+        )
+        assert read_audio(path, 44100).shape[0] == channels

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from lincae.io.atomic import new_temp, publish
+from lincae.io.integrity import find_truncation
 
 READ_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif")
 WRITE_SUFFIXES = (".wav", ".flac", ".ogg")
@@ -58,6 +59,10 @@ class AudioReader:
         self._reader = self._file.resampled_to(float(sample_rate)) if resample else self._file
         self.sample_rate = sample_rate
         self.frames = int(self._reader.frames)
+        missing = find_truncation(self.path, self.source_rate)
+        if missing is not None:  # pedalboard would read silence where the data is missing
+            self.close()
+            raise AudioFileError(f"{self.path}: truncated: {missing}")
         if self.frames == 0:
             self.close()
             raise AudioFileError(f"{self.path}: holds no audio samples")
