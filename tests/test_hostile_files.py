@@ -238,3 +238,219 @@ def test_whole_files_are_not_mistaken_for_truncated_ones(suffix: str, tmp_path: 
             tmp_path / f"w{seed}{suffix}", noisy_tone(seconds, channels, seed)[:, : int(seconds * rate)], rate
         )
         assert read_audio(path, 44100).shape[0] == channels
+
+
+# -- latent files: every metadata field is checked, and what they can make us allocate is capped ------
+
+
+@pytest.fixture(scope="module")
+def good_latent(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("latent")
+    src = write_audio(folder / "in.wav", noisy_tone(1.2), SR)
+    assert (
+        main(
+            ["encode", str(src), "-o", str(folder / "good.latent"), "--model", str(model_dir), "--chunk-seconds", "0.5"]
+        )
+        == 0
+    )
+    return folder / "good.latent"
+
+
+def rewrite_latent(good: Path, out: Path, tensor: object = None, **meta: str) -> Path:
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(good), framework="pt") as f:
+        metadata = {**(f.metadata() or {}), **meta}
+        latents = f.get_tensor("latents") if tensor is None else tensor
+    save_file({"latents": latents}, str(out), metadata=metadata)
+    return out
+
+
+HOSTILE_METADATA = [
+    ({"sample_rate": "0"}, "'sample_rate'"),
+    ({"sample_rate": "-44100"}, "'sample_rate'"),
+    ({"sample_rate": "1e12"}, "'sample_rate'"),
+    ({"source_sample_rate": "0"}, "'source_sample_rate'"),
+    ({"source_sample_rate": "1"}, "'source_sample_rate'"),
+    ({"source_sample_rate": "99999999999"}, "'source_sample_rate'"),
+    ({"length": "0"}, "'length'"),
+    ({"length": "-5"}, "'length'"),
+    ({"length": "999999999999999"}, "'length'"),
+    ({"length": "10"}, "'length'"),
+    ({"length": "many"}, "'length'"),
+    ({"hop_length": "0"}, "'hop_length'"),
+    ({"hop_length": "512"}, "'hop_length'"),
+    ({"max_chunk_size": "0"}, "'max_chunk_size'"),
+    ({"max_chunk_size": "-1"}, "'max_chunk_size'"),
+    ({"max_chunk_size": "99999999999"}, "'max_chunk_size'"),
+    ({"max_chunk_size": "30000"}, "'max_chunk_size'"),
+    ({"overlap_percentage": "1.0"}, "'overlap_percentage'"),
+    ({"overlap_percentage": "nan"}, "'overlap_percentage'"),
+    ({"overlap_percentage": "-0.5"}, "'overlap_percentage'"),
+    ({"scale_factor": "inf"}, "'scale_factor'"),
+    ({"scale_factor": "0"}, "'scale_factor'"),
+    ({"format_version": "2"}, "version 2 not supported"),
+]
+
+
+@pytest.mark.parametrize(("meta", "named"), HOSTILE_METADATA, ids=[str(m) for m, _ in HOSTILE_METADATA])
+def test_hostile_latent_metadata_is_refused_naming_the_field(
+    meta: dict[str, str],
+    named: str,
+    good_latent: Path,
+    model_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bad = rewrite_latent(good_latent, tmp_path / "bad.latent", **meta)
+    out = tmp_path / "out.wav"
+    assert main(["decode", str(bad), "-o", str(out), "--model", str(model_dir)]) == 2
+    err = error_line(capsys)
+    assert named in err, err
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize(
+    ("tensor", "named"),
+    [
+        ("nan", "NaN or Inf"),
+        ("channels", "channels"),
+        ("flat", "shape"),
+        ("int", "dtype"),
+        ("unchunked-huge", "unchunked"),
+    ],
+)
+def test_hostile_latent_tensors_are_refused(
+    tensor: str, named: str, good_latent: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+    from safetensors import safe_open
+
+    with safe_open(str(good_latent), framework="pt") as f:
+        z = f.get_tensor("latents")
+    meta: dict[str, str] = {}
+    if tensor == "nan":
+        z = z.clone()
+        z[0, -1, 3, 2] = float("nan")
+    elif tensor == "channels":
+        z = torch.zeros(65, 1, 64, z.shape[-1])
+    elif tensor == "flat":
+        z = z.reshape(-1)
+    elif tensor == "int":
+        z = z.to(torch.int32)
+    else:  # 400 s unchunked at 44.1 kHz would be decoded in one piece
+        z = torch.zeros(1, 64, 400 * SR // 256)
+        meta = {"max_chunk_size": "0", "length": str(400 * SR)}
+    bad = rewrite_latent(good_latent, tmp_path / "bad.latent", tensor=z, **meta)
+    assert main(["decode", str(bad), "-o", str(tmp_path / "out.wav"), "--model", str(model_dir)]) == 2
+    assert named in error_line(capsys)
+    assert not (tmp_path / "out.wav").exists()
+
+
+# -- encode and decode stream in chunks, and give what the in-memory functions give ---------------
+
+
+@pytest.mark.parametrize(
+    ("channels", "seconds", "rate", "batch"), [(1, 2.3, 44100, 4), (2, 2.3, 48000, 3), (2, 0.4, 44100, 4)]
+)
+def test_streamed_encode_and_decode_equal_the_in_memory_ones(
+    channels: int, seconds: float, rate: int, batch: int, tmp_path: Path
+) -> None:
+    import torch
+
+    from lincae.io.audiofile import read_audio, resample
+    from lincae.io.latent_codec import decode_to_file, encode_to_file
+    from lincae.io.latents import decode_latents, encode_file, load_latents, save_latents
+
+    src = write_audio(tmp_path / "in.wav", noisy_tone(seconds, channels)[:, : int(seconds * rate)], rate)
+    in_memory = save_latents(tmp_path / "memory.latent", encode_file(make_tiny_model(max_batch_size=batch), src, 0.5))
+    streamed = tmp_path / "streamed.latent"
+    encode_to_file(make_tiny_model(max_batch_size=batch), src, streamed, chunk_seconds=0.5)
+    a, b = load_latents(in_memory), load_latents(streamed)
+    assert a.metadata() == b.metadata() and a.shape == b.shape
+    assert torch.equal(a.latents, b.latents)  # the same batches through the encoder
+    expected = decode_latents(make_tiny_model(max_batch_size=batch), load_latents(in_memory), seed=3).numpy()
+    expected = resample(expected, SR, rate)
+    decode_to_file(make_tiny_model(max_batch_size=batch), streamed, tmp_path / "out.wav", seed=3)
+    got = read_audio(tmp_path / "out.wav", rate)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "memory.latent", "out.wav", "streamed.latent"]
+
+
+# -- outputs: never the input, checked before the work, a full disk is one line ---------------------
+
+
+@pytest.mark.parametrize("command", ["encode", "decode", "render"])
+def test_the_output_cannot_be_the_input(
+    command: str,
+    good_latent: Path,
+    model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    src = write_audio(tmp_path / "song.wav", noisy_tone(0.5), SR)
+    if command == "decode":
+        src = Path(shutil.copy(good_latent, tmp_path / "song.latent"))
+    before = src.read_bytes()
+    (tmp_path / "link").symlink_to(src.name)
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    for out in (str(src), "../link", f"../sub/../{src.name}"):
+        args = [command, str(src), "-o", out, "--model", str(model_dir), "--overwrite"]
+        assert main(args + (["--no-progress"] if command == "render" else [])) == 2
+        assert "is the input file" in error_line(capsys)
+    assert src.read_bytes() == before
+
+
+def test_encode_checks_the_output_folder_before_the_work(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lincae.io.latent_codec as codec
+
+    src = write_audio(tmp_path / "song.wav", noisy_tone(0.5), SR)
+    calls: list[object] = []
+    monkeypatch.setattr(codec, "encode_to_file", lambda *a, **k: calls.append(a))
+    for out in (tmp_path / "missing" / "z.latent", tmp_path):
+        assert main(["encode", str(src), "-o", str(out), "--model", str(model_dir)]) == 2
+        assert str(out) in error_line(capsys)
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        assert main(["encode", str(src), "-o", str(locked / "z.latent"), "--model", str(model_dir)]) == 2
+        assert "not writable" in error_line(capsys)
+    assert calls == []  # refused before any encoding
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Path:
+    """A 64 KiB tmpfs (needs root and mount rights)."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(
+    small_disk: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = write_audio(tmp_path / "song.wav", noisy_tone(3.0), SR)
+    latent = tmp_path / "song.latent"
+    assert main(["encode", str(src), "-o", str(latent), "--model", str(model_dir), "--chunk-seconds", "0.5"]) == 0
+    capsys.readouterr()
+    for args in (
+        ["encode", str(src), "-o", str(small_disk / "z.latent"), "--chunk-seconds", "0.5"],
+        ["decode", str(latent), "-o", str(small_disk / "out.wav")],
+        ["render", str(src), "-o", str(small_disk / "out.wav"), "--no-progress"],
+    ):
+        assert main([*args, "--model", str(model_dir)]) == 2
+        err = error_line(capsys)
+        assert "No space left on device" in err or "no space" in err.lower(), err
+        assert list(small_disk.iterdir()) == []

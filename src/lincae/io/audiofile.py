@@ -167,6 +167,17 @@ def check_output_path(path: str | Path, overwrite: bool = False) -> Path:
     return path
 
 
+def _why(error: Exception, path: Path) -> str:
+    """The writer's error, or that the disk is full (pedalboard only says it could not write)."""
+    import shutil
+
+    try:
+        full = shutil.disk_usage(path.parent if str(path.parent) else ".").free < (1 << 20)
+    except OSError:
+        full = False
+    return "No space left on device" if full else " ".join(str(error).split())
+
+
 class AtomicAudioWriter:
     """Write blocks ``(channels, n)`` to a temporary file, renamed to ``path`` on a clean ``close``.
 
@@ -198,8 +209,9 @@ class AtomicAudioWriter:
         try:
             self._file.write(np.ascontiguousarray(block, dtype=np.float32))
         except Exception as e:
+            why = _why(e, self.path)  # before the temporary file is removed and frees the disk
             self.abort()
-            raise AudioFileError(f"{self.path}: write failed ({e}); nothing was written") from e
+            raise AudioFileError(f"{self.path}: write failed ({why}); nothing was written") from e
         self.written += block.shape[-1]
 
     def close(self) -> Path:
@@ -207,8 +219,9 @@ class AtomicAudioWriter:
             self._file.close()
             publish(self.tmp, self.path)
         except Exception as e:
+            why = _why(e, self.path)
             self.abort()
-            raise AudioFileError(f"{self.path}: could not finish writing ({e}); nothing was written") from e
+            raise AudioFileError(f"{self.path}: could not finish writing ({why}); nothing was written") from e
         return self.path
 
     def abort(self) -> None:

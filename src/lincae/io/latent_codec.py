@@ -1,0 +1,378 @@
+"""``lincae encode`` and ``lincae decode`` in bounded memory: audio ⇄ latent file, chunk by chunk.
+
+Encoding reads the audio one chunk window at a time and writes each chunk's latents into the latent
+file at its place (:class:`LatentWriter` writes the safetensors layout itself, header first); decoding
+reads the latent file's chunks lazily, decodes them, joins them with the same crossfaded overlap-add as
+:meth:`Autoencoder.decode` and streams the audio (resampled on the fly) into the output file. Peak
+memory depends on the chunk length and the batch size, not on the length of the audio
+(``benchmarks/encode_decode_memory.py``).
+
+The results equal the in-memory :func:`~lincae.io.latents.encode_file` / :func:`~lincae.io.latents.
+decode_latents` (to float rounding): decoding draws its noise in the same order, batch by batch over
+the chunks of channel 1, then channel 2, ...; so a multichannel decode keeps each finished channel in a
+temporary raw file beside the output and interleaves them at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, NoReturn
+
+import numpy as np
+import torch
+
+from lincae.io.atomic import discard, new_temp, publish
+from lincae.io.latents import (
+    FORMAT,
+    MAX_CHUNK_SECONDS,
+    LatentHeader,
+    model_fingerprint,
+    read_header,
+)
+
+if TYPE_CHECKING:
+    from lincae.models.autoencoder import Autoencoder
+
+Progress = Callable[[int, int], None]
+_BLOCK = 1 << 16  # samples per write when interleaving channels / resampling
+
+
+class LatentWriter:
+    """Write a latent file of a known shape piece by piece: a temporary file renamed on :meth:`close`.
+
+    The bytes are those ``safetensors.torch.save_file`` writes for the same tensor and metadata.
+    """
+
+    def __init__(self, path: Path, header: LatentHeader) -> None:
+        self.path, self.header = path, header
+        meta = header.metadata()
+        nbytes = 4 * int(np.prod(header.shape))
+        desc = {"dtype": "F32", "shape": list(header.shape), "data_offsets": [0, nbytes]}
+        text = json.dumps({"__metadata__": meta, "latents": desc}, separators=(",", ":")).encode()
+        text += b" " * (-len(text) % 8)
+        self.tmp = new_temp(path)
+        self._file: IO[bytes] | None = open(self.tmp, "r+b")
+        try:
+            self._file.write(struct.pack("<Q", len(text)) + text)
+            self._data = 8 + len(text)
+            self._file.truncate(self._data + nbytes)
+        except OSError as e:
+            self._failed(e)
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, channel: int, chunk: int, latents: torch.Tensor) -> None:
+        """``latents[64, Z]`` of ``chunk`` (0 for unchunked latents) of ``channel``."""
+        assert self._file is not None
+        frame = int(np.prod(self.header.shape[-2:])) * 4
+        chunks = self.header.shape[1] if self.header.chunked else 1
+        try:
+            self._file.seek(self._data + (channel * chunks + chunk) * frame)
+            self._file.write(latents.detach().cpu().float().contiguous().numpy().tobytes())
+        except OSError as e:
+            self._failed(e)
+
+    def close(self) -> Path:
+        assert self._file is not None
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+            return publish(self.tmp, self.path)
+        except OSError as e:
+            self._failed(e)
+        finally:
+            self.abort()
+
+    def _failed(self, e: OSError) -> NoReturn:
+        self.abort()
+        raise OSError(f"{self.path}: could not write ({e.strerror or e}); nothing was written") from None
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        discard(self.tmp)
+
+
+def _windows(reader: object, channels: int, chunk_len: int, step: int, count: int) -> Iterator[np.ndarray]:
+    """The ``count`` chunk windows ``(channels, chunk_len)`` of the reader's audio, zero-padded at the end."""
+    buf = np.zeros((channels, 0), np.float32)
+    for k in range(count):
+        while buf.shape[-1] < chunk_len:
+            block = reader.read(max(chunk_len - buf.shape[-1], _BLOCK))  # type: ignore[attr-defined]
+            if block.shape[-1] == 0:
+                buf = np.concatenate([buf, np.zeros((channels, chunk_len - buf.shape[-1]), np.float32)], axis=-1)
+                break
+            buf = np.concatenate([buf, block], axis=-1)
+        yield buf[:, :chunk_len]
+        buf = buf[:, step:] if k + 1 < count else buf
+
+
+def encode_to_file(
+    model: Autoencoder,
+    audio_path: str | Path,
+    out: str | Path,
+    chunk_seconds: float = 10.0,
+    progress: Progress | None = None,
+) -> LatentHeader:
+    """Encode ``audio_path`` (each channel as mono) into the latent file ``out``, chunk by chunk.
+
+    Audio longer than ``chunk_seconds`` becomes ``N`` overlapping chunks ``[channels, N, 64, Z]``, as
+    :func:`~lincae.io.latents.encode_file` makes them; shorter audio is one ``[channels, 64, Z]``.
+    """
+    from lincae.io.audiofile import AudioReader
+
+    if not 0 < chunk_seconds <= MAX_CHUNK_SECONDS:
+        raise ValueError(f"--chunk-seconds must be in (0, {MAX_CHUNK_SECONDS:g}], got {chunk_seconds}")
+    out = Path(out)
+    chunk_len = int(chunk_seconds * model.sample_rate)
+    model.max_chunk_size = chunk_len
+    with AudioReader(audio_path, model.sample_rate) as reader:
+        t, channels = reader.frames, reader.channels
+        if t < model.min_samples():
+            raise ValueError(
+                f"{audio_path}: too short to encode ({t} samples; the model needs at least {model.min_samples()})"
+            )
+        fields = dict(
+            model=model.name,
+            model_fingerprint=model_fingerprint(model),
+            sample_rate=model.sample_rate,
+            length=t,
+            source_sample_rate=round(reader.source_rate),
+            hop_length=model.hop_length,
+            scale_factor=model.scale_factor,
+            overlap_percentage=model.overlap_percentage,
+        )
+        if t <= chunk_len:
+            audio = reader.read(t + 1)
+            z = model.encode(torch.from_numpy(audio))
+            header = LatentHeader(shape=tuple(z.shape), max_chunk_size=0, **fields)  # type: ignore[arg-type]
+            writer = LatentWriter(out, header)
+            try:
+                for c in range(channels):
+                    writer.write(c, 0, z[c])
+                writer.close()
+            finally:
+                writer.abort()
+            return header
+        chunk_len, step = model._chunk_geometry()
+        count = (t + (step - (t - chunk_len) % step) % step - chunk_len) // step + 1
+        z_frames = model.get_latent_size(chunk_len)
+        header = LatentHeader(
+            shape=(channels, count, model.latent_channels, z_frames),
+            max_chunk_size=chunk_len,
+            **fields,  # type: ignore[arg-type]
+        )
+        per_batch = max(1, model.max_batch_size // channels)
+        writer = LatentWriter(out, header)
+        try:
+            windows = _windows(reader, channels, chunk_len, step, count)
+            k = 0
+            while k < count:
+                group = [next(windows) for _ in range(min(per_batch, count - k))]
+                x = torch.from_numpy(np.stack(group, axis=1).reshape(channels * len(group), chunk_len))
+                model.max_chunk_size = None  # each window is one chunk
+                try:
+                    z = model.encode(x).reshape(channels, len(group), model.latent_channels, -1)
+                finally:
+                    model.max_chunk_size = chunk_len
+                for c in range(channels):
+                    for j in range(len(group)):
+                        writer.write(c, k + j, z[c, j])
+                k += len(group)
+                if progress is not None:
+                    progress(min(k * step, t), t)
+            writer.close()
+        finally:
+            writer.abort()
+    return header
+
+
+def _check_for_model(header: LatentHeader, model: Autoencoder, force: bool, where: str) -> None:
+    if header.model_fingerprint != model_fingerprint(model) and not force:
+        raise ValueError(
+            f"these latents were made by model {header.model!r} (fingerprint {header.model_fingerprint}); "
+            f"{model.name!r} has fingerprint {model_fingerprint(model)}: pass the same model (or --force)"
+        )
+    if header.shape[-2] != model.latent_channels:
+        raise ValueError(f"{where}: latents have {header.shape[-2]} channels, the model uses {model.latent_channels}")
+    if header.sample_rate != model.sample_rate or header.hop_length != model.hop_length:
+        raise ValueError(
+            f"{where}: metadata fields 'sample_rate' = {header.sample_rate} and 'hop_length' = "
+            f"{header.hop_length} do not match the model's {model.sample_rate} and {model.hop_length}"
+        )
+    if header.chunked and header.shape[-1] != model.get_latent_size(header.max_chunk_size):
+        raise ValueError(
+            f"{where}: metadata field 'max_chunk_size' = {header.max_chunk_size} gives chunks of "
+            f"{model.get_latent_size(header.max_chunk_size)} latent frames, the file's have {header.shape[-1]}"
+        )
+    most = model.get_decoded_size(header.shape[-1]) + model.hop_length
+    if not header.chunked and header.length > most:
+        raise ValueError(
+            f"{where}: metadata field 'length' = {header.length} is longer than {header.shape[-1]} latent "
+            f"frames cover ({most} samples)"
+        )
+
+
+class _OverlapAdd:
+    """Join decoded chunks ``(L,)`` at ``k * step`` with the crossfades of ``overlap_add_crossfade``."""
+
+    def __init__(self, length: int, step: int, count: int) -> None:
+        self.step, self.count, self.length = step, count, length
+        self.overlap = length - step
+        self.fade = torch.linspace(0.0, 1.0, self.overlap).numpy() if self.overlap > 0 else None
+        self.acc = np.zeros(0, np.float32)
+        self.emitted = 0
+
+    def add(self, k: int, chunk: np.ndarray) -> np.ndarray:
+        """Add chunk ``k`` (in order); returns the samples that no later chunk changes."""
+        chunk = chunk.astype(np.float32, copy=True)
+        if self.fade is not None and self.count > 1:
+            if k > 0:
+                chunk[: self.overlap] *= self.fade
+            if k < self.count - 1:
+                chunk[-self.overlap :] *= 1.0 - self.fade
+        start = k * self.step - self.emitted
+        end = start + chunk.shape[-1]
+        if end > self.acc.shape[-1]:
+            self.acc = np.concatenate([self.acc, np.zeros(end - self.acc.shape[-1], np.float32)])
+        self.acc[start:end] += chunk
+        done = (k + 1) * self.step - self.emitted if k + 1 < self.count else self.acc.shape[-1]
+        out, self.acc = self.acc[:done], self.acc[done:]
+        self.emitted += done
+        return out
+
+
+def decode_to_file(
+    model: Autoencoder,
+    latent_path: str | Path,
+    out: str | Path,
+    rate: int | None = None,
+    seed: int = 0,
+    force: bool = False,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> tuple[LatentHeader, int]:
+    """Decode the latent file into the audio file ``out`` at ``rate`` (default: the original file's).
+
+    Returns the header and the rate written.
+    """
+    from safetensors import safe_open
+
+    from lincae.io.audiofile import AtomicAudioWriter, check_output_path
+    from lincae.io.latents import MAX_RATE, MIN_RATE
+
+    check_output_path(out, overwrite)
+    header = read_header(latent_path)
+    _check_for_model(header, model, force, str(latent_path))
+    rate = rate or header.source_sample_rate
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise ValueError(f"--rate {rate}: must be in [{MIN_RATE}, {MAX_RATE}] Hz")
+    channels, length = header.channels, header.length
+    generator = torch.Generator().manual_seed(seed)
+    with safe_open(str(latent_path), framework="pt") as f:
+        latents = f.get_slice("latents")
+
+        def finite(z: torch.Tensor, where: str) -> torch.Tensor:
+            z = z.float()
+            if not torch.isfinite(z).all():
+                raise ValueError(f"{latent_path}: invalid latent file: 'latents' holds NaN or Inf values ({where})")
+            return z
+
+        with AtomicAudioWriter(out, rate, channels, overwrite=overwrite) as writer:
+            sink = _Resampling(writer, header.sample_rate, rate)
+            if not header.chunked:
+                z = finite(latents[:], "whole")
+                audio = model.decode(z, full_length=length, generator=generator).numpy()
+                sink.write(audio)
+            else:
+                _decode_chunks(model, latents, header, generator, sink, finite, Path(out), progress)
+            sink.finish()
+    return header, rate
+
+
+def _decode_chunks(
+    model: Autoencoder,
+    latents: object,
+    header: LatentHeader,
+    generator: torch.Generator,
+    sink: _Resampling,
+    finite: Callable[[torch.Tensor, str], torch.Tensor],
+    out: Path,
+    progress: Progress | None,
+) -> None:
+    """Decode ``[C, N, 64, Z]`` in today's batch order (channel-major), streaming each channel's audio."""
+    channels, count = header.shape[0], header.shape[1]
+    chunk_len, step = header.chunk_geometry()
+    batch = model.max_batch_size
+    total = channels * count
+    spill = new_temp(out, suffix=".raw") if channels > 1 else None
+    try:
+        raw = open(spill, "r+b") if spill is not None else None
+        try:
+            joins = [_OverlapAdd(chunk_len, step, count) for _ in range(channels)]
+            written = [0] * channels
+            for lo in range(0, total, batch):
+                items = [(i // count, i % count) for i in range(lo, min(lo + batch, total))]
+                z = torch.stack([finite(latents[c, k], f"channel {c + 1}, chunk {k}") for c, k in items])  # type: ignore[index]
+                decoded = model.decode(z, generator=generator, max_batch_size=batch)[..., :chunk_len].numpy()
+                for (c, k), chunk in zip(items, decoded, strict=True):
+                    ready = joins[c].add(k, chunk)[: max(0, header.length - written[c])]
+                    if raw is None:
+                        sink.write(ready[None])
+                    else:
+                        raw.seek(4 * (c * header.length + written[c]))
+                        raw.write(ready.tobytes())
+                    written[c] += ready.shape[-1]
+                if progress is not None:
+                    progress(min(lo + batch, total), total)
+            if raw is not None:
+                raw.flush()
+                for start in range(0, header.length, _BLOCK):
+                    n = min(_BLOCK, header.length - start)
+                    block = np.empty((channels, n), np.float32)
+                    for c in range(channels):
+                        raw.seek(4 * (c * header.length + start))
+                        block[c] = np.frombuffer(raw.read(4 * n), np.float32)
+                    sink.write(block)
+        finally:
+            if raw is not None:
+                raw.close()
+    finally:
+        if spill is not None:
+            discard(spill)
+
+
+class _Resampling:
+    """Feed blocks ``(channels, n)`` to a writer, resampled from ``source`` to ``target`` Hz on the way."""
+
+    def __init__(self, writer: object, source: int, target: int) -> None:
+        self.writer = writer
+        self.resampler = None
+        if source != target:
+            from pedalboard.io import StreamResampler
+
+            self.resampler = StreamResampler(float(source), float(target), writer.channels)  # type: ignore[attr-defined]
+
+    def write(self, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block, dtype=np.float32)
+        if self.resampler is not None:
+            block = self.resampler.process(block)
+        if block.shape[-1]:
+            self.writer.write(block)  # type: ignore[attr-defined]
+
+    def finish(self) -> None:
+        if self.resampler is not None:
+            tail = self.resampler.process(None)
+            if tail.shape[-1]:
+                self.writer.write(np.asarray(tail, np.float32))  # type: ignore[attr-defined]
+
+
+__all__ = ["FORMAT", "LatentWriter", "decode_to_file", "encode_to_file"]
