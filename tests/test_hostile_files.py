@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -454,3 +455,48 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(
         err = error_line(capsys)
         assert "No space left on device" in err or "no space" in err.lower(), err
         assert list(small_disk.iterdir()) == []
+
+
+# -- signals: a writer interrupted by any catchable signal leaves no temporary file ------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "signum"),
+    [("render", signal.SIGTERM), ("render", signal.SIGHUP), ("encode", signal.SIGTERM), ("decode", signal.SIGHUP)],
+)
+def test_a_signal_mid_write_leaves_the_old_output_and_no_temporary_file(
+    command: str, signum: int, model_dir: Path, tmp_path: Path
+) -> None:
+    import sys
+    import time
+
+    work = tmp_path / "work"
+    work.mkdir()
+    src = write_audio(tmp_path / "long.wav", noisy_tone(30.0, 1), SR)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    base = [sys.executable, "-m", "lincae"]
+    if command == "decode":
+        latent = tmp_path / "long.latent"
+        encode = [*base, "encode", str(src), "-o", str(latent), "--model", str(model_dir)]
+        subprocess.run(encode, env=env, check=True, capture_output=True, timeout=300)
+        src = latent
+    out = work / ("out.latent" if command == "encode" else "out.wav")
+    out.write_bytes(b"the old output")
+    args = [*base, command, str(src), "-o", str(out), "--model", str(model_dir), "--overwrite"]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not [p for p in work.iterdir() if p.name.startswith(".")] and proc.poll() is None:
+            assert time.monotonic() < deadline, "no temporary file appeared"
+            time.sleep(0.02)
+        time.sleep(0.3)  # well into the write
+        assert proc.poll() is None, f"{command} finished before the signal: {proc.stderr.read() if proc.stderr else ''}"
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signum, err
+    assert f"stopped by {signal.Signals(signum).name}" in err
+    assert sorted(p.name for p in work.iterdir()) == [out.name]
+    assert out.read_bytes() == b"the old output"
