@@ -500,3 +500,55 @@ def test_a_signal_mid_write_leaves_the_old_output_and_no_temporary_file(
     assert f"stopped by {signal.Signals(signum).name}" in err
     assert sorted(p.name for p in work.iterdir()) == [out.name]
     assert out.read_bytes() == b"the old output"
+
+
+# -- files named by chain parameters: checked before the effect is built -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "named"),
+    [
+        (b"# not audio\n" * 50, "not a readable audio file"),
+        (b"", "the file is empty"),
+        ("truncated", "truncated"),
+        ("nan", "NaN or Inf"),
+        ("folder", "file not found"),
+    ],
+)
+def test_a_convolution_needs_a_real_impulse_response(
+    content: object, named: str, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ir = tmp_path / "ir.wav"
+    if content == "truncated":
+        whole = write_audio(tmp_path / "whole.wav", noisy_tone(0.5), SR).read_bytes()
+        ir.write_bytes(whole[: len(whole) // 2])
+    elif content == "nan":
+        x = noisy_tone(0.2)
+        x[0, 100] = np.nan
+        from pedalboard.io import AudioFile
+
+        with AudioFile(str(ir), "w", SR, 2, bit_depth=32) as f:
+            f.write(x)
+    elif content == "folder":
+        ir.mkdir()
+    else:
+        ir.write_bytes(content)  # type: ignore[arg-type]
+    src = write_audio(tmp_path / "in.wav", noisy_tone(0.5), SR)
+    out = tmp_path / "out.wav"
+    post = f"convolution(impulse_response_filename='{ir}')"
+    assert main(["render", str(src), "-o", str(out), "--model", str(model_dir), "--no-progress", "--post", post]) == 2
+    err = error_line(capsys)
+    assert "impulse_response_filename" in err and named in err, err
+    assert not out.exists()
+    # Live, the slot is bypassed and says why, as for a plugin that does not load.
+    board = build_chain(parse_chain_arg(post), on_load_error="bypass")
+    assert named in load_failures(board)[0].message
+
+
+def test_a_real_impulse_response_still_convolves(tmp_path: Path) -> None:
+    ir = np.zeros((1, 2000), np.float32)
+    ir[0, 0], ir[0, 1000] = 1.0, 0.5
+    path = write_audio(tmp_path / "ir.wav", ir, SR)
+    board = build_chain(parse_chain_arg(f"convolution(impulse_response_filename='{path}')"))
+    x = noisy_tone(0.5, 1)
+    assert not np.allclose(board(x, SR), x, atol=1e-3)

@@ -276,7 +276,7 @@ class _ChainCheck:
 
     @classmethod
     def build(cls, chains: Mapping[str, Sequence[Mapping[str, Any]]]) -> _ChainCheck:
-        from lincae.engine.effects import EXTERNAL_KINDS, build_chain, chain_parameter_specs
+        from lincae.engine.effects import EXTERNAL_KINDS, PluginLoadError, build_chain, chain_parameter_specs
 
         slots: dict[tuple[str, int], Any] = {}
         names: set[str] = set()
@@ -287,8 +287,8 @@ class _ChainCheck:
                 if entry["plugin"] not in EXTERNAL_KINDS:
                     try:
                         board = build_chain([entry], f"chains.{prefix}[{i}]")
-                    except FileNotFoundError:  # a Convolution impulse response that is not here
-                        board = None
+                    except (FileNotFoundError, PluginLoadError):  # an impulse response missing or not audio:
+                        board = None  # refused when the chain is built (bypassed live)
                     except ValueError as e:
                         raise PresetError(f"chains.{prefix}[{i}]", str(e).split(": ", 1)[-1]) from None
                 slots[(prefix, i)] = board

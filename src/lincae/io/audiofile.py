@@ -109,6 +109,31 @@ class AudioReader:
         self.close()
 
 
+#: The longest audio file a chain parameter may name (an impulse response is read whole).
+MAX_PARAMETER_FILE_SECONDS = 600.0
+
+
+def check_audio_file(path: str | Path, max_seconds: float = MAX_PARAMETER_FILE_SECONDS) -> None:
+    """Check that ``path`` is whole, readable, finite audio of at most ``max_seconds``, reading it through.
+
+    Raises:
+        AudioFileError: missing, a folder, empty, not audio, truncated, NaN/Inf samples, or too long.
+    """
+    from pedalboard.io import AudioFile  # noqa: F401  (the error below names pedalboard's reason)
+
+    p = Path(path)
+    if p.exists() and not os.access(p, os.R_OK):
+        raise AudioFileError(f"{p}: not readable (permission denied)")
+    f = _open(p)
+    rate = round(f.samplerate)
+    f.close()
+    with AudioReader(p, rate) as r:
+        if r.frames > max_seconds * rate:
+            raise AudioFileError(f"{p}: {r.frames / rate:.0f} s long; at most {max_seconds:.0f} s is read")
+        for _ in r.blocks(1 << 16):
+            pass
+
+
 def read_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     """Whole file at ``sample_rate``: ``(channels, samples)`` float32."""
     with AudioReader(path, sample_rate) as r:

@@ -123,6 +123,7 @@ def _make_builtin(kind: str, params: Mapping[str, Any], where: str) -> Any:
         if arg.kind == "file":
             if not Path(value).is_file():
                 raise FileNotFoundError(f"{where}: {kind}.{arg.name}: file not found: {value}")
+            _check_parameter_file(kind, arg.name, value, where)
             ctor[arg.name] = value
         elif arg.has_property:
             later.append((arg, value))
@@ -139,6 +140,17 @@ def _make_builtin(kind: str, params: Mapping[str, Any], where: str) -> Any:
         except Exception as e:
             raise ChainSpecError(f"{where}: {kind}.{arg.name} = {params[arg.name]!r} rejected: {e}") from e
     return plugin
+
+
+def _check_parameter_file(kind: str, name: str, value: str, where: str) -> None:
+    """A file a built-in reads (``Convolution``'s impulse response) must be whole, real audio: pedalboard
+    would otherwise pass the signal through unchanged."""
+    from lincae.io.audiofile import AudioFileError, check_audio_file
+
+    try:
+        check_audio_file(value)
+    except AudioFileError as e:
+        raise PluginLoadError(f"{where}: {kind}.{name}: {e}") from None
 
 
 def _configure_external(plugin: Any, entry: Mapping[str, Any], where: str) -> None:
