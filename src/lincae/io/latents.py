@@ -16,6 +16,12 @@ chunks), and string metadata:
 
 Load it anywhere with ``safetensors.torch.load_file(path)["latents"]``; latents add and scale like
 the audio they encode (that is the point of Lin-CAE).
+
+A latent file is untrusted input: :func:`read_header` checks every metadata field (rates within
+``MIN_RATE``–``MAX_RATE``, a length, chunk size, overlap and hop that agree with the tensor's shape; at
+most ``MAX_CHANNELS`` channels and ``MAX_CHUNK_SECONDS`` decoded in one piece) and names the field that
+is wrong; the decoder (:mod:`lincae.io.latent_codec`) checks the rest against the model and refuses
+NaN/Inf latents. ``lincae encode``/``decode`` stream through :mod:`lincae.io.latent_codec`.
 """
 
 from __future__ import annotations
@@ -171,7 +177,7 @@ def validate_header(meta: dict[str, str], shape: tuple[int, ...], dtype: str) ->
         if chunk < hop:
             raise ValueError(f"metadata field 'max_chunk_size' = {chunk}: chunked latents need a chunk of >= {hop}")
         step = chunk - int(chunk * overlap)
-        if frames * hop > chunk + 2 * hop or frames * hop < chunk - 2 * hop:
+        if frames * hop > chunk + 2 * hop:  # (the model checks the exact count)
             raise ValueError(
                 f"metadata fields 'max_chunk_size' = {chunk} and 'hop_length' = {hop} do not match chunks of "
                 f"{frames} latent frames"
