@@ -409,20 +409,29 @@ def test_the_output_cannot_be_the_input(
 def test_encode_checks_the_output_folder_before_the_work(
     model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import lincae.io.latent_codec as codec
+    import lincae.models.registry as registry
 
     src = write_audio(tmp_path / "song.wav", noisy_tone(0.5), SR)
     calls: list[object] = []
-    monkeypatch.setattr(codec, "encode_to_file", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(registry, "load_model", lambda *a, **k: calls.append(a))  # the work starts with it
     for out in (tmp_path / "missing" / "z.latent", tmp_path):
         assert main(["encode", str(src), "-o", str(out), "--model", str(model_dir)]) == 2
         assert str(out) in error_line(capsys)
-    if os.geteuid() != 0:  # root writes anywhere
-        locked = tmp_path / "locked"
-        locked.mkdir(mode=0o500)
+    locked = read_only_folder(tmp_path / "locked")
+    if locked is not None:
         assert main(["encode", str(src), "-o", str(locked / "z.latent"), "--model", str(model_dir)]) == 2
         assert "not writable" in error_line(capsys)
-    assert calls == []  # refused before any encoding
+        subprocess.run(["umount", str(locked)], check=False)
+    assert calls == []  # refused before the model was loaded
+
+
+def read_only_folder(path: Path) -> Path | None:
+    """A folder this process cannot write into: mode 0500, or for root a read-only tmpfs (None if neither)."""
+    path.mkdir(mode=0o500)
+    if os.geteuid() != 0:
+        return path
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(path)], capture_output=True)
+    return path if done.returncode == 0 else None
 
 
 @pytest.fixture
