@@ -28,6 +28,7 @@ import torch
 from lincae.io.atomic import discard, new_temp, publish
 from lincae.io.latents import (
     FORMAT,
+    MAX_CHANNELS,
     MAX_CHUNK_SECONDS,
     LatentHeader,
     model_fingerprint,
@@ -136,6 +137,8 @@ def encode_to_file(
     model.max_chunk_size = chunk_len
     with AudioReader(audio_path, model.sample_rate) as reader:
         t, channels = reader.frames, reader.channels
+        if channels > MAX_CHANNELS:
+            raise ValueError(f"{audio_path}: {channels} channels; latent files hold at most {MAX_CHANNELS}")
         if t < model.min_samples():
             raise ValueError(
                 f"{audio_path}: too short to encode ({t} samples; the model needs at least {model.min_samples()})"
@@ -183,6 +186,8 @@ def encode_to_file(
                     z = model.encode(x).reshape(channels, len(group), model.latent_channels, -1)
                 finally:
                     model.max_chunk_size = chunk_len
+                if z.shape[-1] != z_frames:  # the file's layout was fixed from the model's formula
+                    raise RuntimeError(f"the model gave {z.shape[-1]} latent frames per chunk, not {z_frames}")
                 for c in range(channels):
                     for j in range(len(group)):
                         writer.write(c, k + j, z[c, j])
