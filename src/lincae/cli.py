@@ -471,6 +471,17 @@ def _profiles_epilog() -> str:
         return f"(engine profiles unavailable: {e})"
 
 
+def _add_plugin_path(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--plugin-path",
+        action="append",
+        default=[],
+        metavar="FOLDER",
+        help="a folder presets and chain files may load VST3/AU plugins from, besides the standard ones "
+        "(~/.vst3, /usr/lib/vst3, /usr/local/lib/vst3), $LINCAE_PLUGIN_PATH and the settings file",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lincae import __version__
 
@@ -528,14 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="preset name or JSON file")
     p.add_argument("--pre", action="append", default=[], metavar="N=CHAIN", help="chain before encoding source N")
     p.add_argument("--post", help="chain after decoding, e.g. 'reverb(room_size=0.3),brickwalllimiter'")
-    p.add_argument(
-        "--plugin-path",
-        action="append",
-        default=[],
-        metavar="FOLDER",
-        help="a folder presets and chain files may load VST3/AU plugins from, besides the standard ones "
-        "(~/.vst3, /usr/lib/vst3, /usr/local/lib/vst3), $LINCAE_PLUGIN_PATH and the settings file",
-    )
+    _add_plugin_path(p)
     p.add_argument("--midi", help="MIDI input port name substring (picked up when it appears)")
     p.add_argument("--midi-api", choices=["jack", "alsa"], help="MIDI API (default: automatic)")
     p.add_argument(
@@ -578,14 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="chain before encoding source N: 'noisegate(threshold_db=-50),compressor' or a JSON file",
     )
     p.add_argument("--post", help="chain after decoding: 'reverb(room_size=0.3),brickwalllimiter' or a JSON file")
-    p.add_argument(
-        "--plugin-path",
-        action="append",
-        default=[],
-        metavar="FOLDER",
-        help="a folder presets and chain files may load VST3/AU plugins from, besides the standard ones "
-        "(~/.vst3, /usr/lib/vst3, /usr/local/lib/vst3), $LINCAE_PLUGIN_PATH and the settings file",
-    )
+    _add_plugin_path(p)
     p.add_argument("--rate", type=int, help="output sample rate (default: the first input's)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
