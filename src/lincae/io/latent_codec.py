@@ -20,7 +20,7 @@ import os
 import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, NoReturn
+from typing import IO, TYPE_CHECKING, ClassVar, NoReturn
 
 import numpy as np
 import torch
@@ -103,17 +103,26 @@ class LatentWriter:
 
 
 def _windows(reader: object, channels: int, chunk_len: int, step: int, count: int) -> Iterator[np.ndarray]:
-    """The ``count`` chunk windows ``(channels, chunk_len)`` of the reader's audio, zero-padded at the end."""
-    buf = np.zeros((channels, 0), np.float32)
+    """The ``count`` chunk windows ``(channels, chunk_len)`` of the reader's audio, zero-padded at the end.
+
+    One buffer, allocated once, holds the window (each yield is a view of it, valid until the next):
+    buffers that outlive the model's large activations and are reallocated between them would
+    fragment the heap and grow the process batch after batch.
+    """
+    buf = np.zeros((channels, chunk_len), np.float32)
+    filled = 0
     for k in range(count):
-        while buf.shape[-1] < chunk_len:
-            block = reader.read(max(chunk_len - buf.shape[-1], _BLOCK))  # type: ignore[attr-defined]
+        while filled < chunk_len:
+            block = reader.read(chunk_len - filled)  # type: ignore[attr-defined]
             if block.shape[-1] == 0:
-                buf = np.concatenate([buf, np.zeros((channels, chunk_len - buf.shape[-1]), np.float32)], axis=-1)
+                buf[:, filled:] = 0.0
                 break
-            buf = np.concatenate([buf, block], axis=-1)
-        yield buf[:, :chunk_len]
-        buf = buf[:, step:] if k + 1 < count else buf
+            buf[:, filled : filled + block.shape[-1]] = block
+            filled += block.shape[-1]
+        yield buf
+        if k + 1 < count:
+            buf[:, : chunk_len - step] = buf[:, step:]
+            filled = max(0, filled - step)
 
 
 def encode_to_file(
@@ -179,7 +188,7 @@ def encode_to_file(
             windows = _windows(reader, channels, chunk_len, step, count)
             k = 0
             while k < count:
-                group = [next(windows) for _ in range(min(per_batch, count - k))]
+                group = [next(windows).copy() for _ in range(min(per_batch, count - k))]
                 x = torch.from_numpy(np.stack(group, axis=1).reshape(channels * len(group), chunk_len))
                 model.max_chunk_size = None  # each window is one chunk
                 try:
@@ -227,31 +236,34 @@ def _check_for_model(header: LatentHeader, model: Autoencoder, force: bool, wher
 
 
 class _OverlapAdd:
-    """Join decoded chunks ``(L,)`` at ``k * step`` with the crossfades of ``overlap_add_crossfade``."""
+    """Join decoded chunks ``(L,)`` at ``k * step`` with the crossfades of ``overlap_add_crossfade``.
+
+    The sum is kept in one buffer of ``L`` samples starting at chunk ``k``'s first sample, allocated
+    once (see :func:`_windows` on why).
+    """
 
     def __init__(self, length: int, step: int, count: int) -> None:
+        if not 0 < step <= length:
+            raise ValueError(f"chunks of {length} samples cannot step by {step}")
         self.step, self.count, self.length = step, count, length
         self.overlap = length - step
         self.fade = torch.linspace(0.0, 1.0, self.overlap).numpy() if self.overlap > 0 else None
-        self.acc = np.zeros(0, np.float32)
-        self.emitted = 0
+        self.acc = np.zeros(length, np.float32)
 
     def add(self, k: int, chunk: np.ndarray) -> np.ndarray:
-        """Add chunk ``k`` (in order); returns the samples that no later chunk changes."""
-        chunk = chunk.astype(np.float32, copy=True)
+        """Add chunk ``k`` (in order); returns (a copy of) the samples that no later chunk changes."""
+        faded = chunk.astype(np.float32, copy=True)
         if self.fade is not None and self.count > 1:
             if k > 0:
-                chunk[: self.overlap] *= self.fade
+                faded[: self.overlap] *= self.fade
             if k < self.count - 1:
-                chunk[-self.overlap :] *= 1.0 - self.fade
-        start = k * self.step - self.emitted
-        end = start + chunk.shape[-1]
-        if end > self.acc.shape[-1]:
-            self.acc = np.concatenate([self.acc, np.zeros(end - self.acc.shape[-1], np.float32)])
-        self.acc[start:end] += chunk
-        done = (k + 1) * self.step - self.emitted if k + 1 < self.count else self.acc.shape[-1]
-        out, self.acc = self.acc[:done], self.acc[done:]
-        self.emitted += done
+                faded[-self.overlap :] *= 1.0 - self.fade
+        self.acc[: faded.shape[-1]] += faded
+        if k + 1 == self.count:
+            return self.acc.copy()
+        out = self.acc[: self.step].copy()
+        self.acc[: self.overlap] = self.acc[self.step :]
+        self.acc[self.overlap :] = 0.0
         return out
 
 
@@ -269,8 +281,6 @@ def decode_to_file(
 
     Returns the header and the rate written.
     """
-    from safetensors import safe_open
-
     from lincae.io.audiofile import AtomicAudioWriter, check_output_path
     from lincae.io.latents import MAX_RATE, MIN_RATE
 
@@ -282,34 +292,73 @@ def decode_to_file(
         raise ValueError(f"--rate {rate}: must be in [{MIN_RATE}, {MAX_RATE}] Hz")
     channels, length = header.channels, header.length
     generator = torch.Generator().manual_seed(seed)
-    with safe_open(str(latent_path), framework="pt") as f:
-        latents = f.get_slice("latents")
-
-        def finite(z: torch.Tensor, where: str) -> torch.Tensor:
-            z = z.float()
-            if not torch.isfinite(z).all():
-                raise ValueError(f"{latent_path}: invalid latent file: 'latents' holds NaN or Inf values ({where})")
-            return z
-
+    with _LatentReader(Path(latent_path), header) as latents:
         with AtomicAudioWriter(out, rate, channels, overwrite=overwrite) as writer:
             sink = _Resampling(writer, header.sample_rate, rate)
             if not header.chunked:
-                z = finite(latents[:], "whole")
+                z = torch.stack([latents.read(c, 0) for c in range(channels)])
                 audio = model.decode(z, full_length=length, generator=generator).numpy()
                 sink.write(audio)
             else:
-                _decode_chunks(model, latents, header, generator, sink, finite, Path(out), progress)
+                _decode_chunks(model, latents, header, generator, sink, Path(out), progress)
             sink.finish()
     return header, rate
 
 
+class _LatentReader:
+    """Read ``latents[c, k]`` (or ``latents[c]`` unchunked) with plain file reads at their offsets.
+
+    Not through a memory map: pages of a mapped file that were read count in the process's RSS until
+    unmapped, so a long file would grow it by its own size.
+    """
+
+    _SIZES: ClassVar[dict[str, tuple[int, torch.dtype]]] = {
+        "F32": (4, torch.float32),
+        "F16": (2, torch.float16),
+        "BF16": (2, torch.bfloat16),
+    }
+
+    def __init__(self, path: Path, header: LatentHeader) -> None:
+        self.path, self.header = path, header
+        self._file = open(path, "rb")
+        try:
+            n = struct.unpack("<Q", self._file.read(8))[0]
+            desc = json.loads(self._file.read(n))["latents"]
+            self.itemsize, self.dtype = self._SIZES[desc["dtype"]]
+            begin, end = (int(v) for v in desc["data_offsets"])
+        except (struct.error, ValueError, KeyError, TypeError) as e:
+            self._file.close()
+            raise ValueError(f"{path}: not a readable latent file ({e})") from None
+        self.frame = int(np.prod(header.shape[-2:]))
+        if end - begin != self.frame * int(np.prod(header.shape[:-2])) * self.itemsize:
+            self._file.close()
+            raise ValueError(f"{path}: invalid latent file: 'latents' data does not match its shape")
+        self.base = 8 + n + begin
+        self.chunks = header.shape[1] if header.chunked else 1
+
+    def read(self, channel: int, chunk: int) -> torch.Tensor:
+        """``[64, Z]`` float32; NaN/Inf values are refused."""
+        self._file.seek(self.base + (channel * self.chunks + chunk) * self.frame * self.itemsize)
+        data = bytearray(self._file.read(self.frame * self.itemsize))
+        z = torch.frombuffer(data, dtype=self.dtype).reshape(self.header.shape[-2:]).float()
+        if not torch.isfinite(z).all():
+            where = f"channel {channel + 1}" + (f", chunk {chunk}" if self.header.chunked else "")
+            raise ValueError(f"{self.path}: invalid latent file: 'latents' holds NaN or Inf values ({where})")
+        return z
+
+    def __enter__(self) -> _LatentReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+
+
 def _decode_chunks(
     model: Autoencoder,
-    latents: object,
+    latents: _LatentReader,
     header: LatentHeader,
     generator: torch.Generator,
     sink: _Resampling,
-    finite: Callable[[torch.Tensor, str], torch.Tensor],
     out: Path,
     progress: Progress | None,
 ) -> None:
@@ -326,7 +375,7 @@ def _decode_chunks(
             written = [0] * channels
             for lo in range(0, total, batch):
                 items = [(i // count, i % count) for i in range(lo, min(lo + batch, total))]
-                z = torch.stack([finite(latents[c, k], f"channel {c + 1}, chunk {k}") for c, k in items])  # type: ignore[index]
+                z = torch.stack([latents.read(c, k) for c, k in items])
                 decoded = model.decode(z, generator=generator, max_batch_size=batch)[..., :chunk_len].numpy()
                 for (c, k), chunk in zip(items, decoded, strict=True):
                     ready = joins[c].add(k, chunk)[: max(0, header.length - written[c])]
