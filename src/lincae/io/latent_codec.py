@@ -34,6 +34,7 @@ from lincae.io.latents import (
     model_fingerprint,
     read_header,
 )
+from lincae.models.runtime import release_freed_memory
 
 if TYPE_CHECKING:
     from lincae.models.autoencoder import Autoencoder
@@ -201,6 +202,7 @@ def encode_to_file(
                     for j in range(len(group)):
                         writer.write(c, k + j, z[c, j])
                 k += len(group)
+                release_freed_memory()
                 if progress is not None:
                     progress(min(k * step, t), t)
             writer.close()
@@ -385,6 +387,7 @@ def _decode_chunks(
                         raw.seek(4 * (c * header.length + written[c]))
                         raw.write(ready.tobytes())
                     written[c] += ready.shape[-1]
+                release_freed_memory()  # between batches: flat peak memory through long files
                 if progress is not None:
                     progress(min(lo + batch, total), total)
             if raw is not None:
