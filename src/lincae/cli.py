@@ -726,7 +726,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="default", help="model id, folder or file (default: the shipped model)")
     p.add_argument(
         "--chunk-seconds",
-        type=_seconds(0.5, 300.0),
+        type=_seconds(0.1, 300.0),
         default=10.0,
         help="longer audio is encoded in overlapping chunks",
     )
