@@ -128,7 +128,8 @@ def test_bad_values_name_plugin_parameter_and_value(entry: dict, expected: str) 
     assert str(e.value).startswith("chain[0]")
 
 
-def test_missing_plugin_files_are_clear(tmp_path) -> None:
+def test_missing_plugin_files_are_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LINCAE_PLUGIN_PATH", str(tmp_path))  # specs load plugins from the plugin folders only
     missing = tmp_path / "Nope.vst3"
     with pytest.raises(FileNotFoundError, match=r"chain\[0\]: vst3 plugin not found: .*Nope.vst3"):
         build_chain([{"plugin": "vst3", "path": str(missing)}])
@@ -348,7 +349,8 @@ def test_process_ramped_moves_a_parameter_linearly_in_sub_blocks() -> None:
     assert not specs["post.0.bypass"].smoothed
 
 
-def test_plugins_that_fail_to_load_can_be_bypassed_instead(tmp_path: Path) -> None:
+def test_plugins_that_fail_to_load_can_be_bypassed_instead(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LINCAE_PLUGIN_PATH", str(tmp_path))
     not_a_plugin = tmp_path / "Broken.vst3"
     not_a_plugin.write_text("not a plugin")
     spec = [

@@ -58,17 +58,13 @@ def test_corrupt_and_empty_files_are_refused(tmp_path: Path, content: bytes, mes
         read_audio(tmp_path / "missing.wav", 44100)
 
 
-def test_truncated_file_reads_what_is_there_or_fails_clearly(tmp_path: Path) -> None:
+def test_truncated_file_is_refused(tmp_path: Path) -> None:
     path = write_audio(tmp_path / "a.wav", sine(44100, 1.0), 44100)
     data = path.read_bytes()
     cut = tmp_path / "cut.wav"
     cut.write_bytes(data[: len(data) // 2])
-    try:
-        audio = read_audio(cut, 44100)
-    except AudioFileError as e:
-        assert "cut.wav" in str(e)
-    else:
-        assert 0 < audio.shape[-1] <= 44100 and np.isfinite(audio).all()
+    with pytest.raises(AudioFileError, match=r"cut\.wav: truncated: .*s missing"):
+        read_audio(cut, 44100)
 
 
 def test_nan_samples_are_named(tmp_path: Path) -> None:

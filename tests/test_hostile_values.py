@@ -73,7 +73,7 @@ CLI_CASES: list[tuple[list[str], str]] = [
     (["demo", "--seconds", "1e9"], "argument --seconds: must be a number > 1 and <= 600"),
     (["demo", "--seed", str(2**64)], "argument --seed: must be an integer in [0, 4294967295]"),
     (["decode", "x.latent", "-o", "o.wav", "--seed", "-1"], "argument --seed: must be an integer in [0, 4294967295]"),
-    (["encode", "{wav}", "-o", "x.latent", "--chunk-seconds", "0"], "argument --chunk-seconds: must be a number > 0.5"),
+    (["encode", "{wav}", "-o", "x.latent", "--chunk-seconds", "0"], "argument --chunk-seconds: must be a number > 0.1"),
     (["encode", "{wav}", "-o", "x.latent", "--chunk-seconds", "inf"], "argument --chunk-seconds: must be a number"),
     (["encode", "{wav}", "-o", "x.latent", "--batch", "0"], "argument --batch: must be an integer in [1, 1024]"),
     (["encode", "{wav}", "-o", "x.latent", "--batch", HUGE], "argument --batch: must be an integer in [1, 1024]"),

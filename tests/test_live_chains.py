@@ -179,7 +179,10 @@ def test_only_changed_plugin_parameters_are_applied_and_choices_switch_at_once()
     assert plugin.writes == []  # nothing changed since
 
 
-def test_a_plugin_that_fails_to_load_is_bypassed_live_with_a_visible_error(tmp_path: Path) -> None:
+def test_a_plugin_that_fails_to_load_is_bypassed_live_with_a_visible_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LINCAE_PLUGIN_PATH", str(tmp_path))  # specs load plugins from the plugin folders only
     spec = [{"plugin": "vst3", "path": str(tmp_path / "Missing.vst3")}, {"plugin": "Gain", "params": {"gain_db": -6.0}}]
     with pytest.raises(FileNotFoundError):
         build_chain(spec)  # strict: what a render wants

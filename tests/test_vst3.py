@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 from pathlib import Path
 
@@ -109,7 +110,10 @@ def test_gain_db_sets_the_level(vst3_plugin: Path) -> None:
     assert not build_chain([entry(vst3_plugin, gain_db=-6.0, mute=True)])(x, SR).any()
 
 
-def test_files_that_are_not_plugins_fail_to_load_clearly(vst3_plugin: Path, tmp_path: Path) -> None:
+def test_files_that_are_not_plugins_fail_to_load_clearly(
+    vst3_plugin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LINCAE_PLUGIN_PATH", os.pathsep.join([str(vst3_plugin.parent), str(tmp_path)]))
     text = tmp_path / "Text.vst3"
     text.write_text("not a plugin\n")
     bundle = tmp_path / "Garbage.vst3" / "Contents" / "x86_64-linux"
@@ -314,6 +318,12 @@ def test_a_preset_with_the_vst3_round_trips(vst3_plugin: Path, tmp_path: Path) -
     wrong.save(tmp_path / "typo.json")
     with pytest.raises(chains.ChainSpecError, match="has no parameter 'volume'; its parameters: gain_db, mute"):
         Preset.load(tmp_path / "typo.json").build_chains()
+
+
+@pytest.fixture(autouse=True)
+def _plugin_folder_allowed(vst3_plugin: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chains from files and Python specs load plugins from the plugin folders only: add the build folder."""
+    monkeypatch.setenv("LINCAE_PLUGIN_PATH", str(vst3_plugin.parent))
 
 
 @pytest.fixture(autouse=True)

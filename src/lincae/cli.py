@@ -7,10 +7,11 @@ that ``lincae --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -230,40 +231,42 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    """Encode an audio file into a latent file."""
-    from lincae.io.audiofile import AudioFileError
-    from lincae.io.latents import encode_file, save_latents
+    """Encode an audio file into a latent file, chunk by chunk."""
+    from lincae.io.atomic import check_not_input, check_writable
+    from lincae.io.latent_codec import encode_to_file
     from lincae.models.registry import load_model
     from lincae.models.runtime import prepare_for_inference
 
     out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise AudioFileError(f"{out}: already exists (pass --overwrite to replace it)")
+    check_not_input(out, [args.input])
+    check_writable(out, args.overwrite)  # before any work
     model = prepare_for_inference(load_model(args.model, max_batch_size=args.batch))
-    lf = encode_file(model, args.input, chunk_seconds=args.chunk_seconds)
-    save_latents(out, lf, overwrite=args.overwrite)
+    header = encode_to_file(model, args.input, out, chunk_seconds=args.chunk_seconds)
     print(
-        f"wrote {out}: latents {tuple(lf.latents.shape)} of {lf.length / lf.sample_rate:.2f} s, "
-        f"{lf.channels} channel(s), model {lf.model}",
+        f"wrote {out}: latents {tuple(header.shape)} of {header.length / header.sample_rate:.2f} s, "
+        f"{header.channels} channel(s), model {header.model}",
         file=sys.stderr,
     )
     return 0
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    """Decode a latent file into audio."""
-    from lincae.io.audiofile import check_output_path, resample, write_audio
-    from lincae.io.latents import decode_latents, load_latents
+    """Decode a latent file into audio, chunk by chunk."""
+    from lincae.io.atomic import check_not_input
+    from lincae.io.audiofile import check_output_path
+    from lincae.io.latent_codec import decode_to_file
+    from lincae.io.latents import read_header
     from lincae.models.registry import load_model
     from lincae.models.runtime import prepare_for_inference
 
+    check_not_input(args.output, [args.input])
     out = check_output_path(args.output, args.overwrite)
-    lf = load_latents(args.input)
+    read_header(args.input)  # a bad file is refused before the model loads
     model = prepare_for_inference(load_model(args.model, max_batch_size=args.batch))
-    audio = decode_latents(model, lf, seed=args.seed, force=args.force).numpy()
-    rate = args.rate or lf.source_sample_rate
-    write_audio(out, resample(audio, lf.sample_rate, rate), rate, overwrite=args.overwrite)
-    print(f"wrote {out}: {audio.shape[-1] / lf.sample_rate:.2f} s at {rate} Hz", file=sys.stderr)
+    header, rate = decode_to_file(
+        model, args.input, out, rate=args.rate, seed=args.seed, force=args.force, overwrite=args.overwrite
+    )
+    print(f"wrote {out}: {header.length / header.sample_rate:.2f} s at {rate} Hz", file=sys.stderr)
     return 0
 
 
@@ -295,6 +298,7 @@ def parse_gain(text: str, names: list[str]) -> tuple[int, float, bool]:
 def cmd_render(args: argparse.Namespace) -> int:
     """Mix files in latent space (gains, inversion, presets) and write the result through effect chains."""
     from lincae.engine.effects import parse_chain_arg
+    from lincae.io.atomic import check_not_input
     from lincae.models.registry import load_model
     from lincae.presets import load_preset
     from lincae.rig import Rig, file_sources, parse_pre_args
@@ -302,6 +306,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     names = [Path(p).stem for p in args.inputs]
     if not args.inputs:
         raise ValueError("render needs at least one input file")
+    check_not_input(args.output, args.inputs)
     values: dict[str, float] = {}
     for text in args.gain:
         index, db, inverted = parse_gain(text, names)
@@ -590,6 +595,17 @@ def _profiles_epilog() -> str:
         return f"(engine profiles unavailable: {e})"
 
 
+def _add_plugin_path(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--plugin-path",
+        action="append",
+        default=[],
+        metavar="FOLDER",
+        help="a folder presets and chain files may load VST3/AU plugins from, besides the standard ones "
+        "(~/.vst3, /usr/lib/vst3, /usr/local/lib/vst3), $LINCAE_PLUGIN_PATH and the settings file",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lincae import __version__
 
@@ -649,6 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="preset name or JSON file")
     p.add_argument("--pre", action="append", default=[], metavar="N=CHAIN", help="chain before encoding source N")
     p.add_argument("--post", help="chain after decoding, e.g. 'reverb(room_size=0.3),brickwalllimiter'")
+    _add_plugin_path(p)
     p.add_argument("--midi", help="MIDI input port name substring (picked up when it appears)")
     p.add_argument("--midi-api", choices=["jack", "alsa"], help="MIDI API (default: automatic)")
     p.add_argument(
@@ -703,6 +720,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="chain before encoding source N: 'noisegate(threshold_db=-50),compressor' or a JSON file",
     )
     p.add_argument("--post", help="chain after decoding: 'reverb(room_size=0.3),brickwalllimiter' or a JSON file")
+    _add_plugin_path(p)
     p.add_argument("--rate", type=_int_in(*RATE), help="output sample rate (default: the first input's)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -714,7 +732,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="default", help="model id, folder or file (default: the shipped model)")
     p.add_argument(
         "--chunk-seconds",
-        type=_seconds(0.5, 600.0),
+        type=_seconds(0.1, 300.0),
         default=10.0,
         help="longer audio is encoded in overlapping chunks",
     )
@@ -811,19 +829,41 @@ def prepare_process(command: str) -> None:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+@contextlib.contextmanager
+def _plugin_folders(args: argparse.Namespace) -> Iterator[None]:
+    """The command's ``--plugin-path`` folders (and the plugin files it trusts) for its duration only."""
+    if not hasattr(args, "plugin_path"):
+        yield
+        return
+    from lincae.engine.effects.plugin_paths import allow_plugin_folder, plugin_scope
+
+    with plugin_scope():
+        for folder in args.plugin_path:
+            allow_plugin_folder(folder)
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     prepare_process(args.command)  # the sub-commands import PyTorch lazily, after this
     handler: Handler = args.handler
+    from lincae.io.atomic import Terminated, discard_all, restore_signals, stop_on_signals
     from lincae.models.runtime import keep_freed_memory
 
     keep_freed_memory()  # large activations reuse the process's pages instead of faulting in fresh ones
+    # SIGTERM, SIGHUP, ... unwind like Ctrl-C, so writers remove their temporary files (not in the GUI,
+    # where Qt's event loop owns the main thread: an exception in a slot would abort it).
+    previous = stop_on_signals() if args.command not in ("gui",) else {}
     try:
-        return handler(args)
+        with _plugin_folders(args):
+            return handler(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Terminated as e:
+        print(f"lincae {args.command}: {e}", file=sys.stderr)
+        return 128 + e.signum
     except BrokenPipeError as e:
         if not _stdout_closed():
             print(f"lincae {args.command}: error: {e}", file=sys.stderr)
@@ -832,6 +872,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as e:
         print(f"lincae {args.command}: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        discard_all()  # whatever an interrupted writer left
+        restore_signals(previous)
 
 
 if __name__ == "__main__":

@@ -251,7 +251,7 @@ class _ChainCheck:
 
     @classmethod
     def build(cls, chains: Mapping[str, Sequence[Mapping[str, Any]]]) -> _ChainCheck:
-        from lincae.engine.effects import EXTERNAL_KINDS, build_chain, chain_parameter_specs
+        from lincae.engine.effects import EXTERNAL_KINDS, PluginLoadError, build_chain, chain_parameter_specs
 
         slots: dict[tuple[str, int], Any] = {}
         names: set[str] = set()
@@ -262,8 +262,8 @@ class _ChainCheck:
                 if entry["plugin"] not in EXTERNAL_KINDS:
                     try:
                         board = build_chain([entry], f"chains.{prefix}[{i}]")
-                    except FileNotFoundError:  # a Convolution impulse response that is not here
-                        board = None
+                    except (FileNotFoundError, PluginLoadError):  # an impulse response missing or not audio:
+                        board = None  # refused when the chain is built (bypassed live)
                     except ValueError as e:
                         raise PresetError(f"chains.{prefix}[{i}]", str(e).split(": ", 1)[-1]) from None
                 slots[(prefix, i)] = board
@@ -599,8 +599,16 @@ def list_presets(directory: str | os.PathLike[str] | None = None) -> list[str]:
 
 
 def preset_path(name: str) -> Path:
-    """The shipped preset called ``name`` (with or without ``.json``)."""
-    p = shipped_presets_dir() / (name if name.endswith(".json") else f"{name}.json")
+    """The shipped preset called ``name`` (with or without ``.json``); a name never leaves the presets folder."""
+    folder = shipped_presets_dir()
+    if not name or "/" in name or "\\" in name or name.startswith(".") or Path(name).is_absolute():
+        raise FileNotFoundError(
+            f"{name!r} is not a preset name (a name has no '/', '\\' or leading '.'; give a file path ending "
+            f"in .json for a preset elsewhere); shipped: {', '.join(list_presets())}"
+        )
+    p = folder / (name if name.endswith(".json") else f"{name}.json")
+    if p.resolve().parent != folder.resolve():  # a symbolic link out of the folder
+        raise FileNotFoundError(f"no shipped preset {name!r}; shipped: {', '.join(list_presets())}")
     if not p.is_file():
         raise FileNotFoundError(f"no shipped preset {name!r}; shipped: {', '.join(list_presets())}")
     return p

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from lincae.io.atomic import new_temp, publish
+from lincae.io.integrity import find_truncation
 
 READ_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif")
 WRITE_SUFFIXES = (".wav", ".flac", ".ogg")
@@ -58,6 +59,10 @@ class AudioReader:
         self._reader = self._file.resampled_to(float(sample_rate)) if resample else self._file
         self.sample_rate = sample_rate
         self.frames = int(self._reader.frames)
+        missing = find_truncation(self.path, self.source_rate)
+        if missing is not None:  # pedalboard would read silence where the data is missing
+            self.close()
+            raise AudioFileError(f"{self.path}: truncated: {missing}")
         if self.frames == 0:
             self.close()
             raise AudioFileError(f"{self.path}: holds no audio samples")
@@ -102,6 +107,31 @@ class AudioReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: The longest audio file a chain parameter may name (an impulse response is read whole).
+MAX_PARAMETER_FILE_SECONDS = 600.0
+
+
+def check_audio_file(path: str | Path, max_seconds: float = MAX_PARAMETER_FILE_SECONDS) -> None:
+    """Check that ``path`` is whole, readable, finite audio of at most ``max_seconds``, reading it through.
+
+    Raises:
+        AudioFileError: missing, a folder, empty, not audio, truncated, NaN/Inf samples, or too long.
+    """
+    from pedalboard.io import AudioFile  # noqa: F401  (the error below names pedalboard's reason)
+
+    p = Path(path)
+    if p.exists() and not os.access(p, os.R_OK):
+        raise AudioFileError(f"{p}: not readable (permission denied)")
+    f = _open(p)
+    rate = round(f.samplerate)
+    f.close()
+    with AudioReader(p, rate) as r:
+        if r.frames > max_seconds * rate:
+            raise AudioFileError(f"{p}: {r.frames / rate:.0f} s long; at most {max_seconds:.0f} s is read")
+        for _ in r.blocks(1 << 16):
+            pass
 
 
 def read_audio(path: str | Path, sample_rate: int) -> np.ndarray:
@@ -162,6 +192,17 @@ def check_output_path(path: str | Path, overwrite: bool = False) -> Path:
     return path
 
 
+def _why(error: Exception, path: Path) -> str:
+    """The writer's error, or that the disk is full (pedalboard only says it could not write)."""
+    import shutil
+
+    try:
+        full = shutil.disk_usage(path.parent if str(path.parent) else ".").free < (1 << 20)
+    except OSError:
+        full = False
+    return "No space left on device" if full else " ".join(str(error).split())
+
+
 class AtomicAudioWriter:
     """Write blocks ``(channels, n)`` to a temporary file, renamed to ``path`` on a clean ``close``.
 
@@ -193,8 +234,9 @@ class AtomicAudioWriter:
         try:
             self._file.write(np.ascontiguousarray(block, dtype=np.float32))
         except Exception as e:
+            why = _why(e, self.path)  # before the temporary file is removed and frees the disk
             self.abort()
-            raise AudioFileError(f"{self.path}: write failed ({e}); nothing was written") from e
+            raise AudioFileError(f"{self.path}: write failed ({why}); nothing was written") from e
         self.written += block.shape[-1]
 
     def close(self) -> Path:
@@ -202,8 +244,9 @@ class AtomicAudioWriter:
             self._file.close()
             publish(self.tmp, self.path)
         except Exception as e:
+            why = _why(e, self.path)
             self.abort()
-            raise AudioFileError(f"{self.path}: could not finish writing ({e}); nothing was written") from e
+            raise AudioFileError(f"{self.path}: could not finish writing ({why}); nothing was written") from e
         return self.path
 
     def abort(self) -> None:

@@ -16,15 +16,22 @@ chunks), and string metadata:
 
 Load it anywhere with ``safetensors.torch.load_file(path)["latents"]``; latents add and scale like
 the audio they encode (that is the point of Lin-CAE).
+
+A latent file is untrusted input: :func:`read_header` checks every metadata field (rates within
+``MIN_RATE``–``MAX_RATE``, a length, chunk size, overlap and hop that agree with the tensor's shape; at
+most ``MAX_CHANNELS`` channels and ``MAX_CHUNK_SECONDS`` decoded in one piece) and names the field that
+is wrong; the decoder (:mod:`lincae.io.latent_codec`) checks the rest against the model and refuses
+NaN/Inf latents. ``lincae encode``/``decode`` stream through :mod:`lincae.io.latent_codec`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -44,9 +51,22 @@ def model_fingerprint(model: Autoencoder) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
+#: Bounds on what a latent file may declare (it is untrusted input): rates in Hz, a chunk or an
+#: unchunked latent of at most MAX_CHUNK_SECONDS of audio (what one decode step allocates), channels.
+MIN_RATE, MAX_RATE = 1000, 768_000
+MAX_CHUNK_SECONDS = 300.0
+MAX_CHANNELS = 64
+_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+
+
 @dataclass(frozen=True)
-class LatentFile:
-    latents: torch.Tensor
+class LatentHeader:
+    """A latent file's metadata and the shape of its ``latents`` tensor, validated (no tensor read).
+
+    ``shape`` is ``(channels, 64, Z)`` or chunked ``(channels, N, 64, Z)``.
+    """
+
+    shape: tuple[int, ...]
     model: str
     model_fingerprint: str
     sample_rate: int
@@ -59,7 +79,16 @@ class LatentFile:
 
     @property
     def channels(self) -> int:
-        return int(self.latents.shape[0])
+        return int(self.shape[0])
+
+    @property
+    def chunked(self) -> bool:
+        return len(self.shape) == 4
+
+    def chunk_geometry(self) -> tuple[int, int]:
+        """(chunk length, step) in samples at :attr:`sample_rate`, as the model computes them."""
+        overlap = int(self.max_chunk_size * self.overlap_percentage)
+        return self.max_chunk_size, self.max_chunk_size - overlap
 
     def metadata(self) -> dict[str, str]:
         return {
@@ -77,6 +106,17 @@ class LatentFile:
         }
 
 
+@dataclass(frozen=True)
+class LatentFile(LatentHeader):
+    """A latent file held in memory: its header plus ``latents`` (float32, of shape :attr:`shape`)."""
+
+    latents: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+
+    @classmethod
+    def of(cls, latents: torch.Tensor, **fields: object) -> LatentFile:
+        return cls(shape=tuple(latents.shape), latents=latents, **fields)  # type: ignore[arg-type]
+
+
 def save_latents(path: str | Path, lf: LatentFile, overwrite: bool = False) -> Path:
     """Write atomically (temporary file, then rename)."""
     from safetensors.torch import save_file
@@ -88,8 +128,82 @@ def save_latents(path: str | Path, lf: LatentFile, overwrite: bool = False) -> P
     return write_atomically(path, lambda tmp: save_file(latents, str(tmp), metadata=lf.metadata()))
 
 
-def load_latents(path: str | Path) -> LatentFile:
-    """Read and validate a latent file."""
+def _field(meta: dict[str, str], name: str, kind: type, lo: float, hi: float) -> Any:
+    """Metadata field ``name`` parsed as ``kind`` and within ``[lo, hi]``, else a ValueError naming it."""
+    raw = meta.get(name)
+    if raw is None:
+        raise ValueError(f"metadata field {name!r} is missing")
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ValueError(
+            f"metadata field {name!r} = {raw[:40]!r} is not {'an integer' if kind is int else 'a number'}"
+        ) from None
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise ValueError(f"metadata field {name!r} = {raw[:40]!r} is outside [{lo:g}, {hi:g}]")
+    return value
+
+
+def validate_header(meta: dict[str, str], shape: tuple[int, ...], dtype: str) -> LatentHeader:
+    """Check every field of a latent file's metadata against the others and the tensor's shape.
+
+    Raises:
+        ValueError: naming the field and what is wrong with it.
+    """
+    if dtype not in _DTYPES:
+        raise ValueError(f"'latents' has dtype {dtype}; expected one of {', '.join(_DTYPES)}")
+    if len(shape) not in (3, 4) or any(d < 1 for d in shape):
+        raise ValueError(f"'latents' has shape {list(shape)}; expected [channels, 64, Z] or [channels, N, 64, Z]")
+    if shape[0] > MAX_CHANNELS:
+        raise ValueError(f"'latents' has {shape[0]} channels; at most {MAX_CHANNELS} are read")
+    for name in ("model", "model_fingerprint"):
+        if not isinstance(meta.get(name), str) or len(meta[name]) > 200:
+            raise ValueError(f"metadata field {name!r} is missing or longer than 200 characters")
+    rate = _field(meta, "sample_rate", int, MIN_RATE, MAX_RATE)
+    source_rate = _field(meta, "source_sample_rate", int, MIN_RATE, MAX_RATE)
+    hop = _field(meta, "hop_length", int, 1, 1 << 16)
+    scale = _field(meta, "scale_factor", float, 1e-6, 1e6)
+    cap = int(MAX_CHUNK_SECONDS * rate)
+    chunk = _field(meta, "max_chunk_size", int, 0, cap)
+    overlap = _field(meta, "overlap_percentage", float, 0.0, 0.99)
+    frames = shape[-1]
+    if len(shape) == 3:
+        if chunk != 0:
+            raise ValueError(f"metadata field 'max_chunk_size' = {chunk} but the latents are not chunked (0 expected)")
+        if frames * hop > cap + hop:
+            raise ValueError(f"'latents' holds {frames} frames, over {MAX_CHUNK_SECONDS:g} s unchunked; not decoded")
+        most = (frames + 1) * hop  # the last frame covers up to a hop more than it decodes to
+    else:
+        if chunk < hop:
+            raise ValueError(f"metadata field 'max_chunk_size' = {chunk}: chunked latents need a chunk of >= {hop}")
+        step = chunk - int(chunk * overlap)
+        if frames * hop > chunk + 2 * hop:  # (the model checks the exact count)
+            raise ValueError(
+                f"metadata fields 'max_chunk_size' = {chunk} and 'hop_length' = {hop} do not match chunks of "
+                f"{frames} latent frames"
+            )
+        most = step * (shape[1] - 1) + chunk
+    length = _field(meta, "length", int, 1, most)
+    if len(shape) == 4:
+        least = step * (shape[1] - 2) + chunk + 1 if shape[1] > 1 else 1
+        if length < least:
+            raise ValueError(f"metadata field 'length' = {length} is too short for {shape[1]} chunks (>= {least})")
+    return LatentHeader(
+        shape=tuple(shape),
+        model=meta["model"],
+        model_fingerprint=meta["model_fingerprint"],
+        sample_rate=rate,
+        length=length,
+        source_sample_rate=source_rate,
+        hop_length=hop,
+        scale_factor=scale,
+        max_chunk_size=chunk,
+        overlap_percentage=overlap,
+    )
+
+
+def read_header(path: str | Path) -> LatentHeader:
+    """Read and validate a latent file's metadata and tensor shape, without reading the tensor."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -98,31 +212,36 @@ def load_latents(path: str | Path) -> LatentFile:
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})
-            latents = f.get_tensor("latents") if "latents" in f.keys() else None
+            if meta.get("format") == FORMAT and "latents" in f.keys():
+                sl = f.get_slice("latents")
+                shape, dtype = tuple(sl.get_shape()), str(sl.get_dtype())
+            else:
+                shape, dtype = (), ""
     except Exception as e:
         raise ValueError(f"{path}: not a readable latent file (corrupt or truncated): {e}") from e
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: not a lincae latent file (format {meta.get('format')!r})")
     version = meta.get("format_version", "?")
     if version != str(VERSION):
-        raise ValueError(f"{path}: latent format version {version} not supported (this lincae reads {VERSION})")
-    if latents is None or latents.dim() not in (3, 4):
-        raise ValueError(f"{path}: missing or malformed 'latents' tensor")
+        raise ValueError(f"{path}: latent format version {version[:20]} not supported (this lincae reads {VERSION})")
+    if not shape:
+        raise ValueError(f"{path}: missing 'latents' tensor")
     try:
-        return LatentFile(
-            latents=latents,
-            model=meta["model"],
-            model_fingerprint=meta["model_fingerprint"],
-            sample_rate=int(meta["sample_rate"]),
-            length=int(meta["length"]),
-            source_sample_rate=int(meta["source_sample_rate"]),
-            hop_length=int(meta["hop_length"]),
-            scale_factor=float(meta["scale_factor"]),
-            max_chunk_size=int(meta["max_chunk_size"]),
-            overlap_percentage=float(meta["overlap_percentage"]),
-        )
-    except (KeyError, ValueError) as e:
-        raise ValueError(f"{path}: latent file metadata is incomplete or invalid ({e})") from e
+        return validate_header(meta, shape, dtype)
+    except ValueError as e:
+        raise ValueError(f"{path}: invalid latent file: {e}") from None
+
+
+def load_latents(path: str | Path) -> LatentFile:
+    """Read and validate a latent file, tensor included (NaN/Inf values are refused)."""
+    from safetensors import safe_open
+
+    header = read_header(path)
+    with safe_open(str(path), framework="pt") as f:
+        latents = f.get_tensor("latents").float()
+    if not torch.isfinite(latents).all():
+        raise ValueError(f"{path}: invalid latent file: 'latents' holds NaN or Inf values")
+    return LatentFile(**{k: getattr(header, k) for k in header.__dataclass_fields__}, latents=latents)
 
 
 def encode_file(model: Autoencoder, audio_path: str | Path, chunk_seconds: float = 10.0) -> LatentFile:
@@ -139,8 +258,8 @@ def encode_file(model: Autoencoder, audio_path: str | Path, chunk_seconds: float
         )
     model.max_chunk_size = int(chunk_seconds * model.sample_rate)
     z = model.encode(torch.from_numpy(audio))
-    return LatentFile(
-        latents=z,
+    return LatentFile.of(
+        z,
         model=model.name,
         model_fingerprint=model_fingerprint(model),
         sample_rate=model.sample_rate,

@@ -50,6 +50,23 @@ def keep_freed_memory() -> bool:
     return ok
 
 
+def release_freed_memory() -> bool:
+    """Hand the pages of freed heap memory back to the system (glibc ``malloc_trim(0)``), keeping
+    the address space: for long jobs in steps of large activations (``lincae encode``/``decode``),
+    whose freed blocks :func:`keep_freed_memory` otherwise keeps resident and, fragmented, grows
+    with every step. Returns ``False`` where the C library is not glibc."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    trim(0)
+    return True
+
+
 def use_channels_last(model: nn.Module) -> nn.Module:
     """Store every 4-D parameter and buffer channels-last, in place; returns ``model``.
 

@@ -20,8 +20,10 @@ checked against the plugin's valid range (``BUILTIN_RANGES``), enum arguments (`
 ``"au"`` (macOS) entries with a ``path`` (and ``name`` to pick one plugin of a multi-plugin bundle),
 loaded with :func:`pedalboard.load_plugin`; ``state`` (base64 of ``raw_state``) is restored first,
 then ``params`` are set by their pedalboard (Python) names. ``"bypass": true`` keeps a plugin in the
-chain without running it. Paths are used as given (relative paths resolve against the working
-directory).
+chain without running it. Loading a plugin runs its code, so a path in a spec must lie in the plugin
+folders (standard ones, ``--plugin-path``, ``$LINCAE_PLUGIN_PATH``, the settings file; relative paths
+are looked up there), unless the user typed it on the command line (:func:`parse_chain_arg`): see
+:mod:`~.plugin_paths`.
 
 :func:`build_chain` turns a spec into an :class:`EffectChain` (a :class:`pedalboard.Pedalboard` that
 remembers bypass flags and how external plugins were loaded); :func:`chain_to_spec` reads a board back
@@ -71,6 +73,13 @@ from lincae.engine.effects.chain import (
     set_bypass,
 )
 from lincae.engine.effects.parse import load_chain_file, parse_chain_arg
+from lincae.engine.effects.plugin_paths import (
+    PluginNotAllowed,
+    allow_plugin_folder,
+    plugin_folders,
+    plugin_scope,
+    trust_plugin_file,
+)
 from lincae.engine.effects.processor import ChainProcessor, chain_latency
 from lincae.engine.effects.spec import validate_chain_spec
 
@@ -87,7 +96,9 @@ __all__ = [
     "EffectChain",
     "PluginFailure",
     "PluginLoadError",
+    "PluginNotAllowed",
     "UnloadedPlugin",
+    "allow_plugin_folder",
     "apply_parameter",
     "available_plugins",
     "build_chain",
@@ -98,7 +109,10 @@ __all__ = [
     "load_chain_file",
     "load_failures",
     "parse_chain_arg",
+    "plugin_folders",
     "plugin_parameters",
+    "plugin_scope",
     "set_bypass",
+    "trust_plugin_file",
     "validate_chain_spec",
 ]

@@ -19,6 +19,7 @@ from lincae.engine.effects.catalog import (
     _Arg,
     _builtins,
 )
+from lincae.engine.effects.plugin_paths import resolve_plugin_path
 from lincae.engine.effects.spec import validate_chain_spec
 
 
@@ -122,6 +123,7 @@ def _make_builtin(kind: str, params: Mapping[str, Any], where: str) -> Any:
         if arg.kind == "file":
             if not Path(value).is_file():
                 raise FileNotFoundError(f"{where}: {kind}.{arg.name}: file not found: {value}")
+            _check_parameter_file(kind, arg.name, value, where)
             ctor[arg.name] = value
         elif arg.has_property:
             later.append((arg, value))
@@ -138,6 +140,17 @@ def _make_builtin(kind: str, params: Mapping[str, Any], where: str) -> Any:
         except Exception as e:
             raise ChainSpecError(f"{where}: {kind}.{arg.name} = {params[arg.name]!r} rejected: {e}") from e
     return plugin
+
+
+def _check_parameter_file(kind: str, name: str, value: str, where: str) -> None:
+    """A file a built-in reads (``Convolution``'s impulse response) must be whole, real audio: pedalboard
+    would otherwise pass the signal through unchanged."""
+    from lincae.io.audiofile import AudioFileError, check_audio_file
+
+    try:
+        check_audio_file(value)
+    except AudioFileError as e:
+        raise PluginLoadError(f"{where}: {kind}.{name}: {e}") from None
 
 
 def _configure_external(plugin: Any, entry: Mapping[str, Any], where: str) -> None:
@@ -161,7 +174,8 @@ def _configure_external(plugin: Any, entry: Mapping[str, Any], where: str) -> No
 
 
 def _load_external(entry: Mapping[str, Any], where: str) -> Any:
-    kind, path = entry["plugin"], entry["path"]
+    kind = entry["plugin"]
+    path = resolve_plugin_path(kind, entry["path"], where)  # before anything is opened
     if not Path(path).exists():
         raise FileNotFoundError(f"{where}: {kind} plugin not found: {path}")
     if kind == "au" and not hasattr(pedalboard, "AudioUnitPlugin"):
@@ -169,7 +183,8 @@ def _load_external(entry: Mapping[str, Any], where: str) -> Any:
     try:
         plugin = pedalboard.load_plugin(path, plugin_name=entry.get("name"))
     except Exception as e:
-        raise PluginLoadError(f"{where}: could not load {kind} plugin {path}: {e}") from e
+        detail = " ".join(str(e).split())  # JUCE's message spans lines; errors are one line
+        raise PluginLoadError(f"{where}: could not load {kind} plugin {path}: {detail}") from e
     if _kind_of(plugin) != kind:
         raise PluginLoadError(f"{where}: {path} is a {_kind_of(plugin)} plugin, not {kind}")
     wanted, found = entry.get("name"), getattr(plugin, "name", None)

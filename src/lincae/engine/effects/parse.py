@@ -11,6 +11,7 @@ from typing import Any
 
 from lincae.config import parse_json, read_config_text
 from lincae.engine.effects.catalog import _CHAIN_FILE_KEYS, CHAIN_FILE_FORMAT, EXTERNAL_KINDS, ChainSpecError
+from lincae.engine.effects.plugin_paths import trust_plugin_file
 from lincae.engine.effects.spec import validate_chain_spec
 
 
@@ -140,10 +141,18 @@ def parse_chain_arg(text: str) -> list[dict]:
     Values are numbers, ``true``/``false``, or strings (quote them to include ``,`` or ``)``); ``bypass``
     is an entry flag; for ``vst3``/``au``, ``path``, ``name`` and ``state`` are entry keys and a first bare
     argument is the path. An empty string is an empty chain. Returns the validated, normalised spec.
+
+    Plugin paths typed here are the user's own and may lie anywhere (they are recorded with
+    :func:`~lincae.engine.effects.plugin_paths.trust_plugin_file`); those of a chain *file* must lie in
+    the plugin folders (:mod:`~lincae.engine.effects.plugin_paths`).
     """
     text = text.strip()
     if not text:
         return []
     if text.lower().endswith(".json") or Path(text).is_file():
-        return load_chain_file(text)
-    return validate_chain_spec(_CliParser(text).entries(), "chain")
+        return load_chain_file(text)  # a file may come from anyone: its plugins must be in the plugin folders
+    spec = validate_chain_spec(_CliParser(text).entries(), "chain")
+    for entry in spec:
+        if entry["plugin"] in EXTERNAL_KINDS:
+            trust_plugin_file(entry["path"])  # typed by the user: loaded from where they said
+    return spec
