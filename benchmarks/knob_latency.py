@@ -7,8 +7,8 @@ Starts its own JACK server (dummy backend, 44.1 kHz, period = --block) and runs 
 MIDI mapping CC 20 → ``source.1.mute``, its MIDI controller polled every 5 ms as ``lincae live`` does.
 A second JACK client plays a steady tone into lincae's input, records its output, and sends CC 20
 (mute on, then off) from its JACK MIDI port at exact sample times. Heard is the first sample after the
-change where the output's 64-sample level crosses halfway (in dB) between its level before and after
-and stays there for 256 samples.
+change from which the output's 64-sample level stays a fifth of the way (in dB) from its level before
+to its level after for 512 samples; the preset's smoothing is set to 0 so that the mute is a step.
 Muting works on the latents, so the model must reproduce the tone (a trained model: ``--model default``,
 or a streamable run's checkpoint); the mix is fully wet. The target: heard within the engine's declared
 latency plus one block.
@@ -17,6 +17,7 @@ latency plus one block.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import threading
@@ -65,7 +66,9 @@ def measure(args: argparse.Namespace) -> None:
     model = load_model(args.model)
     reg = ParameterRegistry(mixer_parameters(1))
     reg.set("mix.dry_wet", 100.0)
-    engine = StreamingEngine(make_mixer(model, engine_config(args.preset, 1), reg), block=args.block)
+    # No smoothing ramp: the mute is a step, so the moment it is heard is sharp.
+    settings = dataclasses.replace(engine_config(args.preset, 1), smoothing_ms=0.0)  # type: ignore[type-var]
+    engine = StreamingEngine(make_mixer(model, settings, reg), block=args.block)
     midi = MidiController(reg, [MidiMapping("source.1.mute", cc=CC, channel=1, soft_takeover=False)], api="jack")
     midi.start_client()  # before lincae's JACK audio client (see MidiController.start_client)
     session = LiveSession(
@@ -151,10 +154,11 @@ def measure(args: argparse.Namespace) -> None:
         b = s // 64
         before = np.median(levels[max(0, b - 100) : b])
         after = np.median(levels[b + (bound + gap // 2) // 64 - 40 : b + (bound + gap // 2) // 64])
-        half = 0.5 * (before + after)
-        moved = levels[b:] < half if after < before else levels[b:] > half
-        # the first block from which the level stays past halfway for 4 blocks (256 samples)
-        held = np.convolve(moved.astype(float), np.ones(4), "valid") == 4
+        # onset: the level has gone a fifth of the way (in dB) from where it was towards where it goes
+        edge = before + 0.2 * (after - before)
+        moved = levels[b:] < edge if after < before else levels[b:] > edge
+        # the first block from which the level stays past that for 8 blocks (512 samples)
+        held = np.convolve(moved.astype(float), np.ones(8), "valid") == 8
         heard = (b + int(np.argmax(held))) * 64 if held.any() else -1
         delay = heard - s
         change = "mute" if i % 2 == 0 else "unmute"
