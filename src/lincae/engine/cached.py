@@ -47,9 +47,6 @@ class CachedMixer(LatentMixer):
         if not model.streamable:
             raise ValueError(f"model {model.name!r} cannot stream (its config has streamable: false)")
         super().__init__(model, config, registry, device)
-        # Steps are a frame or a few wide: contiguous weights and maps keep the per-frame reshapes views
-        # (channels-last, which speeds up the windows' wide maps, makes each of them a copy here).
-        self.model.to(memory_format=torch.contiguous_format)
         self.encoder = StreamingEncoder(self.model, self.num_rows)
         self.decoder = StreamingDecoder(self.model, self.out_channels, config.seed, config.diffusion_steps)
         self._restart(0)

@@ -18,6 +18,18 @@ from lincae.engine.mixer import LatentMixer
 
 #: Windows mixed per model call when rendering offline.
 DEFAULT_BATCH = 16
+#: Latent frames per model call when rendering through a streaming mixer (its steps are a few frames
+#: each; wide calls amortise the per-call cost, and the cached state makes them equal to step-by-step
+#: calls within float rounding).
+STREAM_RENDER_FRAMES = 512
+
+
+def render_batch(mixer: LatentMixer) -> int:
+    """Steps per model call for an offline render with ``mixer``: :data:`DEFAULT_BATCH` windows, or
+    :data:`STREAM_RENDER_FRAMES` latent frames' worth of a streaming mixer's steps."""
+    if mixer.streaming:
+        return max(DEFAULT_BATCH, STREAM_RENDER_FRAMES // mixer.config.stream_frames)
+    return DEFAULT_BATCH
 
 Progress = Callable[[int, int], None]
 

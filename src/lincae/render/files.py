@@ -20,7 +20,7 @@ import numpy as np
 from lincae.engine.cached import make_mixer
 from lincae.engine.config import EngineConfig
 from lincae.engine.effects import build_chain
-from lincae.engine.offline import DEFAULT_BATCH, drive
+from lincae.engine.offline import drive, render_batch
 from lincae.engine.params import ParameterRegistry, mixer_parameters
 from lincae.engine.stream import StreamingEngine
 from lincae.io.audiofile import AtomicAudioWriter, AudioReader, check_output_path
@@ -61,7 +61,7 @@ def render_files(
     output_rate: int | None = None,
     overwrite: bool = False,
     block: int | None = None,
-    batch: int = DEFAULT_BATCH,
+    batch: int | None = None,
     progress: Progress | None = None,
 ) -> RenderResult:
     """Mix ``inputs`` (one source each) in latent space and write ``output``.
@@ -78,7 +78,8 @@ def render_files(
         post: chain spec list or built board applied to the decoded mix.
         output_rate: Hz (default: the first input's rate).
         block: samples per processing block at the model's rate (default: ``batch`` engine steps).
-        batch: windows mixed per model call (the output equals the live engine's within float rounding).
+        batch: windows (steps) mixed per model call (default: :func:`~lincae.engine.offline.render_batch`; the
+            output equals the live engine's within float rounding).
         progress: called as ``progress(done_samples, total_samples)``.
     """
     out_path = check_output_path(output, overwrite)
@@ -95,6 +96,7 @@ def render_files(
             registry = ParameterRegistry(mixer_parameters(len(readers)))
         registry.update(dict(parameters or {}))
         mixer = make_mixer(model, cfg, registry)
+        batch = batch or render_batch(mixer)
         block = block or max(1, batch) * mixer.step
         pre_boards = {i: _board(spec, f"pre.{i}") for i, spec in (pre or {}).items()}
         for i in pre_boards:
