@@ -430,11 +430,10 @@ def test_a_presets_chains_run_live_and_a_plugin_that_fails_to_load_is_reported(
         # After the live run the registry holds the chain's parameters; a render from the window takes them
         # (it used to fail with "unknown parameter(s)") and skips the missing plugin file only when live.
         src = write_audio(tmp_path / "in.wav", (0.1 * np.ones((1, 8000))).astype(np.float32), 44100)
-        preset = w.current_preset()
-        preset.post = preset.post[:1]  # the render refuses the missing VST3 file; keep the gain
-        w.preset = preset
         dialog = w.open_render_dialog()
         qtbot.addWidget(dialog)
+        assert dialog.preset == w.rig.to_preset()
+        dialog.preset.post = dialog.preset.post[:1]  # the render refuses the missing VST3 file; keep the gain
         dialog.add_inputs([src])
         dialog.output_edit.setText(str(tmp_path / "after-live.wav"))
         with qtbot.waitSignal(dialog.finished_render, timeout=60000) as blocker:

@@ -377,15 +377,12 @@ def cmd_live(args: argparse.Namespace) -> int:
     """Mix live inputs in latent space, with MIDI control and a status line; Ctrl-C stops."""
     import time
 
-    import torch
-
     from lincae.engine.effects import parse_chain_arg
     from lincae.io.live import LiveConfig, parse_sources
     from lincae.models.registry import load_model
     from lincae.presets import load_preset
     from lincae.rig import Rig, parse_pre_args
 
-    torch.set_num_threads(args.threads)
     sources = parse_sources(args.sources)
     preset = load_preset(args.preset) if args.preset else None
     if preset is not None and preset.num_sources != len(sources):
@@ -415,7 +412,7 @@ def cmd_live(args: argparse.Namespace) -> int:
             report=lambda line: print(f"\n{line}", file=sys.stderr),
         )
     try:
-        session = rig.start_live(config)
+        session = rig.start_live(config, threads=args.threads)
     except BaseException:
         if midi is not None:
             midi.close()
@@ -468,6 +465,7 @@ def _profiles_epilog() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from lincae import __version__
+    from lincae.rig import LIVE_THREADS
 
     parser = argparse.ArgumentParser(prog="lincae", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"lincae {__version__}")
@@ -531,7 +529,12 @@ def build_parser() -> argparse.ArgumentParser:
         "default: the shipped presets in alphabetical order)",
     )
     p.add_argument("--duration", type=float, help="stop after this many seconds")
-    p.add_argument("--threads", type=int, default=1, help="PyTorch threads for the inference worker")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=LIVE_THREADS,
+        help=f"PyTorch threads for the inference worker (default {LIVE_THREADS})",
+    )
     p.add_argument(
         "--backend",
         choices=("auto", "jack", "portaudio"),
