@@ -477,7 +477,13 @@ def test_screenshot_of_the_main_window_with_audio_running_through_jack(
         w.controls["mix.dry_wet"].set_value(80.0)
         with qtbot.waitSignal(w.session_started, timeout=30000):
             w.start_button.click()  # loads the model on a worker thread, then starts
-        assert w.session is not None, w.last_error
+        assert w.session is not None and w.session is w.rig.session, w.last_error
+        assert w.engine is w.rig.engine and w.rig.model is w.model
+        import torch
+
+        from lincae.rig import LIVE_THREADS
+
+        assert torch.get_num_threads() == LIVE_THREADS  # the live worker's count, as lincae live sets it
         player = _tone_player(jack_server)
         try:
             for port in w.session.port_names[0][:1]:
@@ -501,7 +507,7 @@ def test_screenshot_of_the_main_window_with_audio_running_through_jack(
         qtbot.waitUntil(lambda: any(e.startswith("⚠ device lost") for e in w.audio_events), timeout=10000)
         qtbot.waitUntil(lambda: w.session.reopens >= 1 and w.run_label.text() == "running", timeout=10000)
         w.stop_button.click()
-        assert w.session is None and w.run_label.text() == "stopped"
+        assert w.session is None and w.rig.session is None and w.run_label.text() == "stopped"
     finally:
         w.shutdown()
 
@@ -565,3 +571,69 @@ def test_the_preset_menu_shows_each_presets_latency_for_the_block(window: MainWi
         f"{p.name}  ({p.cost()})" for p in engine_profiles(block)
     ]
     assert all(a.toolTip() for a in window.shipped_menu.actions())
+
+
+def test_the_window_is_a_view_of_its_rig(window: MainWindow, tmp_path: Path) -> None:
+    """Controls, MIDI, presets and the sources box all act on ``window.rig``; what is saved is ``Rig.to_preset``."""
+    rig = window.rig
+    assert window.registry is rig.registry and window.midi is rig.midi and rig.programs is not None
+    assert rig.midi.on_program is rig.programs  # program changes recall through the rig
+    window.controls["source.1.gain_db"].set_value(-7.0)
+    assert rig.registry.get("source.1.gain_db") == -7.0
+    window.toggle_learn("mix.dry_wet")
+    rig.midi.handle_message([0xB0, 12, 0])
+    window.poll_midi()
+    assert [(m.parameter, m.cc) for m in rig.midi.mappings] == [("mix.dry_wet", 12)]
+    assert window.current_preset("take") == rig.to_preset("take")
+    assert window.save_preset_as(tmp_path / "take.json"), window.last_error
+    assert Preset.load(tmp_path / "take.json") == rig.to_preset("take")
+
+    # a preset loaded while stopped becomes a new rig: its sources, chains and values; the MIDI controller
+    # (and its open port) moves over to the new registry with the preset's mappings
+    midi = rig.midi
+    chained = Preset(
+        name="chained",
+        engine=EngineConfig(sources=[1, 2], **ENGINE),
+        post=[{"plugin": "Gain", "params": {"gain_db": -6.0}}],
+        parameters={"post.0.gain.gain_db": -9.0, "source.2.gain_db": -4.0},
+    )
+    chained.save(tmp_path / "chained.json")
+    assert window.load_preset(tmp_path / "chained.json"), window.last_error
+    assert window.rig is not rig and window.rig.preset == chained
+    assert window.rig.engine_config.sources == [1, 2] and window.sources_box.value() == 2
+    assert window.registry.get("post.0.gain.gain_db") == -9.0 and window.controls["source.2.gain_db"].value() == -4.0
+    assert window.midi is midi and midi.registry is window.rig.registry and midi.mappings == []
+    assert window.current_preset() == window.rig.to_preset() and window.current_preset().post == chained.post
+    # more sources: a rig of three, the values of the first two kept, the stereo layout too
+    window.sources_box.setValue(3)
+    assert window.rig.num_sources == 3 and window.registry.get("source.2.gain_db") == -4.0
+    assert window.rig.post_spec == chained.post and window.registry.get("post.0.gain.gain_db") == -9.0
+    assert window.rig.engine_config.window_frames == ENGINE["window_frames"]
+
+
+def test_renders_run_on_their_own_model_copy_and_thread_count(
+    window: MainWindow, qtbot, tmp_path: Path, tiny_model_dir: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A render's engine sets the precision of its own model copy; the window's model and threads stay."""
+    import torch
+
+    from lincae.rig import offline_threads
+
+    model = make_tiny_model().__class__.from_pretrained(tiny_model_dir)
+    window.set_model(model, str(tiny_model_dir))
+    model.mixed_precision = False
+    before = torch.get_num_threads()
+    src = write_audio(tmp_path / "in.wav", (0.1 * np.ones((1, 6000))).astype(np.float32), 44100)
+    dialog = window.open_render_dialog()
+    qtbot.addWidget(dialog)
+    dialog.preset.engine = EngineConfig(**{**dialog.preset.engine.to_dict(), "precision": "bf16"})
+    dialog.add_inputs([src])
+    dialog.output_edit.setText(str(tmp_path / "out.wav"))
+    with qtbot.waitSignal(dialog.finished_render, timeout=60000) as blocker:
+        assert dialog.start_render()
+        worker = dialog.worker
+    assert blocker.args[0], dialog.error
+    assert worker is not None and worker.render_model is not model
+    assert worker.render_model.mixed_precision and not model.mixed_precision
+    assert worker.threads == offline_threads() and torch.get_num_threads() == before
+    dialog.close()
