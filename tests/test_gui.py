@@ -426,6 +426,17 @@ def test_a_presets_chains_run_live_and_a_plugin_that_fails_to_load_is_reported(
         saved = w.current_preset()
         assert "post.0.gain.gain_db" in saved.parameters
         assert saved.post == Preset.load(tmp_path / "chained.json").post
+        # a preset loaded while audio runs is recalled into the running rig: values and mappings change,
+        # the sources and the running chains stay (as with a program change); one for 2 sources is refused
+        rig = w.rig
+        Preset(name="plain", engine=EngineConfig(sources=[1], **ENGINE), parameters={"mix.dry_wet": 30.0}).save(
+            tmp_path / "plain.json"
+        )
+        assert w.load_preset(tmp_path / "plain.json"), w.last_error
+        assert w.rig is rig and w.rig.preset.name == "plain" and w.controls["mix.dry_wet"].value() == 30.0
+        assert w.rig.post_spec == saved.post and w.registry.get("post.0.gain.gain_db") == -6.0  # its default
+        assert "running effect chains stay" in w.statusBar().currentMessage()
+        assert not w.load_preset("two-inputs") and "stop audio first" in w.last_error
         w.stop_button.click()
         # After the live run the registry holds the chain's parameters; a render from the window takes them
         # (it used to fail with "unknown parameter(s)") and skips the missing plugin file only when live.
