@@ -196,6 +196,23 @@ def test_streamed_output_equals_offline_shifted_by_the_latency(block: int) -> No
     assert engine.metrics.latents is not None and engine.metrics.latents.shape == (2, 64)
 
 
+def test_input_the_worker_never_read_is_counted_as_overrun() -> None:
+    """A worker held up for longer than the input ring holds loses input: counted, then it catches up."""
+    model = make_tiny_model()
+    cfg = EngineConfig(sources=[1], seed=7, **CONFIG)
+    engine = StreamingEngine(LatentMixer(model, cfg, device="cpu"), block=64, max_block=64)
+    audio = tones(1, engine.inputs.capacity * 3, 1)
+    for i in range(0, audio.shape[-1], 64):  # the audio side runs on; the worker does not
+        engine.push(audio[:, i : i + 64])
+    assert engine.metrics.input_overruns == 0
+    engine.pump()
+    assert engine.metrics.input_overruns >= engine.mixer.window  # the first window's input was overwritten
+    assert engine.metrics.dropouts == 1 and engine.metrics.windows == 1  # it skipped to the newest window
+    healthy = StreamingEngine(LatentMixer(model, cfg, device="cpu"), block=64, max_block=64)
+    stream_through(healthy, [audio[:, :5000]], 64, extra=0)
+    assert healthy.metrics.input_overruns == 0 and healthy.metrics.windows > 0
+
+
 def test_parameter_ramps_never_step_more_than_the_smoothing_allows() -> None:
     reg = ParameterRegistry(mixer_parameters(1))
     cfg = EngineConfig(sources=[1], smoothing_ms=40.0, **CONFIG)

@@ -271,8 +271,8 @@ def test_other_and_malformed_messages_are_ignored_and_counted(
     assert ctl.ignored == {}
 
 
-def test_rtmidi_callback_entry_point(registry: ParameterRegistry) -> None:
-    """What rtmidi calls: ``(message, delta)`` pairs, and garbage that must not raise."""
+def test_rtmidi_queue_entry_point(registry: ParameterRegistry) -> None:
+    """What rtmidi's queue gives: ``(message, delta)`` pairs, and garbage that must not raise."""
     ctl = make(registry, MidiMapping(GAIN, cc=7, soft_takeover=False))
     ctl._on_rtmidi(([0xB0, 7, 0], 0.001), None)
     ctl._on_rtmidi(None, None)  # type: ignore[arg-type]
@@ -356,11 +356,10 @@ def unique(name: str) -> str:
     return f"{name}-{os.getpid()}"
 
 
-@pytest.mark.parametrize("use_callback", [False, True], ids=["queue", "callback"])
-def test_end_to_end_over_jack(registry: ParameterRegistry, jack_server, midi_out, use_callback: bool) -> None:  # type: ignore[no-untyped-def]
-    client, source = unique(f"lincae-e2e-{use_callback:d}"), unique(f"ctl-e2e-{use_callback:d}")
+def test_end_to_end_over_jack(registry: ParameterRegistry, jack_server, midi_out) -> None:  # type: ignore[no-untyped-def]
+    client, source = unique("lincae-e2e"), unique("ctl-e2e")
     mapping = MidiMapping(GAIN, cc=7, channel=1, soft_takeover=False)
-    with make(registry, mapping, client_name=client, use_callback=use_callback) as ctl:
+    with make(registry, mapping, client_name=client) as ctl:
         assert ctl.open_virtual("in") == "in"
         assert ctl.connected
         out = midi_out(source)

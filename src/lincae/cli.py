@@ -411,9 +411,18 @@ def cmd_live(args: argparse.Namespace) -> int:
             programs=programs,
             report=lambda line: print(f"\n{line}", file=sys.stderr),
         )
+    osc = None
     try:
         session = rig.start_live(config, threads=args.threads)
+        if args.record:
+            for path in rig.start_recording(args.record, inputs=args.record_inputs, force=args.force):
+                print(f"live: recording {path}", file=sys.stderr)
+        if args.osc:
+            host, port = parse_osc_address(args.osc)
+            osc = rig.start_osc(host, port, report=lambda line: print(f"\n{line}", file=sys.stderr))
+            print(f"live: OSC on {osc.address[0]}:{osc.address[1]} (/lincae/...)", file=sys.stderr)
     except BaseException:
+        rig.stop()
         if midi is not None:
             midi.close()
         raise
@@ -423,28 +432,47 @@ def cmd_live(args: argparse.Namespace) -> int:
         print(f"live: plugin bypassed: {err}", file=sys.stderr)
     started = time.monotonic()
     last_print = 0.0
+    told: set[str] = set()
     try:
         while args.duration is None or time.monotonic() - started < args.duration:
-            if midi is not None:
-                midi.poll()
+            rig.poll()
             now = time.monotonic()
             if now - last_print >= 0.5:
+                for problem in session.recording_problems():  # each once, on a line of its own
+                    if problem not in told:
+                        told.add(problem)
+                        print(f"\nlive: {problem}", file=sys.stderr)
                 print("\r" + session.status_line()[:200].ljust(120), end="", file=sys.stderr, flush=True)
                 last_print = now
             time.sleep(0.02)
     except KeyboardInterrupt:
         pass
     finally:
+        rig.stop_osc()
+        recorded = rig.stop_recording()
+        problems = session.recording_errors
         rig.stop()
         if midi is not None:
             midi.close()
     m = engine.metrics
     print(
         f"\nstopped after {time.monotonic() - started:.1f} s: windows {m.windows}, dropouts {m.dropouts}, "
-        f"xruns {m.xruns}, peak load {m.rtf_peak:.2f}",
+        f"xruns {m.xruns}, {session.outage_summary()}, peak load {m.rtf_peak:.2f}",
         file=sys.stderr,
     )
+    for path in recorded:
+        print(f"recorded {path}", file=sys.stderr)
+    for problem in problems:
+        print(f"live: {problem}", file=sys.stderr)
     return 0
+
+
+def parse_osc_address(text: str) -> tuple[str, int]:
+    """``--osc`` ``PORT`` or ``HOST:PORT`` → ``(host, port)``; the host defaults to ``127.0.0.1`` (this machine)."""
+    host, sep, port = text.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--osc {text!r}: expected PORT or HOST:PORT, e.g. 9000 or 0.0.0.0:9000")
+    return (host if sep and host else "127.0.0.1"), int(port)
 
 
 def _device_arg(text: str | None) -> int | str | None:
@@ -541,6 +569,16 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="audio back end: a JACK client of lincae's own (devices are JACK client names, e.g. system; the "
         "session rejoins a restarted server), PortAudio, or auto (JACK when a JACK server runs)",
+    )
+    p.add_argument("--record", metavar="OUT.wav", help="record what the outputs play (.wav float32 or .flac 24-bit)")
+    p.add_argument(
+        "--record-inputs", action="store_true", help="also record each source's input (OUT.input1.wav, ...)"
+    )
+    p.add_argument("--force", action="store_true", help="let --record replace existing files")
+    p.add_argument(
+        "--osc",
+        metavar="[HOST:]PORT",
+        help="serve OSC control on UDP PORT (on 127.0.0.1 unless HOST names another interface; see the README)",
     )
     p.set_defaults(handler=cmd_live)
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from lincae.engine.stream import StreamingEngine
     from lincae.io.live import LiveConfig, LiveSession
     from lincae.io.midi import MidiController
+    from lincae.io.osc import OscControl
     from lincae.io.programs import ProgramRecall
     from lincae.models.autoencoder import Autoencoder
     from lincae.render.files import RenderResult
@@ -156,6 +157,7 @@ class Rig:
         self.session: LiveSession | None = None
         self.midi: MidiController | None = None
         self.programs: ProgramRecall | None = None
+        self.osc: OscControl | None = None
 
     @property
     def num_sources(self) -> int:
@@ -224,10 +226,30 @@ class Rig:
         return session
 
     def stop(self) -> None:
-        """Stop the live session, if one runs (MIDI stays attached)."""
+        """Stop the live session, if one runs (MIDI stays attached); a recording is finished first."""
         session, self.session = self.session, None
         if session is not None:
             session.stop()
+
+    # ------------------------------------------------------------------ recording
+    def start_recording(self, path: str | Path, *, inputs: bool = False, force: bool = False) -> list[Path]:
+        """Record the live session's output into ``path`` (``.wav`` or ``.flac``, at the device rate), and
+        with ``inputs`` each source's input beside it (``OUT.input1.wav``, ...). Returns the files.
+
+        Raises ``ValueError`` (one line) when no session runs, a file exists (without ``force``), or a
+        folder is not writable; see :meth:`lincae.io.live.LiveSession.start_recording`.
+        """
+        if self.session is None:
+            raise ValueError("no live session runs: start one before recording")
+        return self.session.start_recording(path, inputs=inputs, force=force)
+
+    def stop_recording(self) -> list[Path]:
+        """Finish the recording, if one runs; returns the files written."""
+        return self.session.stop_recording() if self.session is not None else []
+
+    @property
+    def recording(self) -> bool:
+        return self.session is not None and bool(self.session.recorders)
 
     # ------------------------------------------------------------------ control
     def attach_midi(
@@ -269,6 +291,57 @@ class Rig:
         if port is not None:
             midi.watch(port)
         return midi
+
+    def start_osc(
+        self, host: str = "127.0.0.1", port: int = 9000, *, report: Callable[[str], None] = lambda line: None
+    ) -> OscControl:
+        """Serve OSC control on UDP ``host:port`` (see :mod:`lincae.io.osc` for the addresses): parameters,
+        program changes (the MIDI programs, else the shipped presets) and meters to subscribers. Bind another
+        interface than 127.0.0.1 only on purpose. :meth:`poll` applies what arrives. ``report`` receives
+        one line per program change.
+        """
+        from lincae.io.osc import OscControl
+        from lincae.io.programs import ProgramRecall
+
+        self.stop_osc()
+        if self.programs is None:
+            self.programs = ProgramRecall(self.registry, num_sources=self.num_sources)
+
+        def program(number: int) -> str:
+            assert self.programs is not None
+            line = self.programs.recall(number)
+            if self.programs.current is not None:
+                self.preset = self.programs.current
+            report(line)
+            return line
+
+        self.osc = OscControl(self.registry, host, port, status=self._osc_status, program=program)
+        return self.osc
+
+    def stop_osc(self) -> None:
+        """Stop serving OSC, if it runs."""
+        osc, self.osc = self.osc, None
+        if osc is not None:
+            osc.close()
+
+    def _osc_status(self) -> list[tuple[str, list[float]]]:
+        session = self.session
+        if session is None:
+            return []
+        m = session.engine.metrics
+        return [
+            ("/lincae/meters", [*m.input_peak_db, m.output_peak_db]),
+            ("/lincae/latency", [m.latency_ms, float(session.latency)]),
+            ("/lincae/load", [m.rtf_last, m.rtf_peak]),
+        ]
+
+    def poll(self) -> None:
+        """Apply what MIDI and OSC received since the last call; call it 50-100 times a second from the
+        control thread (the command's loop, the GUI's timer)."""
+        if self.midi is not None:
+            self.midi.poll()
+        if self.osc is not None:
+            self.osc.poll()
 
     def recall(self, preset: Preset) -> int:
         """Set every parameter to ``preset``'s values (defaults where it has none) and take its MIDI mappings.

@@ -5,6 +5,10 @@ and only reads the other's, so no lock is needed: in CPython an int assignment i
 writer publishes ``written`` only after the samples are in place. Neither side blocks or allocates
 arrays: a full ring overwrites the oldest samples (counted as overruns); reading past what has been
 written returns fewer samples, zero-filling the rest (counted as underruns).
+
+Two ways to read: ``read`` consumes in order and counts what it lost (the recorder's writer thread,
+:mod:`lincae.io.record`); ``read_at`` copies any span still held without consuming (the engine's
+worker, which counts lost input itself in ``EngineMetrics.input_overruns``).
 """
 
 from __future__ import annotations

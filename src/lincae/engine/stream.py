@@ -48,8 +48,10 @@ class EngineMetrics:
 
     Attributes:
         rtf_last, rtf_peak: worker compute time over the audio time of one step (1.0 = just real time).
-        latency_samples, latency_ms: declared input-to-output latency (the engine's, plus the audio
-            device's once a live session reports it in ``device_latency_samples``).
+        latency_samples: declared input-to-output latency in samples at ``latency_rate`` Hz: the engine's
+            (:attr:`StreamingEngine.latency`, at the model's rate), and once a live session runs, the
+            session's at the device rate (the engine's converted, the rate conversion's, and the device's
+            own, ``device_latency_samples``). :attr:`latency_ms` is derived from it.
         windows: windows processed; dropped_windows: windows skipped to catch up; dropouts: gaps.
         fallback_samples: output samples that came from the fallback instead of the decoder.
         input_overruns: input samples lost because the worker did not read them in time.
@@ -63,7 +65,7 @@ class EngineMetrics:
     rtf_last: float = 0.0
     rtf_peak: float = 0.0
     latency_samples: int = 0
-    latency_ms: float = 0.0
+    latency_rate: int = 44100
     device_latency_samples: int = 0
     windows: int = 0
     dropped_windows: int = 0
@@ -77,6 +79,11 @@ class EngineMetrics:
     mix_latents: np.ndarray | None = None
     plugin_errors: list[str] = field(default_factory=list)
     error: str = ""
+
+    @property
+    def latency_ms(self) -> float:
+        """:attr:`latency_samples` in milliseconds (for display)."""
+        return 1000.0 * self.latency_samples / self.latency_rate
 
 
 class StreamingEngine:
@@ -153,7 +160,7 @@ class StreamingEngine:
         self.max_block = max_block
         self.metrics = EngineMetrics(
             latency_samples=self.latency,
-            latency_ms=1000.0 * self.latency / mixer.sample_rate,
+            latency_rate=int(mixer.sample_rate),
             input_peak_db=[-200.0] * cfg.num_sources,
         )
         self._wake = threading.Event()
@@ -289,6 +296,7 @@ class StreamingEngine:
             self._advance_pre(mixer.window_end(k + n - 1))
             if n == 1:
                 if not self._read_window(mixer.window_end(k) - mixer.window):
+                    self._count_overrun(mixer.window_end(k) - mixer.window)
                     self._skip_to(newest)  # its input was overwritten while the worker was busy
                     continue
                 self._publish(k, mixer.process(k, self._window))
@@ -296,6 +304,7 @@ class StreamingEngine:
                 continue
             windows = np.empty((n, self.rows, mixer.window), np.float32)
             if not all(self._read_window(mixer.window_end(k + j) - mixer.window, windows[j]) for j in range(n)):
+                self._count_overrun(mixer.window_end(k) - mixer.window)
                 self._skip_to(newest)
                 continue
             out = mixer.process_many(k, windows)
@@ -315,6 +324,7 @@ class StreamingEngine:
             block = buf[:, :n]
             if not self.inputs.read_at(start, block):
                 block[...] = 0.0  # overwritten while the worker was behind: the window will be skipped
+                self.metrics.input_overruns += min(n, self.inputs.oldest() - start)
             for i, proc in self.pre.items():
                 rows = self._source_rows[i - 1]
                 block[rows] = self._run_chain(i, proc, np.ascontiguousarray(block[rows]))
@@ -385,6 +395,12 @@ class StreamingEngine:
         if count != len(self.metrics.plugin_errors):
             self.metrics.plugin_errors = [f"{e.plugin}: {e.message}" for p in procs for e in p.errors]
 
+    def _count_overrun(self, start: int) -> None:
+        """Count the input samples from ``start`` that the audio side overwrote before the worker read them."""
+        lost = min(self.mixer.window, self.processed.oldest() - max(start, 0))
+        if lost > 0:
+            self.metrics.input_overruns += lost
+
     def _read_window(self, start: int, into: np.ndarray | None = None) -> bool:
         w = self._window if into is None else into
         if start >= 0:
@@ -410,7 +426,6 @@ class StreamingEngine:
         m.rtf_peak = max(m.rtf_peak, m.rtf_last)
         m.latents = mixer.last_latents
         m.mix_latents = mixer.last_mix_latents
-        m.input_overruns = self.inputs.overruns
 
     def _skip_to(self, k: int) -> None:
         """Drop windows up to ``k``; window ``k`` will crossfade in from the fallback."""

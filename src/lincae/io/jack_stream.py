@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -34,9 +35,28 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["JackStream", "jack_available", "jack_period"]
+__all__ = ["JackStream", "jack_available", "jack_period", "route_jack_messages"]
 
 _CAPTURE, _PLAYBACK = 0, 1  # jack_latency_callback_mode_t
+
+log = logging.getLogger("lincae.jack")
+_routed = False
+
+
+def route_jack_messages() -> None:
+    """Send libjack's own messages (``Cannot connect to server socket``, ... which it prints on stderr,
+    into a terminal's status line) to the ``lincae.jack`` logger instead: errors at INFO, the rest at
+    DEBUG. The session reports what matters itself (device lost, outages). Process-wide; idempotent."""
+    global _routed
+    if _routed:
+        return
+    try:
+        import jack
+    except (ImportError, OSError):
+        return
+    jack.set_error_function(lambda message: log.info("libjack: %s", message))
+    jack.set_info_function(lambda message: log.debug("libjack: %s", message))
+    _routed = True
 
 
 def jack_period(client_name: str = "lincae-probe") -> int | None:
@@ -45,6 +65,7 @@ def jack_period(client_name: str = "lincae-probe") -> int | None:
         import jack
     except (ImportError, OSError):
         return None
+    route_jack_messages()
     try:
         client = jack.Client(client_name, no_start_server=True)
     except jack.JackOpenError:
@@ -83,6 +104,30 @@ def _latency(port: Any, mode: int) -> int:
         return 0
 
 
+_LatencyCallback = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p)
+
+
+def _libjack() -> Any:
+    """libjack through ctypes (JACK-Client does not wrap its latency API), or ``None``."""
+    name = ctypes.util.find_library("jack")
+    if name is None:
+        return None
+    lib = ctypes.CDLL(name)
+    lib.jack_port_get_latency_range.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(_Range)]
+    lib.jack_port_get_latency_range.restype = None
+    lib.jack_port_set_latency_range.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(_Range)]
+    lib.jack_port_set_latency_range.restype = None
+    lib.jack_set_latency_callback.argtypes = [ctypes.c_void_p, _LatencyCallback, ctypes.c_void_p]
+    lib.jack_set_latency_callback.restype = ctypes.c_int
+    return lib
+
+
+def _pointer(obj: Any) -> int:
+    import jack
+
+    return int(jack._ffi.cast("uintptr_t", obj._ptr))
+
+
 class JackStream:
     """A duplex audio stream on the running JACK server (see the module docstring).
 
@@ -96,6 +141,9 @@ class JackStream:
         finished_callback: called when the stream ends by itself (the server shut down).
         client_name: the JACK client's name.
         max_block: the longest period served (buffers are sized for it).
+        latency_frames: the stream's own latency from input to output in frames (the engine's, declared
+            by the session): JACK's latency callback adds it to the capture latency its outputs report
+            and the playback latency its inputs report, so hosts (Ardour, Carla) can line it up.
     """
 
     def __init__(
@@ -109,6 +157,7 @@ class JackStream:
         finished_callback: Callable[[], None] | None = None,
         client_name: str = "lincae",
         max_block: int = 8192,
+        latency_frames: int = 0,
     ) -> None:
         if dtype != "float32":
             raise ValueError(f"JACK streams carry float32 samples, not {dtype}")
@@ -122,6 +171,7 @@ class JackStream:
         self._in = np.zeros((max_block, channels[0]), np.float32)
         self._out = np.zeros((max_block, channels[1]), np.float32)
         self._client: Any = None
+        self._lib: Any = None
         self._inports: list[Any] = []
         self._outports: list[Any] = []
         self.errors = 0
@@ -132,6 +182,8 @@ class JackStream:
         self.latency: tuple[float, float] = (0.0, 0.0)
         self.port_names: tuple[list[str], list[str]] = ([], [])
         self.period = 0
+        self.latency_frames = int(latency_frames)
+        self._on_latency_c = _LatencyCallback(self._on_latency)  # kept alive as long as the client
 
     # ------------------------------------------------------------------ the process callback
     def _process(self, frames: int) -> None:
@@ -153,6 +205,25 @@ class JackStream:
             for port in outports:
                 port.get_array().fill(0.0)
 
+    def _on_latency(self, mode: int, arg: Any) -> None:
+        """JACK's latency callback (a non-real-time JACK thread): our ports' ranges are the other side's plus
+        :attr:`latency_frames` (capture: outputs from inputs; playback: inputs from outputs)."""
+        try:
+            lib = self._lib
+            ours, theirs = (self._outports, self._inports) if mode == _CAPTURE else (self._inports, self._outports)
+            rng = _Range()
+            lo, hi = None, 0
+            for port in theirs:
+                lib.jack_port_get_latency_range(_pointer(port), mode, ctypes.byref(rng))
+                lo = rng.min if lo is None else min(lo, rng.min)
+                hi = max(hi, rng.max)
+            rng.min = (lo or 0) + self.latency_frames
+            rng.max = hi + self.latency_frames
+            for port in ours:
+                lib.jack_port_set_latency_range(_pointer(port), mode, ctypes.byref(rng))
+        except Exception as e:  # never raise into JACK
+            self.last_error = f"latency callback: {type(e).__name__}: {e}"
+
     def _on_xrun(self, delay: float) -> None:
         self._xrun = True
 
@@ -166,6 +237,7 @@ class JackStream:
         """Connect to the JACK server, register and wire the ports, and start processing."""
         import jack
 
+        route_jack_messages()
         try:
             client = jack.Client(self.client_name, no_start_server=True)
         except jack.JackOpenError as e:
@@ -183,6 +255,9 @@ class JackStream:
             client.set_process_callback(self._process)
             client.set_xrun_callback(self._on_xrun)
             client.set_shutdown_callback(self._on_shutdown)
+            self._lib = _libjack()
+            if self._lib is not None:
+                self._lib.jack_set_latency_callback(_pointer(client), self._on_latency_c, None)
             self._client = client
             client.activate()
             self._active = True

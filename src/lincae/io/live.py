@@ -23,11 +23,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lincae.engine.stream import StreamingEngine
+from lincae.io.record import Recorder, check_record_path, input_path
 from lincae.io.resample import DuplexResampler
 
 SWITCH_INTERVAL = 0.0005
@@ -150,8 +152,13 @@ class LiveSession:
         self.callback_errors = 0
         self.reopens = 0
         self.device_losses = 0
-        self.lost_seconds = 0.0
+        self.lost_seconds = 0.0  # the gaps that ended (see outage_seconds)
+        self._lost_at: float | None = None  # when the current gap began (the supervisor's)
         self.backend = ""  # "jack" or "portaudio", once started
+        # Recordings fed by the callback: (recorder, first row, end row) of a source's input, or (recorder,
+        # -1, -1) for the output. Replaced as a whole (an atomic assignment); the callback reads it once.
+        self._taps: tuple[tuple[Recorder, int, int], ...] = ()
+        self.recording_errors: list[str] = []
 
     @property
     def resampler_latency(self) -> int:
@@ -187,6 +194,9 @@ class LiveSession:
                 self.engine.push(model_in)
                 self.engine.pull(model_out)
                 rs.to_device(model_out, out)
+            taps = self._taps
+            for recorder, lo, hi in taps:  # what is heard (lo < 0), or one source's device-rate input
+                recorder.feed(out if lo < 0 else rows[lo:hi])
             last = out.shape[0] - 1
             for o in range(outdata.shape[1]):
                 outdata[:, o] = out[min(o, last)]
@@ -219,7 +229,7 @@ class LiveSession:
 
             from lincae.io.jack_stream import JackStream
 
-            factory = partial(JackStream, max_block=cfg.max_block)
+            factory = partial(JackStream, max_block=cfg.max_block, latency_frames=self.through_latency)
             dev_in, dev_out = cfg.input_device, cfg.output_device
         self._stream = factory(
             device=(dev_in, dev_out),
@@ -250,12 +260,17 @@ class LiveSession:
         reported = getattr(self._stream, "latency", (0.0, 0.0))
         seconds = sum(reported) if isinstance(reported, tuple | list) else float(reported)
         device = round(seconds * self.device_rate)
-        rs = self._resampler
-        through = rs.delay(self.engine.latency) if rs is not None else self.engine.latency
         m = self.engine.metrics
         m.device_latency_samples = device
-        m.latency_samples = through + device
-        m.latency_ms = 1000.0 * m.latency_samples / self.device_rate
+        m.latency_samples = self.through_latency + device
+        m.latency_rate = self.device_rate
+
+    @property
+    def through_latency(self) -> int:
+        """Input-to-output latency in device-rate samples without the device's own: the engine's declared
+        latency (:attr:`StreamingEngine.latency`, converted to the device rate) and the rate conversion's."""
+        rs = self._resampler
+        return rs.delay(self.engine.latency) if rs is not None else self.engine.latency
 
     @property
     def port_names(self) -> tuple[list[str], list[str]]:
@@ -287,9 +302,18 @@ class LiveSession:
             if self._stream is not None:
                 self._stream.abort(ignore_errors=True)
 
+    @property
+    def outage_seconds(self) -> float:
+        """Seconds without audio because the device (or the JACK server) was gone, the current gap included."""
+        lost_at = self._lost_at
+        return self.lost_seconds + (time.monotonic() - lost_at if lost_at is not None else 0.0)
+
+    def outage_summary(self) -> str:
+        """``outages N (S s lost)``: how often the device went away and how long the audio stopped."""
+        return f"outages {self.device_losses} ({self.outage_seconds:.1f} s lost)"
+
     def _supervise(self) -> None:
         delay = self.config.reopen_backoff
-        lost_at: float | None = None
         while not self._stop.is_set():
             self._failed.wait(0.25)
             if self._stop.is_set():
@@ -299,8 +323,8 @@ class LiveSession:
             if not broken:
                 delay = self.config.reopen_backoff
                 continue
-            if lost_at is None:
-                lost_at = time.monotonic()
+            if self._lost_at is None:
+                self._lost_at = time.monotonic()
                 self.device_losses += 1
             self._close()
             self.status = f"device lost; reopening in {delay:.1f} s"
@@ -309,8 +333,8 @@ class LiveSession:
             try:
                 self._open()
                 self.reopens += 1
-                self.lost_seconds += time.monotonic() - lost_at
-                lost_at = None
+                self.lost_seconds += time.monotonic() - self._lost_at
+                self._lost_at = None
             except Exception as e:
                 self.status = f"device unavailable ({type(e).__name__}: {e}); retrying"
                 delay = min(delay * 2, self.config.reopen_backoff * 8)
@@ -348,7 +372,72 @@ class LiveSession:
         self._supervisor = threading.Thread(target=self._supervise, name="lincae-audio-supervisor", daemon=True)
         self._supervisor.start()
 
+    # ------------------------------------------------------------------ recording
+    def start_recording(self, path: str | Path, *, inputs: bool = False, force: bool = False) -> list[Path]:
+        """Record what the outputs play (the engine's output channels at the device rate) into ``path``
+        (``.wav``: float32; ``.flac``: 24-bit, encoded at stop), and with ``inputs`` each source's input
+        into ``OUT.input1.wav``, ... (see :mod:`lincae.io.record`). Every file is checked before any starts;
+        an existing one is only replaced with ``force``. Returns the files being written.
+        """
+        if self._taps:
+            raise ValueError(f"already recording to {self._taps[0][0].path}; stop that recording first")
+        targets: list[tuple[Path, int, int]] = [(Path(path), -1, -1)]
+        if inputs:
+            row = 0
+            for i, chans in enumerate(self.config.source_channels, start=1):
+                targets.append((input_path(path, i), row, row + len(chans)))
+                row += len(chans)
+        for p, _, _ in targets:
+            check_record_path(p, force)
+        started: list[tuple[Recorder, int, int]] = []
+        try:
+            for p, lo, hi in targets:
+                channels = self.engine.out_channels if lo < 0 else hi - lo
+                rec = Recorder(p, self.device_rate, channels, max_block=self.config.max_block, force=force)
+                started.append((rec, lo, hi))
+        except BaseException:
+            for rec, _, _ in started:
+                rec.stop()
+                rec.wav_path.unlink(missing_ok=True)
+            raise
+        self.recording_errors = []
+        self._taps = tuple(started)
+        return [rec.path for rec, _, _ in started]
+
+    def stop_recording(self) -> list[Path]:
+        """Stop recording and finish the files; returns those finished (failures go to
+        :attr:`recording_errors`)."""
+        taps, self._taps = self._taps, ()
+        done = []
+        for rec, _, _ in taps:
+            out = rec.stop()
+            if out is not None:
+                done.append(out)
+            if rec.error and rec.error not in self.recording_errors:
+                self.recording_errors.append(rec.error)
+        return done
+
+    @property
+    def recorders(self) -> list[Recorder]:
+        """The recordings running now (the output's first)."""
+        return [rec for rec, _, _ in self._taps]
+
+    def recording_problems(self) -> list[str]:
+        """One line per recording that stopped early or could not be finished (a full disk, ...)."""
+        return [r.error for r in self.recorders if r.error] + self.recording_errors
+
+    def _recording_status(self) -> str:
+        recs = self.recorders
+        errors = self.recording_problems()
+        if errors:
+            return f" | {errors[-1]}"
+        if not recs:
+            return ""
+        lost = sum(r.lost for r in recs)
+        return f" | rec {recs[0].seconds:.0f} s" + (f" ({lost} samples lost: the disk is slow)" if lost else "")
+
     def stop(self) -> None:
+        self.stop_recording()
         self._stop.set()
         self._failed.set()
         if self._supervisor is not None:
@@ -385,9 +474,11 @@ class LiveSession:
             err += f" | {len(m.plugin_errors)} plugin(s) bypassed: {m.plugin_errors[-1]}"
         if self.resample_underruns:
             err += f" | resampler short by {self.resample_underruns} samples"
+        err += self._recording_status()
         return (
             f"latency {m.latency_ms:.0f} ms | load {m.rtf_last:.2f} (peak {m.rtf_peak:.2f}) | "
-            f"dropouts {m.dropouts} | xruns {m.xruns} | in {levels} | out {_fmt_db(m.output_peak_db)}{extra}{err}"
+            f"dropouts {m.dropouts} | xruns {m.xruns} | {self.outage_summary()} | in {levels} | "
+            f"out {_fmt_db(m.output_peak_db)}{extra}{err}"
         )
 
 

@@ -8,20 +8,11 @@ loop, 50–100 Hz); ``poll`` swaps the pending values out under the lock, then a
 registry through the mappings (curves, ranges, 14-bit pairs, soft takeover), finishes a MIDI learn,
 reports program changes and, when a wanted port is configured, rescans for it.
 
-Who calls ``handle_message`` depends on ``use_callback``:
-
-* ``False`` (default): rtmidi's backend thread only queues messages in rtmidi's C++ ring buffer
-  (``queue_size`` messages) and ``poll`` drains it. No Python runs on the MIDI backend thread, which
-  on JACK is the client's *real-time process thread*.
-* ``True``: rtmidi calls ``handle_message`` on its backend thread (the classic ``ccstore`` setup).
-  That thread must take the GIL for every message; on JACK it is the real-time process thread, so
-  it stalls the JACK cycle while another Python thread holds the GIL. Worse, python-rtmidi 1.5.8
-  keeps the GIL in ``close_port``/``delete`` while ``jack_deactivate`` waits for a process thread
-  that is itself waiting for the GIL; JACK then cancels that thread and the process hangs or
-  crashes. In stress runs on a 2-core machine (40 open/close cycles each, a sender at ~5 kHz,
-  several runs in parallel) 7 of 28 callback-mode runs hung or segfaulted in ``close()`` (5 of 20
-  even with the mitigation below); 0 of 26 queue-mode runs did. :meth:`close` cancels the callback
-  and releases the GIL for 20 ms before closing, which makes this rarer but cannot rule it out.
+rtmidi's backend thread only queues messages in rtmidi's C++ ring buffer (``queue_size`` messages)
+and ``poll`` drains it into ``handle_message``: no Python runs on the MIDI backend thread, which on
+JACK is the client's *real-time process thread*. (An rtmidi callback instead would take the GIL on
+that thread for every message, stalling the JACK cycle, and python-rtmidi 1.5.8 keeps the GIL in
+``close_port`` while ``jack_deactivate`` waits for that thread: processes hung or crashed in close.)
 
 Everything but :meth:`~MidiController.handle_message` (and the read-only statistics) belongs to the
 control thread: call ``poll``, ``set_mappings``, ``learn``, ``open`` and ``close`` from one thread.
@@ -94,10 +85,7 @@ class MidiController:
             7-bit knob) or crosses it.
         rescan_interval: seconds between rescans for a wanted port that is not (or no longer) present.
         port_label: name of this client's own input port when opening a hardware port.
-        use_callback: deliver messages through an rtmidi callback on the MIDI thread instead of
-            draining rtmidi's queue in :meth:`poll` (see the module docstring for why the queue is the
-            default).
-        queue_size: capacity of rtmidi's input queue in messages (queue mode). 16384 holds about
+        queue_size: capacity of rtmidi's input queue in messages. 16384 holds about
             16 s of a busy 14-bit fader sent over USB; when full, rtmidi drops the newest messages.
 
     Example::
@@ -120,7 +108,6 @@ class MidiController:
         takeover_tolerance: float = 0.02,
         rescan_interval: float = 1.0,
         port_label: str = "in",
-        use_callback: bool = False,
         queue_size: int = 16384,
     ) -> None:
         if api is not None and api not in ("jack", "alsa"):
@@ -138,7 +125,6 @@ class MidiController:
         self.takeover_tolerance = float(takeover_tolerance)
         self.rescan_interval = float(rescan_interval)
         self.port_label = port_label
-        self.use_callback = bool(use_callback)
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1 message, got {queue_size}")
         self.queue_size = int(queue_size)
@@ -300,7 +286,7 @@ class MidiController:
     def handle_message(self, message: Sequence[int], delta: float = 0.0) -> bool:
         """Parse one raw MIDI message and store it for the next :meth:`poll`; never raises.
 
-        Runs on rtmidi's thread in callback mode, inside :meth:`poll` in queue mode, and may be fed
+        Runs inside :meth:`poll` (draining rtmidi's queue), and may be fed
         directly (tests, other transports). It accepts complete control
         changes (``0xBn cc value``) and program changes (``0xCn program``); everything else is
         counted in :attr:`ignored`.
@@ -362,7 +348,7 @@ class MidiController:
             return self._ignore("error")
 
     def _on_rtmidi(self, event: tuple[Sequence[int], float], data: object = None) -> None:
-        """One rtmidi event, ``(message, delta seconds)``, from the callback or the queue."""
+        """One rtmidi event, ``(message, delta seconds)``, from the queue."""
         try:
             message, delta = event
         except (TypeError, ValueError):
@@ -510,7 +496,7 @@ class MidiController:
             except rtmidi.RtMidiError as e:
                 errors.append(f"{name}: {e}")
                 continue
-            # Default filters: sysex, clock and active sensing never reach the callback (cheaper).
+            # Default filters: sysex, clock and active sensing never reach the queue (cheaper).
             midi_in.ignore_types(sysex=True, timing=True, active_sense=True)
             self._midi_in = midi_in
             api = midi_in.get_current_api()
@@ -575,7 +561,6 @@ class MidiController:
         self._wanted = None
         midi_in = self._client()
         midi_in.open_virtual_port(name)
-        self._start_delivery(midi_in)
         self._port_name, self._virtual = name, True
         return name
 
@@ -595,35 +580,23 @@ class MidiController:
         self._close_port()
         midi_in = self._client()
         midi_in.open_port(index, self.port_label)
-        self._start_delivery(midi_in)
         self._port_name, self._virtual = name, False
         self.last_error = None
         log.info("MIDI input connected to %s", name)
         if self.on_connection is not None:
             self.on_connection(name, True)
 
-    def _start_delivery(self, midi_in: Any) -> None:
-        """Callback mode: (re)install the callback (python-rtmidi's ``close_port`` cancels it)."""
-        if self.use_callback:
-            midi_in.set_callback(self._on_rtmidi)
-
     def _close_port(self) -> None:
         midi_in = self._midi_in
         if midi_in is not None and midi_in.is_port_open():
-            if self.use_callback:
-                midi_in.cancel_callback()
-                # A callback already on its way may be waiting for the GIL; let it finish before
-                # close_port/delete, which keep the GIL while JACK waits for that thread.
-                time.sleep(0.02)
-            else:
-                self._drain()
+            self._drain()
             midi_in.close_port()
         self._port_name, self._virtual = None, False
 
     def _drain(self) -> None:
-        """Queue mode: move what rtmidi queued into :meth:`handle_message` (at most one queue's worth)."""
+        """Move what rtmidi queued into :meth:`handle_message` (at most one queue's worth)."""
         midi_in = self._midi_in
-        if midi_in is None or self.use_callback:
+        if midi_in is None:
             return
         for _ in range(self.queue_size):
             event = midi_in.get_message()

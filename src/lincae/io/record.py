@@ -1,0 +1,250 @@
+"""Recording a live session to disk: the audio thread hands blocks to a preallocated ring, a writer thread
+writes them out.
+
+:class:`Recorder` is fed from the audio callback (:meth:`Recorder.feed`: a copy into a
+:class:`~lincae.engine.ringbuffer.RingBuffer` allocated up front; it never blocks, allocates or touches
+the disk). Its writer thread drains the ring every few tens of milliseconds into a float32 WAV file
+(the samples exactly as played, at the device rate) and rewrites the header's sizes every second, so
+the file on disk is a valid WAV of everything up to the last second whatever happens to the process.
+A ``.flac`` recording is written the same way into ``OUT.flac.partial.wav`` and encoded to FLAC (24-bit
+integer samples) when the recording stops; the FLAC file appears under its name only when complete,
+and if the process dies first the partial WAV is still a valid file.
+
+A write that fails (a full disk, a file-size limit) stops the recording with a one-line message in
+:attr:`Recorder.error`; the audio goes on. If the writer cannot keep up for longer than the ring holds
+(:data:`RING_SECONDS`), the oldest samples are lost and counted in :attr:`Recorder.lost`.
+
+An existing file is only replaced with ``force=True``.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import time
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from lincae.engine.ringbuffer import RingBuffer
+
+__all__ = ["RECORD_SUFFIXES", "RING_SECONDS", "Recorder", "WavWriter", "check_record_path", "input_path"]
+
+RECORD_SUFFIXES = (".wav", ".flac")
+RING_SECONDS = 8.0
+"""Seconds of audio the ring holds for a writer that is held up (a slow disk)."""
+HEADER_INTERVAL = 1.0
+"""Seconds between rewrites of the WAV header (the file on disk is valid up to the last one)."""
+DRAIN_INTERVAL = 0.05
+_WAV_LIMIT = 0xFFFFFFFF - 64  # RIFF sizes are 32-bit
+
+
+def check_record_path(path: str | os.PathLike[str], force: bool = False) -> Path:
+    """Validate a recording target before anything starts: suffix, existing file, writable folder."""
+    p = Path(path)
+    if p.suffix.lower() not in RECORD_SUFFIXES:
+        raise ValueError(f"{p}: a recording is .wav or .flac, not {p.suffix or 'a file without a suffix'}")
+    if (p.exists() or p.is_symlink()) and not force:
+        raise ValueError(f"{p}: already exists (pass --force to replace it)")
+    folder = p.parent if str(p.parent) else Path(".")
+    if not folder.is_dir():
+        raise ValueError(f"{p}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"{p}: folder {folder} is not writable")
+    return p
+
+
+def input_path(path: str | os.PathLike[str], source: int) -> Path:
+    """Where source ``source`` (from 1) of a recording ``path`` goes: ``OUT.wav`` → ``OUT.input1.wav``."""
+    p = Path(path)
+    return p.with_name(f"{p.stem}.input{source}{p.suffix}")
+
+
+class WavWriter:
+    """A float32 WAV file (``WAVE_FORMAT_IEEE_FLOAT``) that is valid on disk after each :meth:`sync`.
+
+    Args:
+        file: an open binary file, positioned at its start.
+        sample_rate: Hz.
+        channels: interleaved channels.
+    """
+
+    def __init__(self, file: BinaryIO, sample_rate: int, channels: int) -> None:
+        self.file = file
+        self.sample_rate = int(sample_rate)
+        self.channels = int(channels)
+        self.frames = 0
+        self.file.write(self._header())
+
+    def _header(self) -> bytes:
+        data = self.frames * self.channels * 4
+        fmt = struct.pack(
+            "<HHIIHHH",
+            3,
+            self.channels,
+            self.sample_rate,
+            self.sample_rate * self.channels * 4,
+            self.channels * 4,
+            32,
+            0,
+        )  # fmt: IEEE float, cbSize 0
+        fact = struct.pack("<I", self.frames)
+        body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"fact" + struct.pack("<I", 4) + fact
+        body += b"data" + struct.pack("<I", data)
+        return b"RIFF" + struct.pack("<I", len(body) + data) + body
+
+    @property
+    def bytes_written(self) -> int:
+        return len(self._header()) + self.frames * self.channels * 4
+
+    def write(self, block: np.ndarray) -> None:
+        """Append ``block`` ``(channels, n)`` float32 (raises ``OSError`` when the file cannot grow)."""
+        if self.bytes_written + block.size * 4 > _WAV_LIMIT:
+            raise OSError("a WAV file cannot exceed 4 GiB")
+        self.file.write(np.ascontiguousarray(block.T, dtype="<f4").tobytes())
+        self.frames += block.shape[-1]
+
+    def sync(self) -> None:
+        """Write the samples out and the header's sizes with them (the file is then valid as it stands)."""
+        self.file.flush()
+        end = self.file.tell()
+        self.file.seek(0)
+        self.file.write(self._header())
+        self.file.flush()
+        self.file.seek(end)
+
+
+class Recorder:
+    """Record ``(channels, n)`` blocks fed from the audio thread into ``path`` (``.wav`` or ``.flac``).
+
+    Args:
+        path: the file to write; checked at once (:func:`check_record_path`).
+        sample_rate: the device rate in Hz (the file's rate).
+        channels: channels per block.
+        max_block: the longest block :meth:`feed` gets.
+        force: replace an existing file.
+        label: how messages name this recording (default: the file name).
+
+    Attributes:
+        frames: frames written to the file so far.
+        lost: frames lost because the writer fell more than the ring behind.
+        error: the one-line reason the recording stopped early ("" while all is well).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        sample_rate: int,
+        channels: int,
+        *,
+        max_block: int = 8192,
+        force: bool = False,
+        label: str | None = None,
+    ) -> None:
+        self.path = check_record_path(path, force)
+        self.label = label or self.path.name
+        self.sample_rate = int(sample_rate)
+        self.channels = int(channels)
+        self.ring = RingBuffer(channels, int(RING_SECONDS * sample_rate) + max_block)
+        self._chunk = np.zeros((channels, min(self.ring.capacity, max(4096, sample_rate // 4))), np.float32)
+        self.flac = self.path.suffix.lower() == ".flac"
+        self.wav_path = self.path.with_name(self.path.name + ".partial.wav") if self.flac else self.path
+        self.frames = 0
+        self.error = ""
+        self._failed = False  # the writer gave up: feed() stops copying
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (0 if force or self.flac else os.O_EXCL)
+        try:
+            fd = os.open(self.wav_path, flags, 0o666)
+        except OSError as e:
+            raise ValueError(f"{self.wav_path}: cannot record ({e.strerror or e})") from None
+        self._file = os.fdopen(fd, "wb")
+        self._wav = WavWriter(self._file, self.sample_rate, self.channels)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lincae-recorder-{self.label}", daemon=True)
+        self._thread.start()
+
+    @property
+    def lost(self) -> int:
+        return self.ring.overruns
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive() and not self._failed
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.sample_rate
+
+    # ------------------------------------------------------------------ audio side
+    def feed(self, block: np.ndarray) -> None:
+        """Copy ``block`` ``(channels, n)`` into the ring (audio thread: never blocks or allocates arrays)."""
+        if not self._failed:
+            self.ring.write(block)
+
+    # ------------------------------------------------------------------ writer side
+    def _drain(self) -> None:
+        while self.ring.available:
+            n = min(self.ring.available, self._chunk.shape[-1])
+            got = self.ring.read(self._chunk[:, :n])
+            self._wav.write(self._chunk[:, :got])
+            self.frames = self._wav.frames
+
+    def _run(self) -> None:
+        last_sync = time.monotonic()
+        try:
+            while not self._stop.wait(DRAIN_INTERVAL):
+                self._drain()
+                if time.monotonic() - last_sync >= HEADER_INTERVAL:
+                    self._wav.sync()
+                    last_sync = time.monotonic()
+            self._drain()
+            self._wav.sync()
+        except OSError as e:
+            self._fail(e)
+
+    def _fail(self, e: OSError) -> None:
+        self._failed = True
+        why = e.strerror or str(e)
+        self.error = f"recording {self.label} stopped after {self.seconds:.1f} s: cannot write {self.wav_path} ({why})"
+        try:  # keep what is on disk readable: the header for the frames written so far
+            self._file.seek(0)
+            self._file.write(self._wav._header())
+            self._file.flush()
+        except OSError:
+            pass
+
+    def stop(self) -> Path | None:
+        """Write what is left and close the file (a FLAC recording is encoded now). Returns the file, or
+        ``None`` when it could not be finished (see :attr:`error`; a partial WAV is kept)."""
+        self._stop.set()
+        self._thread.join()
+        try:
+            self._file.close()
+        except OSError as e:
+            if not self._failed:
+                self._fail(e)
+        if self._failed:
+            return None
+        if self.flac:
+            return self._encode_flac()
+        return self.path
+
+    def _encode_flac(self) -> Path | None:
+        from lincae.io.audiofile import AtomicAudioWriter
+
+        try:
+            from pedalboard.io import AudioFile
+
+            with (
+                AudioFile(str(self.wav_path)) as src,
+                AtomicAudioWriter(self.path, self.sample_rate, self.channels, overwrite=True, bit_depth=24) as out,
+            ):
+                while src.tell() < src.frames:
+                    out.write(src.read(min(self.sample_rate * 10, src.frames - src.tell())))
+        except Exception as e:
+            self.error = f"recording {self.label}: cannot encode {self.path} ({e}); the audio is in {self.wav_path}"
+            return None
+        self.wav_path.unlink(missing_ok=True)
+        return self.path
