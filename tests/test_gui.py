@@ -523,31 +523,6 @@ def test_screenshot_of_the_main_window_with_audio_running_through_jack(
         w.shutdown()
 
 
-def test_app_main_opens_the_window_and_exits_cleanly(qapp, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from lincae_gui import app as gui_app
-    from PyQt6.QtCore import QTimer
-    from PyQt6.QtWidgets import QApplication
-
-    # the default QSettings (organisation/application names) land in tmp_path
-    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
-        QSettings.setPath(fmt, QSettings.Scope.UserScope, str(tmp_path))
-    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # main() installs its own; restored afterwards
-    seen: list[str] = []
-
-    def close_it() -> None:
-        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
-        seen.extend(w.windowTitle() for w in windows)
-        for w in windows:
-            w.close()
-        qapp.quit()
-
-    QTimer.singleShot(300, close_it)
-    assert gui_app.main(["--preset", "half-volume"]) == 0
-    assert seen and seen[0].startswith("lincae — ")
-    stored = QSettings("lincae", "lincae-gui")
-    assert stored.value("audio/block") is not None  # remembered on close
-
-
 def test_dark_and_light_palettes(qapp, window: MainWindow) -> None:  # type: ignore[no-untyped-def]
     from lincae_gui.theme import apply_theme, system_is_dark
     from PyQt6.QtGui import QPalette
@@ -648,3 +623,106 @@ def test_renders_run_on_their_own_model_copy_and_thread_count(
     assert worker.render_model.mixed_precision and not model.mixed_precision
     assert worker.threads == offline_threads() and torch.get_num_threads() == before
     dialog.close()
+
+
+def test_osc_is_off_by_default_serves_the_rig_and_follows_it_to_a_new_one(
+    window: MainWindow, qtbot, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("pythonosc")
+    from pythonosc.udp_client import SimpleUDPClient
+
+    panel = window.osc_panel
+    assert not panel.enable_box.isChecked() and window.rig.osc is None
+    panel.address_edit.setText("no-port-here")
+    panel.enable_box.setChecked(True)
+    assert not panel.enable_box.isChecked() and window.rig.osc is None
+    assert window.last_error.startswith("OSC: OSC address 'no-port-here': expected PORT or HOST:PORT")
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:  # a free UDP port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    panel.address_edit.setText(f"127.0.0.1:{port}")
+    panel.enable_box.setChecked(True)
+    assert panel.enable_box.isChecked() and window.rig.osc is not None, window.last_error
+    SimpleUDPClient(*window.rig.osc.address).send_message("/lincae/master/gain", -6.0)
+    qtbot.waitUntil(lambda: window.registry.get("master.gain_db") == -6.0, timeout=5000)  # the GUI's timer polls
+    assert window.controls["master.gain_db"].value() == -6.0
+    old = window.rig
+    assert window.load_preset("half-volume"), window.last_error  # a new rig: the server moves to it
+    assert window.rig is not old and old.osc is None and window.rig.osc is not None
+    assert window.rig.osc.address == ("127.0.0.1", port)
+    SimpleUDPClient(*window.rig.osc.address).send_message("/lincae/dry_wet", 25.0)
+    qtbot.waitUntil(lambda: window.registry.get("mix.dry_wet") == 25.0, timeout=5000)
+    panel.enable_box.setChecked(False)
+    assert window.rig.osc is None and panel.address_edit.isEnabled()
+
+
+def test_record_button_records_the_live_output_into_the_chosen_file(
+    qtbot, settings, jack_server, tiny_model_dir, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from PyQt6.QtWidgets import QFileDialog
+
+    w = MainWindow(settings, engine_config=EngineConfig(sources=[1], **ENGINE), popups=False)
+    qtbot.addWidget(w)
+    rec = w.record
+    try:
+        assert not rec.record_button.isEnabled()  # no session yet
+        rec.toggle()
+        assert "start audio before recording" in w.last_error
+        w.refresh_devices(rescan=False)
+        w.select_device(w.input_combo, "system")
+        w.select_device(w.output_combo, "system")
+        w.model_edit.setText(str(tiny_model_dir))
+        with qtbot.waitSignal(w.session_started, timeout=30000):
+            w.start_button.click()
+        assert rec.record_button.isEnabled() and rec.time_label.text() == ""
+        take = tmp_path / "take.wav"
+        # the chooser (a modal dialog offscreen: its answer is given here) picks the file when none is set
+        monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp_path / "take"), ""))
+        rec.record_button.click()
+        assert w.rig.recording, w.last_error
+        assert rec.path_edit.text() == str(take) and rec.record_button.text() == "■ Stop recording"
+        qtbot.waitUntil(lambda: w.rig.session.recorders[0].seconds >= 1.0, timeout=20000)
+        qtbot.waitUntil(lambda: rec.time_label.text().startswith("REC 0:0") and rec.time_label.text() != "REC 0:00")
+        rec.record_button.click()
+        assert not w.rig.recording and rec.time_label.text() == "" and rec.record_button.text() == "● Record"
+        audio = read_audio(take, 44100)
+        assert audio.shape[-1] >= 44100 and f"Recorded {take}" in w.statusBar().currentMessage()
+        # a typed path that exists is not replaced; the chooser's confirmation replaces it
+        rec.set_path(take)
+        rec.record_button.click()
+        assert not w.rig.recording and "Cannot record" in w.last_error and "exists" in w.last_error
+        rec.set_path(take, confirmed=True)
+        rec.record_button.click()
+        assert w.rig.recording, w.last_error
+        w.stop_button.click()  # stopping audio finishes the recording
+        assert not w.rig.recording and not rec.record_button.isEnabled() and take.stat().st_size > 44
+    finally:
+        w.shutdown()
+
+
+# Last: quitting the application leaves Qt's event loops returning at once, so later waits would fail.
+def test_app_main_opens_the_window_and_exits_cleanly(qapp, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from lincae_gui import app as gui_app
+    from PyQt6.QtCore import QTimer
+    from PyQt6.QtWidgets import QApplication
+
+    # the default QSettings (organisation/application names) land in tmp_path
+    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
+        QSettings.setPath(fmt, QSettings.Scope.UserScope, str(tmp_path))
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # main() installs its own; restored afterwards
+    seen: list[str] = []
+
+    def close_it() -> None:
+        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+        seen.extend(w.windowTitle() for w in windows)
+        for w in windows:
+            w.close()
+        qapp.quit()
+
+    QTimer.singleShot(300, close_it)
+    assert gui_app.main(["--preset", "half-volume"]) == 0
+    assert seen and seen[0].startswith("lincae — ")
+    stored = QSettings("lincae", "lincae-gui")
+    assert stored.value("audio/block") is not None  # remembered on close

@@ -29,7 +29,16 @@ from typing import Any
 
 from PyQt6.QtCore import QByteArray, QSettings, Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QAction, QCloseEvent, QKeySequence
-from PyQt6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QVBoxLayout, QWidget
+from PyQt6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from lincae.engine.config import EngineConfig
 from lincae.engine.params import ParameterRegistry
@@ -39,7 +48,9 @@ from lincae_gui.latent_panel import LatentPanel
 from lincae_gui.midi_learn import MidiLearn
 from lincae_gui.mixer_panel import MixerPanel
 from lincae_gui.model_loader import ModelLoader, describe, load_model
+from lincae_gui.osc_panel import OscPanel
 from lincae_gui.preset_actions import PresetActions
+from lincae_gui.record_panel import RecordPanel
 from lincae_gui.setup_panel import SetupPanel, select_device
 from lincae_gui.threads import keep_alive
 from lincae_gui.widgets import ParamControl
@@ -132,6 +143,17 @@ class MainWindow(PresetActions, MidiLearn, QMainWindow):
         root.setContentsMargins(8, 8, 8, 4)
         self.setup = SetupPanel()
         root.addWidget(self.setup)
+        self.record = RecordPanel(lambda: self.rig, self.settings)
+        self.osc_panel = OscPanel(lambda: self.rig, self.settings)
+        for panel in (self.record, self.osc_panel):
+            panel.error.connect(self.show_error)
+            panel.info.connect(self.show_info)
+        session_row = QHBoxLayout()
+        session_row.setContentsMargins(4, 0, 4, 0)
+        session_row.addWidget(self.record, 1)
+        session_row.addSpacing(16)
+        session_row.addWidget(self.osc_panel)
+        root.addLayout(session_row)
         self.mixer = MixerPanel()
         root.addWidget(self.mixer, 0)
         self.latent = LatentPanel()
@@ -181,6 +203,7 @@ class MainWindow(PresetActions, MidiLearn, QMainWindow):
         self.act_start = self._action(audio_menu, "&Start", "F5", self.start)
         self.act_stop = self._action(audio_menu, "S&top", "Shift+F5", self.stop)
         self.act_load_model = self._action(audio_menu, "&Load model", "Ctrl+L", lambda: self.load_model())
+        self.act_record = self._action(audio_menu, "&Record / stop recording", "Ctrl+Shift+R", self.record.toggle)
         midi_menu = bar.addMenu("&MIDI")
         self.act_cancel_learn = self._action(midi_menu, "&Cancel MIDI learn", "Esc", self.cancel_learn)
         self._action(midi_menu, "&Forget all mappings", None, self.forget_all)
@@ -261,10 +284,12 @@ class MainWindow(PresetActions, MidiLearn, QMainWindow):
 
     def _use_rig(self, rig: Rig, midi: Any = None) -> None:
         """Make ``rig`` the window's: bind the panels to its registry and hand it the MIDI controller."""
-        midi = midi if midi is not None else self.rig.midi
+        old = getattr(self, "rig", rig)
+        midi = midi if midi is not None else old.midi
         if self._unsubscribe is not None:
             self._unsubscribe()
         self.rig = rig
+        self.osc_panel.follow(old, rig)
         self._unsubscribe = rig.registry.subscribe(self._registry_listener)
         self.controls = {}
         for control in self.mixer.bind(rig.registry, rig.num_sources):
@@ -451,6 +476,7 @@ class MainWindow(PresetActions, MidiLearn, QMainWindow):
     def _update_run_state(self) -> None:
         running, loading = self.rig.running, self._loader is not None
         self.setup.set_running(running, loading)
+        self.record.refresh()
         self.act_start.setEnabled(not running)
         self.act_stop.setEnabled(running)
         if not loading:
@@ -469,6 +495,7 @@ class MainWindow(PresetActions, MidiLearn, QMainWindow):
         if engine is None:
             return
         m = engine.metrics
+        self.record.refresh()
         self.mixer.show_metrics(m)
         self.latent.show_metrics(m)
         if len(m.plugin_errors) > self._shown_plugin_errors:  # a plugin was bypassed; the audio goes on
@@ -543,6 +570,7 @@ class MainWindow(PresetActions, MidiLearn, QMainWindow):
             self.save_settings()
         except Exception:
             log.exception("saving settings")
+        self.rig.stop_osc()
         if self.midi is not None:
             try:
                 self.midi.close()

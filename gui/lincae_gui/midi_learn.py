@@ -99,14 +99,12 @@ class MidiLearn:
             self.show_error("MIDI", describe(e))
 
     def poll_midi(self) -> None:
-        """Apply pending MIDI (timer slot; also called directly by tests)."""
-        if self.midi is None:
-            return
+        """Apply pending MIDI and OSC (:meth:`Rig.poll`; timer slot, also called directly by tests)."""
         try:
-            self.midi.poll()
+            self.rig.poll()
         except Exception as e:
             self.midi_timer.stop()
-            self.show_error("MIDI", f"{describe(e)} (MIDI polling stopped; choose the port again)")
+            self.show_error("MIDI", f"{describe(e)} (MIDI and OSC polling stopped; choose the port again)")
 
     def toggle_learn(self, name: str) -> None:
         """Arm MIDI learn for ``name`` (or cancel it when it is already armed for ``name``)."""
