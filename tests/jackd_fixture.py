@@ -255,7 +255,7 @@ def running_jack_server(log_dir: Path, sample_rate: int = 44100, period: int = 2
                     pytest.skip("JACK: too many servers already active on this machine (JACK allows 8)")
                 raise RuntimeError(f"no free JACK server name among {NAME_POOL}; logs in {log_dir}")
             time.sleep(0.2)
-    name, process = server.name, server.process
+    name = server.name
     old = os.environ.get("JACK_DEFAULT_SERVER")
     try:
         # PortAudio lets go of the previous server (still running, if any) and rescans on this one.
@@ -267,7 +267,7 @@ def running_jack_server(log_dir: Path, sample_rate: int = 44100, period: int = 2
         with contextlib.suppress(Exception):
             if _portaudio_loaded() and sys.modules["sounddevice"]._initialized > 0:
                 sys.modules["sounddevice"]._terminate()
-        _stop(process)
+        _stop(server.process)  # the server running now: a test may have restarted it (JackServer.restart)
         if old is None:
             os.environ.pop("JACK_DEFAULT_SERVER", None)
         else:

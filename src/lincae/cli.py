@@ -402,6 +402,13 @@ def cmd_live(args: argparse.Namespace) -> int:
         sample_rate=args.rate or model.sample_rate,
         backend=args.backend,
     )
+    if args.record_inputs and not args.record:
+        raise ValueError("--record-inputs records beside --record OUT.wav: give --record too")
+    if args.record:  # before the audio starts: a file that exists or a folder that is missing ends it here
+        from lincae.io.record import check_record_path, input_path
+
+        for path in [args.record, *(input_path(args.record, i + 1) for i in range(len(sources)) if args.record_inputs)]:
+            check_record_path(path, args.force)
     midi = None
     if args.midi:
         programs = [p.strip() for p in args.programs.split(",")] if args.programs else None
