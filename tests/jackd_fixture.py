@@ -170,7 +170,7 @@ def _served(name: str) -> bool:
     env = dict(os.environ, JACK_DEFAULT_SERVER=name)
     try:
         return subprocess.run(["jack_lsp"], env=env, capture_output=True, timeout=10).returncode == 0
-    except subprocess.TimeoutExpired:  # a server of another session, stalled (a test of its own stopped it)
+    except subprocess.TimeoutExpired:  # a server of that name runs but is too busy to answer: taken
         return True
 
 

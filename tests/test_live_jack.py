@@ -52,7 +52,10 @@ def test_a_killed_and_restarted_server_is_reported_as_an_outage(jack_server, tmp
     model = make_tiny_model().save_pretrained(tmp_path / "tiny")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
     cmd = [sys.executable, "-m", "lincae", "live", "--input", "system", "--output", "system", "--model", str(model)]
-    proc = subprocess.Popen([*cmd, "--duration", "9"], env=env, stderr=subprocess.PIPE, text=True)
+    take = tmp_path / "take.wav"  # a recording runs through the outage
+    proc = subprocess.Popen(
+        [*cmd, "--duration", "9", "--record", str(take)], env=env, stderr=subprocess.PIPE, text=True
+    )
     try:
         assert wait_until(lambda: "lincae:out_1" in jack_server.ports(), timeout=60)
         time.sleep(1.0)
@@ -67,5 +70,10 @@ def test_a_killed_and_restarted_server_is_reported_as_an_outage(jack_server, tmp
     assert lost is not None and float(lost.group(1)) >= 1.5, summary
     status = [part for line in err.splitlines() for part in line.split("\r") if part.startswith("latency")]
     assert any("outages 1 (" in s for s in status), status[-3:]
+    assert f"recorded {take}" in err
+    from pedalboard.io import AudioFile
+
+    with AudioFile(str(take)) as f:  # a valid file, holding audio from before and after the outage
+        assert f.samplerate == 44100 and f.frames >= 44100 * 3
     # libjack's own messages (Cannot connect to server socket, JackSocketClientChannel...) stay off the terminal
     assert not re.search(r"Cannot |Jack[A-Z]|jack server|Server is not running|CheckRes", err), err[-3000:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from lincae.engine.config import EngineConfig
 from lincae.engine.offline import render
 from lincae.engine.params import ParameterRegistry, mixer_parameters
 from lincae.io.audiofile import read_audio, write_audio
+from lincae.io.live import wait_until
 from lincae.io.mapping import MidiMapping
 from lincae.presets import Preset
 from lincae.rig import Rig, file_sources, parse_pre_args
@@ -139,3 +141,21 @@ def test_a_midi_controller_moves_to_the_rig_that_replaces_another() -> None:
         midi.rebind(first.registry, [MidiMapping("post.0.gain.gain_db", cc=20)])
     assert midi.registry is second.registry  # unchanged
     midi.close()
+
+
+def test_recording_needs_a_session_and_osc_drives_the_registry_without_one(tmp_path: Path) -> None:
+    rig = Rig(make_tiny_model(), [1], engine=ENGINE)
+    with pytest.raises(ValueError, match="no live session runs"):
+        rig.start_recording(tmp_path / "set.wav")
+    assert rig.stop_recording() == [] and not rig.recording and not (tmp_path / "set.wav").exists()
+    builder = pytest.importorskip("pythonosc.osc_message_builder", reason="python-osc is in the audio extra")
+    osc = rig.start_osc(port=0)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            msg = builder.OscMessageBuilder("/lincae/master/gain")
+            msg.add_arg(-9.0)
+            s.sendto(msg.build().dgram, osc.address)
+            assert wait_until(lambda: (rig.poll(), rig.registry.get("master.gain_db") == -9.0)[1], timeout=5)
+    finally:
+        rig.stop_osc()
+    assert rig.osc is None

@@ -3,12 +3,15 @@
 ``lincae live``, ``lincae render`` and the GUI translate their arguments and widgets into a :class:`Rig`;
 it holds the effect-chain specs, builds the chains with the load-error policy, owns the parameter
 registry (the mixer's parameters and the chains'), builds the latent mixer and the streaming engine,
-runs a live session, attaches MIDI (mappings and program changes), renders files, and turns its state
-back into a preset::
+runs a live session, records it, attaches MIDI (mappings and program changes) and OSC, renders files,
+and turns its state back into a preset::
 
     rig = Rig(model, sources=[2], preset=load_preset("stage-reverb"), on_load_error="bypass")
     session = rig.start_live(LiveConfig(source_channels=((1, 2),)))
     rig.attach_midi(port="nanoKONTROL")                  # mappings, soft takeover, program changes
+    rig.start_osc("127.0.0.1", 9000)                     # OSC control, meters to subscribers
+    rig.start_recording("set.wav", inputs=True)          # the set, and each source's input
+    rig.poll()                                           # 50-100 Hz from the control loop: MIDI and OSC
     ...
     rig.render(["song.wav"], "song-lincae.wav")           # the same mix offline, chains included
     rig.to_preset("my take").save("take.json")

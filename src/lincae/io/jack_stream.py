@@ -40,23 +40,31 @@ __all__ = ["JackStream", "jack_available", "jack_period", "route_jack_messages"]
 _CAPTURE, _PLAYBACK = 0, 1  # jack_latency_callback_mode_t
 
 log = logging.getLogger("lincae.jack")
-_routed = False
+_routing = 0  # sessions that asked for libjack's messages to go to the logger
 
 
-def route_jack_messages() -> None:
-    """Send libjack's own messages (``Cannot connect to server socket``, ... which it prints on stderr,
-    into a terminal's status line) to the ``lincae.jack`` logger instead: errors at INFO, the rest at
-    DEBUG. The session reports what matters itself (device lost, outages). Process-wide; idempotent."""
-    global _routed
-    if _routed:
-        return
+def route_jack_messages(on: bool) -> None:
+    """While ``on`` (counted: each ``True`` needs its ``False``), libjack's own messages (``Cannot connect to
+    server socket``, ... which it prints on stderr, into a terminal's status line) go to the ``lincae.jack``
+    logger instead: errors at INFO, the rest at DEBUG. A live session routes them while it runs, outages
+    included; it reports what matters itself (device lost, outages).
+
+    Process-wide, and the logger runs Python in JACK's threads: outside a session libjack's default
+    (stderr, no Python) is restored, so that python-rtmidi, which keeps the GIL while it closes its JACK
+    client, never waits for a thread that waits for the GIL to log.
+    """
+    global _routing
     try:
         import jack
     except (ImportError, OSError):
         return
-    jack.set_error_function(lambda message: log.info("libjack: %s", message))
-    jack.set_info_function(lambda message: log.debug("libjack: %s", message))
-    _routed = True
+    _routing = max(0, _routing + (1 if on else -1))
+    if on and _routing == 1:
+        jack.set_error_function(lambda message: log.info("libjack: %s", message))
+        jack.set_info_function(lambda message: log.debug("libjack: %s", message))
+    elif not on and _routing == 0:
+        jack.set_error_function(None)
+        jack.set_info_function(None)
 
 
 def jack_period(client_name: str = "lincae-probe") -> int | None:
@@ -65,7 +73,6 @@ def jack_period(client_name: str = "lincae-probe") -> int | None:
         import jack
     except (ImportError, OSError):
         return None
-    route_jack_messages()
     try:
         client = jack.Client(client_name, no_start_server=True)
     except jack.JackOpenError:
@@ -237,7 +244,6 @@ class JackStream:
         """Connect to the JACK server, register and wire the ports, and start processing."""
         import jack
 
-        route_jack_messages()
         try:
             client = jack.Client(self.client_name, no_start_server=True)
         except jack.JackOpenError as e:

@@ -8,7 +8,9 @@ device reports. When the device runs at another rate than the model, a windowed-
 and the output back after ``pull``; its delay is part of the declared latency. A supervisor thread
 watches the stream: when the device errors or disappears it is reported in :attr:`LiveSession.status`
 and reopened with back-off, without blocking the caller; :attr:`LiveSession.device_losses` and
-:attr:`LiveSession.lost_seconds` count the gaps.
+:attr:`LiveSession.lost_seconds` count the gaps (:meth:`LiveSession.outage_summary`).
+:meth:`LiveSession.start_recording` records what the outputs play (and each source's input) through
+:mod:`lincae.io.record`: the callback only copies into preallocated rings.
 
 Back ends (``LiveConfig.backend``): on a running JACK server the stream is a JACK client of its own
 (:class:`lincae.io.jack_stream.JackStream`), which survives the server going away and comes back when
@@ -155,6 +157,7 @@ class LiveSession:
         self.lost_seconds = 0.0  # the gaps that ended (see outage_seconds)
         self._lost_at: float | None = None  # when the current gap began (the supervisor's)
         self.backend = ""  # "jack" or "portaudio", once started
+        self._routing_jack = False
         # Recordings fed by the callback: (recorder, first row, end row) of a source's input, or (recorder,
         # -1, -1) for the output. Replaced as a whole (an atomic assignment); the callback reads it once.
         self._taps: tuple[tuple[Recorder, int, int], ...] = ()
@@ -356,10 +359,12 @@ class LiveSession:
             gc.collect()
             gc.freeze()
         self.engine.start()
+        self._route_jack(self.backend == "jack")
         try:
             self._open()
         except Exception as e:
             self.engine.stop()
+            self._route_jack(False)
             self._restore_interpreter()
             if isinstance(e, (ValueError, OSError)):
                 raise
@@ -444,9 +449,19 @@ class LiveSession:
             self._supervisor.join(5.0)
             self._supervisor = None
         self._close()
+        self._route_jack(False)
         self.engine.stop()
         self._restore_interpreter()
         self.status = "stopped"
+
+    def _route_jack(self, on: bool) -> None:
+        """libjack's messages to the logger while this session runs on JACK (see ``route_jack_messages``)."""
+        if on == self._routing_jack:
+            return
+        from lincae.io.jack_stream import route_jack_messages
+
+        route_jack_messages(on)
+        self._routing_jack = on
 
     def _restore_interpreter(self) -> None:
         """Undo :meth:`start`'s switch interval and garbage-collector freeze."""

@@ -50,6 +50,7 @@ MAX_RATE = 2000
 LOG_INTERVAL = 5.0
 SUBSCRIPTION_S = 60.0
 MAX_SUBSCRIBERS = 8
+MAX_QUERIES = 256  # queries waiting for the next poll
 _SOURCE = re.compile(r"^/lincae/source/(\d+)/(gain|mute|solo|invert)$")
 _FIELD = {"gain": "gain_db", "mute": "mute", "solo": "solo", "invert": "invert"}
 _FIXED = {"/lincae/master/gain": "master.gain_db", "/lincae/dry_wet": "mix.dry_wet"}
@@ -110,7 +111,7 @@ class OscControl:
         self.max_rate = int(max_rate)
         self.ignored: Counter[str] = Counter()
         self.received = 0
-        self.reports: list[str] = []  # program recalls since the last poll's caller took them
+        self.reports: list[str] = []  # the last 20 program recalls, one line each
         self.current_program = -1
         self._lock = threading.Lock()
         self._pending: dict[str, float] = {}
@@ -168,7 +169,8 @@ class OscControl:
             if address == "/lincae/program":
                 if not args:
                     with self._lock:
-                        self._queries.append((client, address, ""))
+                        if len(self._queries) < MAX_QUERIES:
+                            self._queries.append((client, address, ""))
                     return
                 value, why = _number(args)
                 if value is None or value != int(value) or not 0 <= value <= 127:
@@ -184,7 +186,7 @@ class OscControl:
                 return
             if not args:
                 with self._lock:
-                    if len(self._queries) < 256:
+                    if len(self._queries) < MAX_QUERIES:
                         self._queries.append((client, address, name))
                 return
             value, why = _number(args)
@@ -216,7 +218,7 @@ class OscControl:
         for program in programs:
             if self.program is not None:
                 self.current_program = program
-                self.reports.append(self.program(program))
+                self.reports = [*self.reports[-19:], self.program(program)]
         written = {}
         for name, value in pending.items():
             try:
