@@ -166,7 +166,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def _served(name: str) -> bool:
-    """Whether a JACK server called ``name`` answers."""
+    """Whether a JACK server called ``name`` answers (or holds the name without answering in time)."""
     env = dict(os.environ, JACK_DEFAULT_SERVER=name)
     try:
         return subprocess.run(["jack_lsp"], env=env, capture_output=True, timeout=10).returncode == 0

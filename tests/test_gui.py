@@ -426,15 +426,25 @@ def test_a_presets_chains_run_live_and_a_plugin_that_fails_to_load_is_reported(
         saved = w.current_preset()
         assert "post.0.gain.gain_db" in saved.parameters
         assert saved.post == Preset.load(tmp_path / "chained.json").post
+        # a preset loaded while audio runs is recalled into the running rig: values and mappings change,
+        # the sources and the running chains stay (as with a program change); one for 2 sources is refused
+        rig = w.rig
+        Preset(name="plain", engine=EngineConfig(sources=[1], **ENGINE), parameters={"mix.dry_wet": 30.0}).save(
+            tmp_path / "plain.json"
+        )
+        assert w.load_preset(tmp_path / "plain.json"), w.last_error
+        assert w.rig is rig and w.rig.preset.name == "plain" and w.controls["mix.dry_wet"].value() == 30.0
+        assert w.rig.post_spec == saved.post and w.registry.get("post.0.gain.gain_db") == -6.0  # its default
+        assert "running effect chains stay" in w.statusBar().currentMessage()
+        assert not w.load_preset("two-inputs") and "stop audio first" in w.last_error
         w.stop_button.click()
         # After the live run the registry holds the chain's parameters; a render from the window takes them
         # (it used to fail with "unknown parameter(s)") and skips the missing plugin file only when live.
         src = write_audio(tmp_path / "in.wav", (0.1 * np.ones((1, 8000))).astype(np.float32), 44100)
-        preset = w.current_preset()
-        preset.post = preset.post[:1]  # the render refuses the missing VST3 file; keep the gain
-        w.preset = preset
         dialog = w.open_render_dialog()
         qtbot.addWidget(dialog)
+        assert dialog.preset == w.rig.to_preset()
+        dialog.preset.post = dialog.preset.post[:1]  # the render refuses the missing VST3 file; keep the gain
         dialog.add_inputs([src])
         dialog.output_edit.setText(str(tmp_path / "after-live.wav"))
         with qtbot.waitSignal(dialog.finished_render, timeout=60000) as blocker:
@@ -478,7 +488,13 @@ def test_screenshot_of_the_main_window_with_audio_running_through_jack(
         w.controls["mix.dry_wet"].set_value(80.0)
         with qtbot.waitSignal(w.session_started, timeout=30000):
             w.start_button.click()  # loads the model on a worker thread, then starts
-        assert w.session is not None, w.last_error
+        assert w.session is not None and w.session is w.rig.session, w.last_error
+        assert w.engine is w.rig.engine and w.rig.model is w.model
+        import torch
+
+        from lincae.rig import LIVE_THREADS
+
+        assert torch.get_num_threads() == LIVE_THREADS  # the live worker's count, as lincae live sets it
         player = _tone_player(jack_server)
         try:
             for port in w.session.port_names[0][:1]:
@@ -502,34 +518,9 @@ def test_screenshot_of_the_main_window_with_audio_running_through_jack(
         qtbot.waitUntil(lambda: any(e.startswith("⚠ device lost") for e in w.audio_events), timeout=10000)
         qtbot.waitUntil(lambda: w.session.reopens >= 1 and w.run_label.text() == "running", timeout=10000)
         w.stop_button.click()
-        assert w.session is None and w.run_label.text() == "stopped"
+        assert w.session is None and w.rig.session is None and w.run_label.text() == "stopped"
     finally:
         w.shutdown()
-
-
-def test_app_main_opens_the_window_and_exits_cleanly(qapp, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from lincae_gui import app as gui_app
-    from PyQt6.QtCore import QTimer
-    from PyQt6.QtWidgets import QApplication
-
-    # the default QSettings (organisation/application names) land in tmp_path
-    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
-        QSettings.setPath(fmt, QSettings.Scope.UserScope, str(tmp_path))
-    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # main() installs its own; restored afterwards
-    seen: list[str] = []
-
-    def close_it() -> None:
-        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
-        seen.extend(w.windowTitle() for w in windows)
-        for w in windows:
-            w.close()
-        qapp.quit()
-
-    QTimer.singleShot(300, close_it)
-    assert gui_app.main(["--preset", "half-volume"]) == 0
-    assert seen and seen[0].startswith("lincae — ")
-    stored = QSettings("lincae", "lincae-gui")
-    assert stored.value("audio/block") is not None  # remembered on close
 
 
 def test_dark_and_light_palettes(qapp, window: MainWindow) -> None:  # type: ignore[no-untyped-def]
@@ -566,3 +557,172 @@ def test_the_preset_menu_shows_each_presets_latency_for_the_block(window: MainWi
         f"{p.name}  ({p.cost()})" for p in engine_profiles(block)
     ]
     assert all(a.toolTip() for a in window.shipped_menu.actions())
+
+
+def test_the_window_is_a_view_of_its_rig(window: MainWindow, tmp_path: Path) -> None:
+    """Controls, MIDI, presets and the sources box all act on ``window.rig``; what is saved is ``Rig.to_preset``."""
+    rig = window.rig
+    assert window.registry is rig.registry and window.midi is rig.midi and rig.programs is not None
+    assert rig.midi.on_program is rig.programs  # program changes recall through the rig
+    window.controls["source.1.gain_db"].set_value(-7.0)
+    assert rig.registry.get("source.1.gain_db") == -7.0
+    window.toggle_learn("mix.dry_wet")
+    rig.midi.handle_message([0xB0, 12, 0])
+    window.poll_midi()
+    assert [(m.parameter, m.cc) for m in rig.midi.mappings] == [("mix.dry_wet", 12)]
+    assert window.current_preset("take") == rig.to_preset("take")
+    assert window.save_preset_as(tmp_path / "take.json"), window.last_error
+    assert Preset.load(tmp_path / "take.json") == rig.to_preset("take")
+
+    # a preset loaded while stopped becomes a new rig: its sources, chains and values; the MIDI controller
+    # (and its open port) moves over to the new registry with the preset's mappings
+    midi = rig.midi
+    chained = Preset(
+        name="chained",
+        engine=EngineConfig(sources=[1, 2], **ENGINE),
+        post=[{"plugin": "Gain", "params": {"gain_db": -6.0}}],
+        parameters={"post.0.gain.gain_db": -9.0, "source.2.gain_db": -4.0},
+    )
+    chained.save(tmp_path / "chained.json")
+    assert window.load_preset(tmp_path / "chained.json"), window.last_error
+    assert window.rig is not rig and window.rig.preset == chained
+    assert window.rig.engine_config.sources == [1, 2] and window.sources_box.value() == 2
+    assert window.registry.get("post.0.gain.gain_db") == -9.0 and window.controls["source.2.gain_db"].value() == -4.0
+    assert window.midi is midi and midi.registry is window.rig.registry and midi.mappings == []
+    assert window.current_preset() == window.rig.to_preset() and window.current_preset().post == chained.post
+    # more sources: a rig of three, the values of the first two kept, the stereo layout too
+    window.sources_box.setValue(3)
+    assert window.rig.num_sources == 3 and window.registry.get("source.2.gain_db") == -4.0
+    assert window.rig.post_spec == chained.post and window.registry.get("post.0.gain.gain_db") == -9.0
+    assert window.rig.engine_config.window_frames == ENGINE["window_frames"]
+
+
+def test_renders_run_on_their_own_model_copy_and_thread_count(
+    window: MainWindow, qtbot, tmp_path: Path, tiny_model_dir: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A render's engine sets the precision of its own model copy; the window's model and threads stay."""
+    import torch
+
+    from lincae.rig import offline_threads
+
+    model = make_tiny_model().__class__.from_pretrained(tiny_model_dir)
+    window.set_model(model, str(tiny_model_dir))
+    model.mixed_precision = False
+    before = torch.get_num_threads()
+    src = write_audio(tmp_path / "in.wav", (0.1 * np.ones((1, 6000))).astype(np.float32), 44100)
+    dialog = window.open_render_dialog()
+    qtbot.addWidget(dialog)
+    dialog.preset.engine = EngineConfig(**{**dialog.preset.engine.to_dict(), "precision": "bf16"})
+    dialog.add_inputs([src])
+    dialog.output_edit.setText(str(tmp_path / "out.wav"))
+    with qtbot.waitSignal(dialog.finished_render, timeout=60000) as blocker:
+        assert dialog.start_render()
+        worker = dialog.worker
+    assert blocker.args[0], dialog.error
+    assert worker is not None and worker.render_model is not model
+    assert worker.render_model.mixed_precision and not model.mixed_precision
+    assert worker.threads == offline_threads() and torch.get_num_threads() == before
+    dialog.close()
+
+
+def test_osc_is_off_by_default_serves_the_rig_and_follows_it_to_a_new_one(
+    window: MainWindow, qtbot, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("pythonosc")
+    from pythonosc.udp_client import SimpleUDPClient
+
+    panel = window.osc_panel
+    assert not panel.enable_box.isChecked() and window.rig.osc is None
+    panel.address_edit.setText("no-port-here")
+    panel.enable_box.setChecked(True)
+    assert not panel.enable_box.isChecked() and window.rig.osc is None
+    assert window.last_error.startswith("OSC: OSC address 'no-port-here': expected PORT or HOST:PORT")
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:  # a free UDP port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    panel.address_edit.setText(f"127.0.0.1:{port}")
+    panel.enable_box.setChecked(True)
+    assert panel.enable_box.isChecked() and window.rig.osc is not None, window.last_error
+    SimpleUDPClient(*window.rig.osc.address).send_message("/lincae/master/gain", -6.0)
+    qtbot.waitUntil(lambda: window.registry.get("master.gain_db") == -6.0, timeout=5000)  # the GUI's timer polls
+    assert window.controls["master.gain_db"].value() == -6.0
+    old = window.rig
+    assert window.load_preset("half-volume"), window.last_error  # a new rig: the server moves to it
+    assert window.rig is not old and old.osc is None and window.rig.osc is not None
+    assert window.rig.osc.address == ("127.0.0.1", port)
+    SimpleUDPClient(*window.rig.osc.address).send_message("/lincae/dry_wet", 25.0)
+    qtbot.waitUntil(lambda: window.registry.get("mix.dry_wet") == 25.0, timeout=5000)
+    panel.enable_box.setChecked(False)
+    assert window.rig.osc is None and panel.address_edit.isEnabled()
+
+
+def test_record_button_records_the_live_output_into_the_chosen_file(
+    qtbot, settings, jack_server, tiny_model_dir, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from PyQt6.QtWidgets import QFileDialog
+
+    w = MainWindow(settings, engine_config=EngineConfig(sources=[1], **ENGINE), popups=False)
+    qtbot.addWidget(w)
+    rec = w.record
+    try:
+        assert not rec.record_button.isEnabled()  # no session yet
+        rec.toggle()
+        assert "start audio before recording" in w.last_error
+        w.refresh_devices(rescan=False)
+        w.select_device(w.input_combo, "system")
+        w.select_device(w.output_combo, "system")
+        w.model_edit.setText(str(tiny_model_dir))
+        with qtbot.waitSignal(w.session_started, timeout=30000):
+            w.start_button.click()
+        assert rec.record_button.isEnabled() and rec.time_label.text() == ""
+        take = tmp_path / "take.wav"
+        # the chooser (a modal dialog offscreen: its answer is given here) picks the file when none is set
+        monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp_path / "take"), ""))
+        rec.record_button.click()
+        assert w.rig.recording, w.last_error
+        assert rec.path_edit.text() == str(take) and rec.record_button.text() == "■ Stop recording"
+        qtbot.waitUntil(lambda: w.rig.session.recorders[0].seconds >= 1.0, timeout=20000)
+        qtbot.waitUntil(lambda: rec.time_label.text().startswith("REC 0:0") and rec.time_label.text() != "REC 0:00")
+        rec.record_button.click()
+        assert not w.rig.recording and rec.time_label.text() == "" and rec.record_button.text() == "● Record"
+        audio = read_audio(take, 44100)
+        assert audio.shape[-1] >= 44100 and f"Recorded {take}" in w.statusBar().currentMessage()
+        # a typed path that exists is not replaced; the chooser's confirmation replaces it
+        rec.set_path(take)
+        rec.record_button.click()
+        assert not w.rig.recording and "Cannot record" in w.last_error and "exists" in w.last_error
+        rec.set_path(take, confirmed=True)
+        rec.record_button.click()
+        assert w.rig.recording, w.last_error
+        w.stop_button.click()  # stopping audio finishes the recording
+        assert not w.rig.recording and not rec.record_button.isEnabled() and take.stat().st_size > 44
+    finally:
+        w.shutdown()
+
+
+# Last: quitting the application leaves Qt's event loops returning at once, so later waits would fail.
+def test_app_main_opens_the_window_and_exits_cleanly(qapp, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from lincae_gui import app as gui_app
+    from PyQt6.QtCore import QTimer
+    from PyQt6.QtWidgets import QApplication
+
+    # the default QSettings (organisation/application names) land in tmp_path
+    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
+        QSettings.setPath(fmt, QSettings.Scope.UserScope, str(tmp_path))
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # main() installs its own; restored afterwards
+    seen: list[str] = []
+
+    def close_it() -> None:
+        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+        seen.extend(w.windowTitle() for w in windows)
+        for w in windows:
+            w.close()
+        qapp.quit()
+
+    QTimer.singleShot(300, close_it)
+    assert gui_app.main(["--preset", "half-volume"]) == 0
+    assert seen and seen[0].startswith("lincae — ")
+    stored = QSettings("lincae", "lincae-gui")
+    assert stored.value("audio/block") is not None  # remembered on close

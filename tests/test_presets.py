@@ -172,42 +172,23 @@ def test_invalid_json_names_the_file(tmp_path: Path) -> None:
 
 # -- versions -------------------------------------------------------------------------------------
 
-V0 = {
-    "format": "lincae.preset",
-    "schema_version": 0,
-    "name": "Old draft",
-    "sources": 2,
-    "window": 6,
-    "step": 3,
-    "gains": {"1": -6.0, "2": -12.0},
-    "invert": [2],
-    "master_db": -1.5,
-    "effects": [{"plugin": "gain", "params": {"gain_db": -2}}],
-    "midi": [{"parameter": "source.1.gain_db", "cc": 7}],
-}
+def test_every_shipped_preset_version_has_its_migrations() -> None:
+    """Presets of every schema version lincae shipped load; the unshipped draft (version 0) has no migration."""
+    shipped = {json.loads(p.read_text())["schema_version"] for p in [*REPO_PRESETS.glob("*.json")]}
+    assert shipped == {SCHEMA_VERSION}
+    assert all(v in MIGRATIONS for v in range(min(shipped), SCHEMA_VERSION))
+    draft = {"format": "lincae.preset", "schema_version": 0, "name": "Old draft", "sources": 2, "gains": {"1": -6}}
+    with pytest.raises(PresetError, match=r"^no migration from schema_version 0$"):
+        Preset.from_dict(draft)
 
 
-def test_version_0_is_migrated(tmp_path: Path) -> None:
-    assert 0 in MIGRATIONS and SCHEMA_VERSION == 1
-    (tmp_path / "old.json").write_text(json.dumps(V0))
-    preset = Preset.load(tmp_path / "old.json")
-    assert preset.engine.sources == [1, 1]
-    assert (preset.engine.window_frames, preset.engine.step_frames) == (6, 3)
-    assert preset.parameters == {
-        "source.1.gain_db": -6.0,
-        "source.2.gain_db": -12.0,
-        "source.2.invert": 1.0,
-        "master.gain_db": -1.5,
-    }
-    assert preset.post == [{"plugin": "Gain", "params": {"gain_db": -2.0}}]
-    assert preset.midi == [MidiMapping("source.1.gain_db", cc=7)]
-    assert preset.to_dict()["schema_version"] == 1
-    preset.save(tmp_path / "new.json")  # saved in the current layout
-    assert json.loads((tmp_path / "new.json").read_text())["schema_version"] == 1
-    with pytest.raises(PresetError, match=r"unknown schema_version 0 key.*: reverb.*migrating from schema_version 0"):
-        Preset.from_dict({**V0, "reverb": 0.5})
-    with pytest.raises(PresetError, match=r"parameters.source.2.gain_db: -80.0 is outside \[-60, 12\] dB"):
-        Preset.from_dict({**V0, "gains": {"2": -80.0}})
+def test_a_registered_migration_upgrades_its_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("lincae.presets.SCHEMA_VERSION", 2)
+    monkeypatch.setitem(MIGRATIONS, 1, lambda d: {**d, "name": d["name"].upper()})
+    assert Preset.from_dict(v1(name="up")).name == "UP"
+    monkeypatch.setitem(MIGRATIONS, 1, lambda d: (_ for _ in ()).throw(PresetError("engine", "too old")))
+    with pytest.raises(PresetError, match=r"engine: too old \(migrating from schema_version 1\)"):
+        Preset.from_dict(v1())
 
 
 def test_newer_versions_and_foreign_files_fail_loudly() -> None:
@@ -219,9 +200,11 @@ def test_newer_versions_and_foreign_files_fail_loudly() -> None:
         Preset.from_dict(v1(format="lincae.chain"))
 
 
-def test_migrations_register_once() -> None:
+def test_migrations_register_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("lincae.presets.MIGRATIONS", {})
+    migration(1)(lambda d: d)
     with pytest.raises(ValueError, match="already registered"):
-        migration(0)(lambda d: d)
+        migration(1)(lambda d: d)
 
 
 # -- shipped presets ------------------------------------------------------------------------------

@@ -97,6 +97,52 @@ def test_pre_arguments_are_parsed_once() -> None:
         parse_pre_args(["gain(gain_db=-3)"])
 
 
+def test_a_rig_without_a_model_holds_its_state_and_refuses_to_run(tmp_path: Path) -> None:
+    from lincae.io.live import LiveConfig
+    from lincae.rig import offline_threads
+
+    rig = Rig(None, [1], chained_preset())
+    assert rig.to_preset().parameters["post.0.gain.gain_db"] == -12.0 and not rig.running
+    src = write_audio(tmp_path / "in.wav", tone(1, 4000), 44100)
+    with pytest.raises(ValueError, match="no model loaded"):
+        rig.render([src], tmp_path / "out.wav")
+    with pytest.raises(ValueError, match="no model loaded"):
+        rig.start_live(LiveConfig(source_channels=((1,),)))
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        rig.start_live(LiveConfig(source_channels=((1,),)), threads=0)
+    rig.use_model(make_tiny_model(), "tiny")
+    assert rig.model_id == "tiny" and rig.render([src], tmp_path / "out.wav").output.is_file()
+    assert offline_threads() >= 1
+
+
+def test_a_midi_controller_moves_to_the_rig_that_replaces_another() -> None:
+    from lincae.io.midi import MidiController
+
+    first = Rig(make_tiny_model(), [1], None)
+    midi = MidiController(first.registry, [MidiMapping("master.gain_db", cc=7)], api=None)
+    try:
+        first.attach_midi(midi)
+    except OSError:  # no MIDI API on this machine: the mappings and program changes are attached all the same
+        pass
+    assert first.midi is midi and midi.on_program is first.programs
+    second = Rig(first.model, [1], chained_preset())
+    try:
+        second.attach_midi(midi)
+    except OSError:
+        pass
+    assert midi.registry is second.registry and midi.on_program is second.programs
+    assert [m.parameter for m in midi.mappings] == ["post.0.gain.gain_db"]  # the new rig's mappings
+    for value in (0, 127):  # soft takeover: the knob crosses the value, then drives it
+        midi.handle_message([0xB0, 20, value])
+        midi.poll()
+    assert second.registry.get("post.0.gain.gain_db") == second.registry.spec("post.0.gain.gain_db").maximum
+    assert first.registry.get("master.gain_db") == 0.0
+    with pytest.raises(KeyError, match="unknown parameter"):
+        midi.rebind(first.registry, [MidiMapping("post.0.gain.gain_db", cc=20)])
+    assert midi.registry is second.registry  # unchanged
+    midi.close()
+
+
 def test_recording_needs_a_session_and_osc_drives_the_registry_without_one(tmp_path: Path) -> None:
     rig = Rig(make_tiny_model(), [1], engine=ENGINE)
     with pytest.raises(ValueError, match="no live session runs"):

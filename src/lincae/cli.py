@@ -468,15 +468,12 @@ def cmd_live(args: argparse.Namespace) -> int:
     """Mix live inputs in latent space, with MIDI control and a status line; Ctrl-C stops."""
     import time
 
-    import torch
-
     from lincae.engine.effects import parse_chain_arg
     from lincae.io.live import LiveConfig, parse_sources
     from lincae.models.registry import load_model
     from lincae.presets import load_preset
     from lincae.rig import Rig, parse_pre_args
 
-    torch.set_num_threads(args.threads)
     sources = parse_sources(args.sources)
     preset = load_preset(args.preset) if args.preset else None
     if preset is not None and preset.num_sources != len(sources):
@@ -514,7 +511,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         )
     osc = None
     try:
-        session = rig.start_live(config)
+        session = rig.start_live(config, threads=args.threads)
         if args.record:
             for path in rig.start_recording(args.record, inputs=args.record_inputs, force=args.force):
                 print(f"live: recording {path}", file=sys.stderr)
@@ -608,6 +605,7 @@ def _add_plugin_path(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from lincae import __version__
+    from lincae.rig import LIVE_THREADS
 
     parser = _Parser(prog="lincae", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"lincae {__version__}")
@@ -675,7 +673,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--duration", type=_seconds(0.0, 1e9), help="stop after this many seconds")
     p.add_argument(
-        "--threads", type=_int_in(1, MAX_THREADS), default=1, help="PyTorch threads for the inference worker"
+        "--threads",
+        type=_int_in(1, MAX_THREADS),
+        default=LIVE_THREADS,
+        help=f"PyTorch threads for the inference worker (default {LIVE_THREADS})",
     )
     p.add_argument(
         "--backend",

@@ -23,16 +23,9 @@ Values of chain parameters are applied after the chain is built, so they overrid
 
 Migrations. :data:`MIGRATIONS` maps a schema version to the function that upgrades a dict of that
 version to the next (register one with ``@migration(n)``); :meth:`Preset.from_dict` applies them in
-turn. Version 0, the draft layout, looked like::
-
-    {"format": "lincae.preset", "schema_version": 0, "name": "...", "description": "...",
-     "sources": 2,                 # number of mono sources (or a list of channel counts)
-     "window": 8, "step": 4,       # latent frames: engine.window_frames / engine.step_frames
-     "gains": {"1": -6.0},         # dB per source: parameters source.N.gain_db
-     "invert": [2],                # inverted sources: parameters source.N.invert = 1
-     "master_db": 0.0,             # parameters master.gain_db
-     "effects": [...],             # the post chain
-     "midi": [...], "model": null}
+turn. Every preset lincae has shipped is version 1, so none is registered yet; the next schema
+change registers ``@migration(1)``. A file of a version with no migration (the unshipped draft
+layout 0, say) fails with ``no migration from schema_version N``.
 
 Files newer than this lincae reads fail with ``schema_version N not supported``.
 
@@ -112,67 +105,6 @@ def migration(from_version: int) -> Callable[[Migration], Migration]:
         return fn
 
     return register
-
-
-_V0_KEYS = {
-    "format",
-    "schema_version",
-    "name",
-    "description",
-    "sources",
-    "window",
-    "step",
-    "gains",
-    "invert",
-    "master_db",
-    "effects",
-    "midi",
-    "model",
-}
-
-
-@migration(0)
-def _v0_to_v1(data: dict[str, Any]) -> dict[str, Any]:
-    """The draft layout: top-level window/step, per-source ``gains`` in dB, an ``invert`` list, ``effects``."""
-    unknown = sorted(set(data) - _V0_KEYS)
-    if unknown:
-        raise PresetError(
-            "", f"unknown schema_version 0 key(s): {', '.join(unknown)}; known: {', '.join(sorted(_V0_KEYS))}"
-        )
-    sources = data.get("sources", 1)
-    if isinstance(sources, int) and not isinstance(sources, bool):
-        if sources < 1:
-            raise PresetError("sources", f"must be >= 1, got {sources}")
-        sources = [1] * sources
-    engine: dict[str, Any] = {"sources": sources}
-    if "window" in data:
-        engine["window_frames"] = data["window"]
-    if "step" in data:
-        engine["step_frames"] = data["step"]
-    parameters: dict[str, Any] = {}
-    gains = data.get("gains", {})
-    if not isinstance(gains, Mapping):
-        raise PresetError("gains", f"must map source numbers to dB, got {gains!r}")
-    for source, db in gains.items():
-        parameters[f"source.{source}.gain_db"] = db
-    invert = data.get("invert", [])
-    if not isinstance(invert, list):
-        raise PresetError("invert", f"must list source numbers, got {invert!r}")
-    for source in invert:
-        parameters[f"source.{source}.invert"] = 1.0
-    if "master_db" in data:
-        parameters["master.gain_db"] = data["master_db"]
-    return {
-        "format": PRESET_FORMAT,
-        "schema_version": 1,
-        "name": data.get("name", ""),
-        "description": data.get("description", ""),
-        "model": data.get("model"),
-        "engine": engine,
-        "parameters": parameters,
-        "midi": data.get("midi", []),
-        "chains": {"pre": {}, "post": data.get("effects", [])},
-    }
 
 
 def upgrade(data: Mapping[str, Any], where: str | None = None) -> dict[str, Any]:

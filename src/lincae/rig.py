@@ -38,7 +38,21 @@ if TYPE_CHECKING:
 
 ChainSpec = list[dict[str, Any]]
 
-__all__ = ["ChainSpec", "Rig", "file_sources", "parse_pre_args"]
+__all__ = ["LIVE_THREADS", "ChainSpec", "Rig", "file_sources", "offline_threads", "parse_pre_args"]
+
+#: PyTorch threads of the live inference worker: on a small machine a second thread competes with the
+#: audio callbacks for the cores (BENCHMARKS.md, the live soak), so live sessions run one by default.
+LIVE_THREADS = 1
+
+
+def offline_threads() -> int:
+    """PyTorch threads for a render: one per CPU this process may run on (what ``lincae render`` gets)."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no affinity on this platform
+        return max(1, os.cpu_count() or 1)
 
 
 def parse_pre_args(texts: Sequence[str]) -> dict[int, ChainSpec]:
@@ -69,7 +83,8 @@ class Rig:
     """One session's model, sources, chains, parameters and engine.
 
     Args:
-        model: the autoencoder.
+        model: the autoencoder, or ``None`` until one is loaded (:meth:`use_model`; live sessions and
+            renders need one).
         sources: channels (1 or 2) of each source.
         preset: engine settings, parameter values, MIDI mappings and chains to start from (its number of
             sources must match), or ``None``.
@@ -87,7 +102,7 @@ class Rig:
 
     def __init__(
         self,
-        model: Autoencoder,
+        model: Autoencoder | None,
         sources: Sequence[int],
         preset: Preset | None = None,
         *,
@@ -151,25 +166,51 @@ class Rig:
     def num_sources(self) -> int:
         return self.engine_config.num_sources
 
+    @property
+    def running(self) -> bool:
+        """Whether a live session runs."""
+        return self.session is not None
+
+    def use_model(self, model: Autoencoder, model_id: str | None = None) -> None:
+        """Run ``model`` from the next live session or render on (``model_id``: how it is named in presets;
+        default: unchanged). Refused while a live session runs."""
+        if self.session is not None:
+            raise ValueError("stop the live session before changing the model")
+        self.model = model
+        if model_id is not None:
+            self.model_id = model_id
+
+    def _model(self) -> Autoencoder:
+        if self.model is None:
+            raise ValueError("no model loaded")
+        return self.model
+
     # ------------------------------------------------------------------ engines
     def build_engine(self, block: int = 0, max_block: int = 4096) -> StreamingEngine:
         """A streaming engine over a fresh latent mixer, with this rig's chains and registry."""
         from lincae.engine.cached import make_mixer
         from lincae.engine.stream import StreamingEngine
 
-        mixer = make_mixer(self.model, self.engine_config, self.registry)
+        mixer = make_mixer(self._model(), self.engine_config, self.registry)
         return StreamingEngine(mixer, block=block, max_block=max_block, pre=self.pre_chains, post=self.post_chain)
 
-    def start_live(self, config: LiveConfig) -> LiveSession:
+    def start_live(self, config: LiveConfig, *, threads: int = LIVE_THREADS) -> LiveSession:
         """Open the audio devices of ``config`` and run the engine live (see :class:`~lincae.io.live.LiveSession`).
 
         On a JACK server the block is JACK's period, whatever ``config.block`` says (the declared latency
-        counts the block the engine really gets).
+        counts the block the engine really gets). ``threads`` sets PyTorch's thread count (process-wide;
+        the inference worker takes it when it starts).
         """
         import dataclasses
 
+        import torch
+
         from lincae.io.jack_stream import jack_period
         from lincae.io.live import LiveSession, resolve_backend
+
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self._model()
 
         if config.source_layout != list(self.engine_config.sources):
             raise ValueError(
@@ -180,6 +221,7 @@ class Rig:
         period = jack_period() if backend == "jack" else None
         config = dataclasses.replace(config, backend=backend, block=period or config.block)
         self.stop()
+        torch.set_num_threads(threads)
         self.engine = self.build_engine(block=config.block, max_block=max(config.max_block, config.block))
         session = LiveSession(self.engine, config)
         session.start()
@@ -225,7 +267,9 @@ class Rig:
         """Drive the registry from MIDI: the rig's mappings, and program changes that recall presets.
 
         Args:
-            midi: an existing controller (its registry must be this rig's), else one is created on ``api``.
+            midi: an existing controller, else one is created on ``api``. One that drives another
+                registry (a rig this one replaces) is rebound to this rig's registry and mappings, its
+                port kept open.
             port: an input port name substring to open (and reopen when it reappears).
             programs: presets for program changes 0, 1, ... (default: the shipped presets, alphabetical).
             report: receives one line per program change (recalled or refused).
@@ -236,8 +280,7 @@ class Rig:
         if midi is None:
             midi = MidiController(self.registry, self.mappings, api=api)
         elif midi.registry is not self.registry:
-            raise ValueError("the MIDI controller drives another registry")
-        midi.start_client()  # before any JACK audio stream of ours runs (see JackStream)
+            midi.rebind(self.registry, self.mappings)
 
         def reported(line: str) -> None:
             if self.programs is not None and self.programs.current is not None:
@@ -247,6 +290,7 @@ class Rig:
         self.programs = ProgramRecall(self.registry, programs, num_sources=self.num_sources, report=reported)
         self.programs.attach(midi)
         self.midi = midi
+        midi.start_client()  # before any JACK audio stream of ours runs (see JackStream)
         if port is not None:
             midi.watch(port)
         return midi
@@ -353,7 +397,7 @@ class Rig:
             pre = {i: build_chain(spec, f"pre.{i}") for i, spec in self.pre_specs.items() if spec}
             post = build_chain(self.post_spec, "post") if self.post_spec else None
         return render_files(
-            self.model,
+            self._model(),
             list(inputs),
             output,
             engine=self.engine_config,

@@ -191,6 +191,22 @@ class MidiController:
                     on_channel.add((m.channel, cc))
         self._index = (frozenset(any_channel), frozenset(on_channel))
 
+    def rebind(self, registry: ParameterRegistry, mappings: Iterable[MidiMapping | Mapping[str, Any]]) -> None:
+        """Drive another registry (a session rebuilt with other sources or chains) with ``mappings``.
+
+        The MIDI client and its port stay open; a learn in progress is cancelled, and every knob must
+        catch its parameter's value again (soft takeover). Raises ``KeyError`` (nothing changed) when a
+        mapping names a parameter ``registry`` lacks.
+        """
+        new = tuple(MidiMapping.from_dict(m) for m in mappings)
+        unknown = sorted({m.parameter for m in new if m.parameter not in registry})
+        if unknown:
+            raise KeyError(f"MIDI mapping for unknown parameter(s) {', '.join(unknown)}; known: {registry.names()}")
+        self.cancel_learn()
+        self.registry = registry
+        self._takeover = {}
+        self.set_mappings(new)
+
     def caught(self, parameter: str) -> bool:
         """Whether a mapping of ``parameter`` has caught it (soft takeover), i.e. its knob now drives it."""
         return any(st.caught for m, st in self._takeover.items() if m.parameter == parameter)
