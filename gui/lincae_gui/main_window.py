@@ -458,7 +458,12 @@ class MainWindow(PresetActions, MidiLearn, QMainWindow):
         self._last_status = ""
         self.latent.restart()
         self.setup.save(self.settings)
-        self.show_info(f"Live: {self.num_sources} source(s), latency {session.engine.metrics.latency_ms:.0f} ms")
+        notice = session.engine.metrics.notice  # e.g. a streaming preset with a model that cannot stream
+        self.show_info(
+            f"Live: {self.num_sources} source(s), latency {session.engine.metrics.latency_ms:.0f} ms"
+            + (f"; {notice}" if notice else ""),
+            timeout=0 if notice else 8000,  # a standing remark stays until something else is said
+        )
         self._update_run_state()
         self.session_started.emit()
 
