@@ -22,7 +22,7 @@ import time
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
-from jack_server import dummy_jack_server, engine_config
+from jack_server import dummy_jack_server, engine_config, system_session
 
 
 def main() -> None:
@@ -45,7 +45,7 @@ def measure(args: argparse.Namespace) -> None:
     from lincae.engine.cached import make_mixer
     from lincae.engine.params import ParameterRegistry, mixer_parameters
     from lincae.engine.stream import StreamingEngine
-    from lincae.io.live import LiveConfig, LiveSession, wait_until
+    from lincae.io.live import wait_until
     from lincae.models.autoencoder import Autoencoder
     from lincae.models.registry import load_model
     from lincae.training.config import TrainConfig
@@ -59,16 +59,7 @@ def measure(args: argparse.Namespace) -> None:
     reg = ParameterRegistry(mixer_parameters(1))
     reg.set("mix.dry_wet", 0.0)
     engine = StreamingEngine(make_mixer(model, engine_config(args.preset, 1), reg), block=args.block)
-    session = LiveSession(
-        engine,
-        LiveConfig(
-            input_device="system",
-            output_device="system",
-            block=args.block,
-            source_channels=((1,),),
-            output_channels=(1,),
-        ),
-    )
+    session = system_session(engine, args.block)
     gap = 44100  # one click per second
     total = gap * (args.clicks + 1) + engine.latency + 4 * args.block
     signal = np.zeros(total, np.float32)

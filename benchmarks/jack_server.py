@@ -8,6 +8,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lincae.engine.stream import StreamingEngine
+    from lincae.io.live import LiveSession
 
 
 @contextlib.contextmanager
@@ -29,6 +34,21 @@ def dummy_jack_server(tag: str, block: int, rate: int = 44100, inputs: int = 2, 
             sys.modules["sounddevice"]._terminate()
         jackd.terminate()
         jackd.wait(10)
+
+
+def system_session(engine: StreamingEngine, block: int, sources: int = 1) -> LiveSession:
+    """A :class:`~lincae.io.live.LiveSession` of ``engine`` on the dummy server's ``system`` ports: source ``i``
+    from input ``i`` (mono sources), the output on output 1, ``block`` frames per callback."""
+    from lincae.io.live import LiveConfig, LiveSession
+
+    config = LiveConfig(
+        input_device="system",
+        output_device="system",
+        block=block,
+        source_channels=tuple((i + 1,) for i in range(sources)),
+        output_channels=(1,),
+    )
+    return LiveSession(engine, config)
 
 
 def engine_config(preset: str | None, sources: int) -> object:

@@ -26,7 +26,7 @@ import time
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as lincae live
 
 import numpy as np
-from jack_server import dummy_jack_server, engine_config
+from jack_server import dummy_jack_server, engine_config, system_session
 from machine import cpu_name
 
 CC = 20
@@ -57,7 +57,7 @@ def measure(args: argparse.Namespace) -> None:
     from lincae.engine.cached import make_mixer
     from lincae.engine.params import ParameterRegistry, mixer_parameters
     from lincae.engine.stream import StreamingEngine
-    from lincae.io.live import LiveConfig, LiveSession, wait_until
+    from lincae.io.live import wait_until
     from lincae.io.mapping import MidiMapping
     from lincae.io.midi import MidiController
     from lincae.models.registry import load_model
@@ -71,16 +71,7 @@ def measure(args: argparse.Namespace) -> None:
     engine = StreamingEngine(make_mixer(model, settings, reg), block=args.block)
     midi = MidiController(reg, [MidiMapping("source.1.mute", cc=CC, channel=1, soft_takeover=False)], api="jack")
     midi.start_client()  # before lincae's JACK audio client (see MidiController.start_client)
-    session = LiveSession(
-        engine,
-        LiveConfig(
-            input_device="system",
-            output_device="system",
-            block=args.block,
-            source_channels=((1,),),
-            output_channels=(1,),
-        ),
-    )
+    session = system_session(engine, args.block)
     gap = int(0.75 * 44100)
     start = 44100
     total = start + gap * (args.presses + 1)

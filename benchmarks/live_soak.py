@@ -26,7 +26,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
-from jack_server import dummy_jack_server, engine_config
+from jack_server import dummy_jack_server, engine_config, system_session
 
 
 def music(folder: str | None, seconds: float) -> np.ndarray:
@@ -67,7 +67,6 @@ def soak(args: argparse.Namespace) -> None:
     from lincae.engine.cached import make_mixer
     from lincae.engine.params import ParameterRegistry, mixer_parameters
     from lincae.engine.stream import StreamingEngine
-    from lincae.io.live import LiveConfig, LiveSession
     from lincae.models.registry import load_model
 
     torch.set_num_threads(args.threads)
@@ -76,16 +75,7 @@ def soak(args: argparse.Namespace) -> None:
     n = args.sources
     reg = ParameterRegistry(mixer_parameters(n))
     engine = StreamingEngine(make_mixer(model, engine_config(args.preset, n), reg), block=args.block)
-    session = LiveSession(
-        engine,
-        LiveConfig(
-            input_device="system",
-            output_device="system",
-            block=args.block,
-            source_channels=tuple((i + 1,) for i in range(n)),
-            output_channels=(1,),
-        ),
-    )
+    session = system_session(engine, args.block, n)
     player = Player(signal, n, in_process=args.player_in_process)
     session.start()
     try:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import TINY_FRONTEND, TINY_GENERATOR
+from test_training import music
+from test_training import tiny_config as training_tiny_config
 
 from lincae.training.adversarial import build_critic, discriminator_loss, feature_matching, generator_loss
 from lincae.training.config import AdversarialSection, TrainConfig
@@ -31,25 +32,8 @@ TINY_ADVERSARIAL = {
 
 
 def tiny_config(**overrides: object) -> TrainConfig:
-    values = {
-        "model": {"frontend": TINY_FRONTEND, "generator": TINY_GENERATOR},
-        "data": {"crop_frames": 8, "batch_size": 4, "val_pieces": 2},
-        "optim": {"lr": 1e-3, "warmup_steps": 2, "ema_decay": 0.9},
-        "adversarial": TINY_ADVERSARIAL,
-        "steps": 6,
-        "log_every": 5,
-        "val_every": 1000,
-        "ckpt_every": 2,
-    }
-    values.update(overrides)
-    return TrainConfig.from_dict(values)
-
-
-def music(n: int, length: int, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    t = torch.arange(length) / 44100
-    f = 100 + 400 * torch.rand(n, 1, generator=g)
-    return 0.3 * torch.sin(2 * math.pi * f * t) + 0.01 * torch.randn(n, length, generator=g)
+    """The training tests' tiny config with the adversarial phase on, 6 steps."""
+    return training_tiny_config(**{"adversarial": TINY_ADVERSARIAL, "steps": 6, **overrides})
 
 
 def _trainer(tmp: Path, cfg: TrainConfig, resume: bool = False) -> Trainer:
