@@ -492,7 +492,15 @@ def test_a_signal_mid_write_leaves_the_old_output_and_no_temporary_file(
     out = work / ("out.latent" if command == "encode" else "out.wav")
     out.write_bytes(b"the old output")
     args = [*base, command, str(src), "-o", str(out), "--model", str(model_dir), "--overwrite"]
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The command keeps a signal its parent ignores (nohup's SIGHUP): the test gives it the default one.
+    proc = subprocess.Popen(
+        args,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 120
         while not [p for p in work.iterdir() if p.name.startswith(".")] and proc.poll() is None:
