@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_tiny_model
+from test_engine import stream_through
 from test_streaming_model import make_stream_model
 
 from lincae.engine.cached import CachedMixer, make_mixer
@@ -22,23 +23,6 @@ def tones(channels: int, length: int, seed: int) -> np.ndarray:
     t = np.arange(length) / 44100
     f = rng.uniform(200, 2000, size=(channels, 1))
     return (0.3 * np.sin(2 * np.pi * f * t) + 0.01 * rng.standard_normal((channels, length))).astype(np.float32)
-
-
-def stream_through(engine: StreamingEngine, sources: list[np.ndarray], block: int, extra: int) -> np.ndarray:
-    """Push ``sources`` (then silence) block by block, pumping synchronously; returns what was pulled."""
-    length = max(s.shape[-1] for s in sources) + extra
-    rows = np.zeros((engine.rows, length), np.float32)
-    r = 0
-    for s in sources:
-        rows[r : r + s.shape[0], : s.shape[-1]] = s
-        r += s.shape[0]
-    out = np.zeros((engine.out_channels, length), np.float32)
-    for i in range(0, length, block):
-        n = min(block, length - i)
-        engine.push(rows[:, i : i + n])
-        engine.pump()
-        engine.pull(out[:, i : i + n])
-    return out
 
 
 @pytest.mark.parametrize("block", [1, 64, 333, 4096])
