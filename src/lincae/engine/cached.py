@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from lincae.engine.config import EngineConfig
-from lincae.engine.mixer import LatentMixer, crossfade_curves
+from lincae.engine.mixer import LatentMixer
 from lincae.engine.params import ParameterRegistry
 from lincae.models.autoencoder import Autoencoder
 from lincae.models.streaming import StreamingDecoder, StreamingEncoder
@@ -63,7 +63,6 @@ class CachedMixer(LatentMixer):
 
     def reset(self) -> None:
         super().reset()
-        self.fade_in, self.fade_out = crossfade_curves(0, self.config.crossfade_shape)
         if hasattr(self, "encoder"):
             self._restart(0)
 
