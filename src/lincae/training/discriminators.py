@@ -35,6 +35,17 @@ def _conv(cin: int, cout: int, kernel: tuple[int, int], stride: tuple[int, int] 
     return weight_norm(nn.Conv2d(cin, cout, kernel, stride, padding))
 
 
+def _stack(convs: nn.ModuleList, out: nn.Module, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """Leaky-ReLU convolutions then ``out``: logits ``[B, N]`` (flattened) and every layer's feature map."""
+    features = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), _SLOPE)
+        features.append(x)
+    x = out(x)
+    features.append(x)
+    return x.flatten(1), features
+
+
 class PeriodDiscriminator(nn.Module):
     """HiFi-GAN's sub-discriminator of period ``period``; ``channels`` wide at the first layer (×2 per layer).
 
@@ -54,13 +65,7 @@ class PeriodDiscriminator(nn.Module):
         pad = (-t) % self.period
         x = F.pad(audio.unsqueeze(1), (0, pad), mode="reflect" if pad < t else "constant")
         x = x.reshape(b, 1, (t + pad) // self.period, self.period)
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), _SLOPE)
-            features.append(x)
-        x = self.out(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _stack(self.convs, self.out, x)
 
 
 class SpectrogramDiscriminator(nn.Module):
@@ -100,13 +105,7 @@ class SpectrogramDiscriminator(nn.Module):
 
     def forward(self, audio: Tensor) -> tuple[Tensor, list[Tensor]]:
         x = self.spectrogram(audio)
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), _SLOPE)
-            features.append(x)
-        x = self.out(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _stack(self.convs, self.out, x)
 
 
 class Critic(nn.Module):
