@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from test_training import music
+from test_training import music, step_counting_host_reads
 from test_training import tiny_config as training_tiny_config
 
 from lincae.training.adversarial import build_critic, discriminator_loss, feature_matching, generator_loss
@@ -237,18 +237,7 @@ def test_an_adversarial_step_reads_the_device_once(tmp_path: Path, monkeypatch: 
     trainer.train_step()  # lazy optimiser state
     counters = {id(s["step"]) for s in trainer.optimizer.state.values()}
     counters |= {id(s["step"]) for s in trainer.critic_optimizer.state.values()}  # type: ignore[union-attr]
-    reads: list[str] = []
-    for name in ("item", "tolist", "__float__", "__bool__", "__int__"):
-        original = getattr(torch.Tensor, name)
-
-        def counted(self: torch.Tensor, *a: object, _name: str = name, _f=original, **k: object) -> object:  # type: ignore[no-untyped-def]
-            if id(self) not in counters:
-                reads.append(_name)
-            return _f(self, *a, **k)
-
-        monkeypatch.setattr(torch.Tensor, name, counted)
-    values = trainer.train_step()
-    monkeypatch.undo()
+    values, reads = step_counting_host_reads(trainer, monkeypatch, counters)
     assert reads == ["tolist"], reads
     assert {"adversarial", "feature", "hf_stft", "disc", "grad_norm"} <= set(values)
 

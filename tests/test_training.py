@@ -48,6 +48,27 @@ def music(n: int, length: int, seed: int = 0) -> torch.Tensor:
     return 0.3 * torch.sin(2 * math.pi * f * t) + 0.01 * torch.randn(n, length, generator=g)
 
 
+def step_counting_host_reads(
+    trainer: Trainer, monkeypatch: pytest.MonkeyPatch, exempt: set[int]
+) -> tuple[dict[str, float], list[str]]:
+    """One ``trainer.train_step()`` with every tensor read to the host recorded (by method name), except
+    reads of the tensors whose ids are in ``exempt`` (host-side optimiser counters). Returns its values
+    and the reads."""
+    reads: list[str] = []
+    for name in ("item", "tolist", "__float__", "__bool__", "__int__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self: torch.Tensor, *a: object, _name: str = name, _f=original, **k: object) -> object:  # type: ignore[no-untyped-def]
+            if id(self) not in exempt:
+                reads.append(_name)
+            return _f(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    values = trainer.train_step()
+    monkeypatch.undo()
+    return values, reads
+
+
 # ----------------------------------------------------------------------------- augmentations
 def test_additivity_batch_is_exactly_the_described_mixture() -> None:
     x = torch.randn(4, 100)
@@ -465,18 +486,7 @@ def test_a_step_reads_the_device_once(tmp_path: Path, monkeypatch: pytest.Monkey
     trainer.train_step()  # first step: lazy initialisation of the optimiser state
     # RAdam's step counters are host-side bookkeeping (CPU tensors even when training on a GPU).
     counters = {id(s["step"]) for s in trainer.optimizer.state.values()}
-    reads: list[str] = []
-    for name in ("item", "tolist", "__float__", "__bool__", "__int__"):
-        original = getattr(torch.Tensor, name)
-
-        def counted(self: torch.Tensor, *a: object, _name: str = name, _f=original, **k: object) -> object:  # type: ignore[no-untyped-def]
-            if id(self) not in counters:
-                reads.append(_name)
-            return _f(self, *a, **k)
-
-        monkeypatch.setattr(torch.Tensor, name, counted)
-    values = trainer.train_step()
-    monkeypatch.undo()
+    values, reads = step_counting_host_reads(trainer, monkeypatch, counters)
     assert reads == ["tolist"], reads
     assert set(values) == {"loss", "recon", "stft", "consistency", "grad_norm"}
     assert all(math.isfinite(v) for v in values.values())
