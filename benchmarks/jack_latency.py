@@ -22,7 +22,7 @@ import time
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
-from jack_server import dummy_jack_server, engine_config, system_session
+from jack_server import dummy_jack_server, engine_config, system_session, wire_loop
 
 
 def main() -> None:
@@ -85,12 +85,8 @@ def measure(args: argparse.Namespace) -> None:
     try:
         time.sleep(0.5)
         client.set_process_callback(process)
-        (pa_in, *_), (pa_out, *_) = session.port_names
         client.activate()
-        for c in client.get_all_connections(pa_in):
-            client.disconnect(c, pa_in)
-        client.connect(out, pa_in)
-        client.connect(pa_out, inp)
+        wire_loop(client, session, out, inp)
         wait_until(lambda: pos[0] >= total, timeout=total / 44100 * 3 + 10)
     finally:
         client.deactivate()

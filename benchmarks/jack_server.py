@@ -51,6 +51,16 @@ def system_session(engine: StreamingEngine, block: int, sources: int = 1) -> Liv
     return LiveSession(engine, config)
 
 
+def wire_loop(client: object, session: LiveSession, out: object, inp: object) -> None:
+    """Wire an active JACK ``client``'s port ``out`` into the session's first input (alone) and the session's
+    first output into ``inp``: a loop through lincae without a sound card."""
+    (pa_in, *_), (pa_out, *_) = session.port_names
+    for c in client.get_all_connections(pa_in):  # type: ignore[attr-defined]
+        client.disconnect(c, pa_in)  # type: ignore[attr-defined]
+    client.connect(out, pa_in)  # type: ignore[attr-defined]
+    client.connect(pa_out, inp)  # type: ignore[attr-defined]
+
+
 def engine_config(preset: str | None, sources: int) -> object:
     """The engine settings of ``preset`` (a name or a path; None: the engine's defaults) for ``sources`` mono inputs."""
     import dataclasses

@@ -26,7 +26,7 @@ import time
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as lincae live
 
 import numpy as np
-from jack_server import dummy_jack_server, engine_config, system_session
+from jack_server import dummy_jack_server, engine_config, system_session, wire_loop
 from machine import cpu_name
 
 CC = 20
@@ -114,12 +114,8 @@ def measure(args: argparse.Namespace) -> None:
         poller.start()
         time.sleep(0.5)
         client.set_process_callback(process)
-        (pa_in, *_), (pa_out, *_) = session.port_names
         client.activate()
-        for c in client.get_all_connections(pa_in):
-            client.disconnect(c, pa_in)
-        client.connect(out, pa_in)
-        client.connect(pa_out, inp)
+        wire_loop(client, session, out, inp)
         client.connect(cc_out, f"{midi.client_name}:in")
         wait_until(lambda: pos[0] >= total, timeout=total / 44100 * 3 + 10)
     finally:
