@@ -172,6 +172,7 @@ def test_invalid_json_names_the_file(tmp_path: Path) -> None:
 
 # -- versions -------------------------------------------------------------------------------------
 
+
 def test_every_shipped_preset_version_has_its_migrations() -> None:
     """Presets of every schema version lincae shipped load; the unshipped draft (version 0) has no migration."""
     shipped = {json.loads(p.read_text())["schema_version"] for p in [*REPO_PRESETS.glob("*.json")]}

@@ -686,9 +686,7 @@ def build_parser() -> argparse.ArgumentParser:
         "session rejoins a restarted server), PortAudio, or auto (JACK when a JACK server runs)",
     )
     p.add_argument("--record", metavar="OUT.wav", help="record what the outputs play (.wav float32 or .flac 24-bit)")
-    p.add_argument(
-        "--record-inputs", action="store_true", help="also record each source's input (OUT.input1.wav, ...)"
-    )
+    p.add_argument("--record-inputs", action="store_true", help="also record each source's input (OUT.input1.wav, ...)")
     p.add_argument("--force", action="store_true", help="let --record replace existing files")
     p.add_argument(
         "--osc",

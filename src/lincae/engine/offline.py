@@ -31,6 +31,7 @@ def render_batch(mixer: LatentMixer) -> int:
         return max(DEFAULT_BATCH, STREAM_RENDER_FRAMES // mixer.config.stream_frames)
     return DEFAULT_BATCH
 
+
 Progress = Callable[[int, int], None]
 
 
