@@ -96,32 +96,29 @@ class CachedMixer(LatentMixer):
         s = self.step
         if k != self._next:
             self._restart(k)
-        if self.encoder.frames_in == 0:  # the stream's start: the whole first window
-            new = np.concatenate([windows[0], *windows[1:, :, -s:]], axis=-1)
-        else:
-            new = np.concatenate(list(windows[:, :, -s:]), axis=-1) if n > 1 else windows[0, :, -s:]
-        z = self.encoder.push(torch.from_numpy(np.ascontiguousarray(new)))  # [rows, C, m]
+        # The stream's start takes the whole first window (the model's delay D of context, then S new
+        # samples): every step then yields exactly S samples, its first step included.
+        head = [windows[0, :, :-s]] if self.encoder.frames_in == 0 else []
+        new = np.concatenate([*head, *windows[:, :, -s:]], axis=-1)
+        z = self.encoder.push(torch.from_numpy(new))  # [rows, C, m]
         m = z.shape[-1]
+        if m * self.hop != n * s:
+            raise RuntimeError(f"{n} step(s) gave {m} latent frames, expected {n * s // self.hop}")
         first = self._restart_frame + self.encoder.frames_out - m  # absolute index of z's first frame
-        coefs, wets = self._frame_values(first, m) if m else (np.zeros((0, self.config.num_sources)), np.zeros(0))
+        coefs, wets = self._frame_values(first, m)
         mixed = self._mix(z[None], coefs[None])[0]  # [out, C, m]
-        if m:
-            self.last_latents = np.stack(
-                [
-                    z[[r for r, (i, _) in enumerate(self.rows) if i == src], :, -1].mean(0).numpy()
-                    for src in range(self.config.num_sources)
-                ]
-            )
-            self.last_mix_latents = mixed[:, :, -1].mean(0).numpy()
-        wet = self.decoder.push(mixed).numpy()  # [out, m·hop]
-        out = np.zeros((self.out_channels, n * s), np.float32)
-        got = wet.shape[-1]
-        if got:  # the stream's first steps yield less (their output lies before the input's start)
-            tail = out[:, n * s - got :]
-            # Wet fraction per sample: its frame's value (frame f finalises samples [f·hop, (f+1)·hop)).
-            w = np.repeat(wets.astype(np.float32), self.hop)
-            dry = np.concatenate([self._dry(windows[j, :, :s]) for j in range(n)], axis=-1)
-            tail[...] = w * wet + (1.0 - w) * dry[:, n * s - got :]
+        self.last_latents = np.stack(
+            [
+                z[[r for r, (i, _) in enumerate(self.rows) if i == src], :, -1].mean(0).numpy()
+                for src in range(self.config.num_sources)
+            ]
+        )
+        self.last_mix_latents = mixed[:, :, -1].mean(0).numpy()
+        wet = self.decoder.push(mixed).numpy()  # [out, n·S]
+        # Wet fraction per sample: its frame's value (frame f finalises samples [f·hop, (f+1)·hop)).
+        w = np.repeat(wets.astype(np.float32), self.hop)
+        dry = np.concatenate([self._dry(windows[j, :, :s]) for j in range(n)], axis=-1)
+        out = w * wet + (1.0 - w) * dry
         self._next = k + n
         self.last_compute_s = (time.perf_counter() - t0) / n
         return out
