@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from lincae.engine.config import EngineConfig
 from lincae.presets import list_presets, preset_path, upgrade
@@ -63,29 +64,38 @@ def _shipped_model_dir() -> Path | None:
     return None
 
 
-def _shipped_geometry() -> tuple[int, int, int]:
-    """STFT hop, FFT size over hop and time halvings of the shipped default model (its ``config.json``)."""
+def _shipped_config() -> dict[str, Any] | None:
+    """The shipped default model's ``config.json``, or ``None`` when no model is shipped."""
     folder = _shipped_model_dir()
-    if folder is None:
+    return None if folder is None else json.loads((folder / "config.json").read_text())
+
+
+def _geometry(config: dict[str, Any] | None) -> tuple[int, int, int]:
+    """STFT hop, FFT size over hop and time halvings of a model ``config.json`` (the fallback's for ``None``)."""
+    if config is None:
         return FALLBACK_GEOMETRY
-    config = json.loads((folder / "config.json").read_text())
     temporal = [int(v) for v in config["generator"].get("freq_downsample_list", [])].count(0)
     frontend = config["frontend"]
     return int(frontend["hop_size"]), int(frontend.get("n_fft_factor", 4)), temporal
 
 
-def shipped_stream_delay() -> int | None:
-    """Samples of delay of the shipped default model when it streams (``n_fft − hop + lookahead · hop``), or
+def _stream_delay(config: dict[str, Any] | None) -> int | None:
+    """Samples of delay of a model ``config.json`` when it streams (``n_fft − hop + lookahead · hop``), or
     ``None`` when it is not a streamable model (it then runs in windows)."""
-    folder = _shipped_model_dir()
-    if folder is None:
+    if config is None or not config["generator"].get("streamable", False):
         return None
-    config = json.loads((folder / "config.json").read_text())
-    generator = config["generator"]
-    if not generator.get("streamable", False):
-        return None
-    hop, fft_factor, _ = _shipped_geometry()
-    return (fft_factor - 1) * hop + int(generator.get("lookahead", 0)) * hop
+    hop, fft_factor, _ = _geometry(config)
+    return (fft_factor - 1) * hop + int(config["generator"].get("lookahead", 0)) * hop
+
+
+def _shipped_geometry() -> tuple[int, int, int]:
+    """STFT hop, FFT size over hop and time halvings of the shipped default model (its ``config.json``)."""
+    return _geometry(_shipped_config())
+
+
+def shipped_stream_delay() -> int | None:
+    """Samples of delay of the shipped default model when it streams, or ``None`` (see :func:`_stream_delay`)."""
+    return _stream_delay(_shipped_config())
 
 
 SettingsKey = tuple[int, int, int, int, float, tuple[int, ...], int]
@@ -141,9 +151,10 @@ def shipped_model_frame() -> int:
 
 def engine_profiles(block: int = 256) -> list[EngineProfile]:
     """The shipped presets' engine settings, with their declared latency for the shipped model."""
-    hop, fft_factor, temporal = _shipped_geometry()
+    config = _shipped_config()  # read once for all presets
+    hop, fft_factor, temporal = _geometry(config)
     frame = hop * 2**temporal
-    model_delay = shipped_stream_delay()
+    model_delay = _stream_delay(config)
     loads, machine = worker_load_table()
     out = []
     for name in list_presets():
