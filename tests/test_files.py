@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -12,9 +13,10 @@ import pytest
 import torch
 from conftest import make_tiny_model
 
+from lincae import Autoencoder
 from lincae.cli import main
 from lincae.io.audiofile import AudioFileError, AudioReader, read_audio, resample, write_audio
-from lincae.io.latents import decode_latents, encode_file, load_latents, model_fingerprint, save_latents
+from lincae.io.latents import decode_latents, encode_file, load_latents, model_fingerprint, read_header, save_latents
 
 SRC = str(Path(__file__).parents[1] / "src")
 
@@ -174,6 +176,64 @@ def test_encode_and_decode_commands(tmp_path: Path) -> None:
     (tmp_path / "bad.wav").write_bytes(b"\x00" * 100)
     assert main(["encode", str(tmp_path / "bad.wav"), "-o", str(tmp_path / "b.latent"), "--model", str(model_dir)]) == 2
     assert not (tmp_path / "b.latent").exists()
+
+
+#: The shipped model's geometry (an FFT of four latent hops, no temporal downsampling) in a model small enough
+#: for tests. The conftest model's FFT is shorter than its latent hop, so it never reaches the lengths by
+#: which audio may outrun what its frames decode to.
+FFT_GENERATOR = dict(
+    base_channels=4,
+    layers_list=[1, 1, 1],
+    multipliers_list=[1, 1, 1],
+    attention_list=[0, 0, 0],
+    freq_downsample_list=[1, 1],
+    layers_list_encoder=[1, 1, 1],
+    attention_list_encoder=[0, 0, 0],
+    bottleneck_base_channels=8,
+    bottleneck_channels=16,
+    num_bottleneck_layers=1,
+    hop=64,
+    cond_channels=8,
+)
+CHUNK_SECONDS = 0.125
+
+
+@pytest.fixture(scope="module")
+def fft_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Autoencoder, Path]:
+    """The model and its folder."""
+    torch.manual_seed(0)
+    model = Autoencoder({"hop_size": 64, "sample_rate": 44100}, FFT_GENERATOR, {}, name="fft", scale_factor=2.0)
+    return model.eval(), model.save_pretrained(tmp_path_factory.mktemp("model") / "fft")
+
+
+@pytest.mark.parametrize("rate", [44100, 48000, 96000])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_decode_takes_every_length_encode_writes(
+    rate: int, channels: int, fft_model: tuple[Autoencoder, Path], tmp_path: Path
+) -> None:
+    """``lincae encode`` then ``lincae decode``, from one frame to two chunks and a sample, at input rates
+    other than the model's too: the length encode stores is one decode accepts."""
+    model, folder = fft_model
+    n_fft, hop = model.min_samples(), model.hop_length
+    assert n_fft == 4 * hop
+    chunk = int(CHUNK_SECONDS * model.sample_rate)
+    step = chunk - int(chunk * model.overlap_percentage)
+    rng = np.random.default_rng(rate + channels)
+    for length in (n_fft, n_fft + hop - 1, chunk - 1, chunk, chunk + 1, chunk + step, chunk + step + 1):
+        n = math.ceil(length * rate / model.sample_rate)  # at least `length` samples at the model's rate
+        src = write_audio(tmp_path / f"{length}.wav", 0.1 * rng.standard_normal((channels, n), np.float32), rate)
+        latent, out = tmp_path / f"{length}.latent", tmp_path / f"{length}.out.wav"
+        encode = ["encode", str(src), "-o", str(latent), "--chunk-seconds", str(CHUNK_SECONDS)]
+        assert main([*encode, "--model", str(folder)]) == 0, length
+        assert main(["decode", str(latent), "-o", str(out), "--model", str(folder)]) == 0, length
+        header = read_header(latent)
+        assert header.chunked == (header.length > chunk)
+        if rate == model.sample_rate:
+            assert header.length == length
+            assert header.shape[1] == 1 + math.ceil((length - chunk) / step) if header.chunked else True
+        with AudioReader(out, rate) as r:
+            assert r.channels == channels and round(r.source_rate) == rate
+            assert abs(r.frames - n) <= (0 if rate == model.sample_rate else 2), (length, r.frames, n)
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o027])

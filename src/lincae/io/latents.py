@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lincae.io.atomic import write_atomically
+from lincae.models.config import FrontendConfig
 
 if TYPE_CHECKING:
     from lincae.models.autoencoder import Autoencoder
@@ -56,6 +57,12 @@ def model_fingerprint(model: Autoencoder) -> str:
 MIN_RATE, MAX_RATE = 1000, 768_000
 MAX_CHUNK_SECONDS = 300.0
 MAX_CHANNELS = 64
+#: How far past ``frames * hop`` samples an unchunked latent file's ``length`` may reach, in hops, when the
+#: model is not known (the model's own geometry is checked in :mod:`lincae.io.latent_codec`). Encoding gives
+#: ``frames`` frames for audio up to the decoded size of ``frames`` frames plus a hop less one sample; that
+#: decoded size is ``frames * hop`` plus at most the FFT window (``n_fft_factor`` ≤ 16 STFT hops, and an
+#: STFT hop is at most a latent hop), or less (a frame model decodes ``frames * hop - 128`` samples).
+MAX_FFT_HOPS = int(FrontendConfig.LIMITS["n_fft_factor"][1])
 _DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 
 
@@ -172,7 +179,7 @@ def validate_header(meta: dict[str, str], shape: tuple[int, ...], dtype: str) ->
             raise ValueError(f"metadata field 'max_chunk_size' = {chunk} but the latents are not chunked (0 expected)")
         if frames * hop > cap + hop:
             raise ValueError(f"'latents' holds {frames} frames, over {MAX_CHUNK_SECONDS:g} s unchunked; not decoded")
-        most = (frames + 1) * hop  # the last frame covers up to a hop more than it decodes to
+        most = (frames + MAX_FFT_HOPS + 1) * hop  # what encode can write: see MAX_FFT_HOPS
     else:
         if chunk < hop:
             raise ValueError(f"metadata field 'max_chunk_size' = {chunk}: chunked latents need a chunk of >= {hop}")
