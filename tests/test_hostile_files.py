@@ -167,6 +167,74 @@ def test_a_plugin_path_cannot_climb_or_link_out_of_a_plugin_folder(
     assert not marker.exists()
 
 
+LEFT_OUT = [
+    ("settings", ""),
+    ("settings", ["/opt/x", ""]),
+    ("settings", ["."]),
+    ("settings", ["./"]),
+    ("settings", ["../traps"]),
+    ("environment", "."),
+    ("environment", f"/opt/x{os.pathsep}"),
+    ("environment", f"{os.pathsep}."),
+    ("environment", "../traps"),
+]
+
+
+@pytest.mark.parametrize(("source", "entries"), LEFT_OUT, ids=[f"{s}-{e!r}" for s, e in LEFT_OUT])
+def test_empty_relative_and_dot_plugin_folders_trust_nothing(
+    source: str,
+    entries: str | list[str],
+    booby_trap: Path,
+    marker: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Such an entry would trust the folder a command runs in: here, the one that holds the plugin."""
+    monkeypatch.chdir(booby_trap.parent)
+    if source == "settings":
+        settings = tmp_path / "config" / "lincae" / "settings.json"
+        settings.parent.mkdir(parents=True)
+        settings.write_text(json.dumps({"plugin_path": entries}))
+    else:
+        monkeypatch.setenv("LINCAE_PLUGIN_PATH", str(entries))
+    with pytest.raises(PluginNotAllowed, match="left out, not being absolute folders"):
+        load_preset(room_preset(tmp_path, str(booby_trap))).build_chains()
+    with pytest.raises(FileNotFoundError, match="in none of the plugin folders"):
+        load_preset(room_preset(tmp_path, booby_trap.name, "by-name.json")).build_chains()
+    assert not marker.exists(), "the plugin's library was opened"
+
+
+@pytest.mark.parametrize(
+    ("content", "named"),
+    [
+        ("/dev/zero", "larger than 4 MiB"),
+        ("nested", "nested deeper than 32 levels"),
+        ("16 MB", "larger than 4 MiB"),
+        ("[1, 2", "Expecting"),
+    ],
+)
+def test_a_hostile_settings_file_is_one_line(
+    content: str, named: str, marker: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = tmp_path / "config" / "lincae" / "settings.json"
+    settings.parent.mkdir(parents=True)
+    if content == "/dev/zero":
+        settings.symlink_to("/dev/zero")
+    elif content == "nested":
+        settings.write_text('{"plugin_path": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    elif content == "16 MB":
+        settings.write_text(json.dumps({"plugin_path": ["/opt/x"], "padding": "x" * 16 * 2**20}))
+    else:
+        settings.write_text(content)
+    src = str(write_audio(tmp_path / "in.wav", music(1, 0.5), SR))
+    out = tmp_path / "out.wav"
+    preset = str(room_preset(tmp_path, "Gentle Room.vst3"))
+    assert main(["render", src, "-o", str(out), "--model", str(model_dir), "--no-progress", "--preset", preset]) == 2
+    err = error_line(capsys)
+    assert f"{settings}: cannot read the settings file" in err and named in err, err
+    assert "Traceback" not in err and not out.exists()
+
+
 def test_a_plugin_typed_on_the_command_line_is_the_users_choice(
     booby_trap: Path, marker: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

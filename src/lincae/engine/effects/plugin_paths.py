@@ -9,6 +9,12 @@ Components``, ``/Library/Audio/Plug-Ins/Components``), the folders in ``$LINCAE_
 (``$XDG_CONFIG_HOME/lincae/settings.json``, default ``~/.config/lincae/settings.json``), and folders
 added for this process (the commands' ``--plugin-path``, :func:`allow_plugin_folder`).
 
+Only absolute folders count: an empty, relative or ``.`` entry of ``$LINCAE_PLUGIN_PATH`` or of
+``plugin_path`` would trust whatever folder a command runs in, so it is left out (a refusal names what
+was left out). The settings file is read through :func:`lincae.config.read_config_text` and
+:func:`lincae.config.parse_json`, with their caps on size and nesting: a file that breaks them is one
+error line.
+
 A path in such an entry is either absolute (it must lie inside one of the folders once symbolic links
 are resolved) or relative (``Foo.vst3``, ``Vendor/Foo.vst3``: looked up in each folder in turn, and
 again it must not leave that folder). A plugin path the user typed on the command line
@@ -18,12 +24,12 @@ again it must not leave that folder). A plugin path the user typed on the comman
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from lincae.config import parse_json, read_config_text
 from lincae.engine.effects.catalog import PluginLoadError
 
 __all__ = [
@@ -57,27 +63,52 @@ def settings_file() -> Path:
     return Path(base) / "lincae" / "settings.json"
 
 
-def _settings_folders() -> list[Path]:
+def _absolute(entries: list[str], where: str, left_out: list[str]) -> list[Path]:
+    """The entries that name absolute folders (after ``~`` expansion); the others are noted in ``left_out``."""
+    folders = []
+    for entry in entries:
+        folder = Path(entry).expanduser()
+        if entry and folder.is_absolute():
+            folders.append(folder)
+        else:
+            left_out.append(f"{entry!r} in {where}")
+    return folders
+
+
+def _settings_entries() -> list[str]:
+    """``plugin_path`` of the settings file, as given (no file: none)."""
     path = settings_file()
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse_json(read_config_text(path), str(path))
     except FileNotFoundError:
         return []
     except (OSError, ValueError) as e:
-        raise PluginLoadError(f"{path}: cannot read the settings file ({e})") from None
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e).removeprefix(f"{path}: ")
+        raise PluginLoadError(f"{path}: cannot read the settings file ({why})") from None
     value = data.get("plugin_path", []) if isinstance(data, dict) else None
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise PluginLoadError(f"{path}: 'plugin_path' must be a list of folder paths")
-    return [Path(v).expanduser() for v in value]
+    return value
+
+
+def _configured_folders(left_out: list[str]) -> list[Path]:
+    """The absolute folders of ``$LINCAE_PLUGIN_PATH`` and of the settings file, in that order."""
+    env = os.environ.get(ENV_VAR)
+    folders = _absolute(env.split(os.pathsep), f"${ENV_VAR}", left_out) if env else []
+    return folders + _absolute(_settings_entries(), str(settings_file()), left_out)
+
+
+def _lookup_folders(kind: str, left_out: list[str]) -> list[Path]:
+    """This process's folders, the configured ones, the standard ones of ``kind``: in lookup order."""
+    standard = [Path(p).expanduser() for p in STANDARD_FOLDERS.get(kind, ())]
+    return [*_added_folders, *_configured_folders(left_out), *standard]
 
 
 def plugin_folders(kind: str = "vst3") -> list[Path]:
     """The folders plugins of ``kind`` named by files may come from, in lookup order."""
-    env = [Path(p).expanduser() for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p]
-    standard = [Path(p).expanduser() for p in STANDARD_FOLDERS.get(kind, ())]
-    return [*_added_folders, *env, *_settings_folders(), *standard]
+    return _lookup_folders(kind, [])
 
 
 def allow_plugin_folder(folder: str | os.PathLike[str]) -> Path:
@@ -121,7 +152,8 @@ def resolve_plugin_path(kind: str, path: str, where: str) -> str:
     given = Path(path).expanduser()
     if given.resolve() in _trusted_files:
         return str(given)
-    folders = plugin_folders(kind)
+    left_out: list[str] = []
+    folders = _lookup_folders(kind, left_out)
     real_folders = [f.resolve() for f in folders]
     if given.is_absolute():
         real = given.resolve()
@@ -139,14 +171,18 @@ def resolve_plugin_path(kind: str, path: str, where: str) -> str:
         else:
             if ".." not in given.parts:
                 raise FileNotFoundError(
-                    f"{where}: {kind} plugin {path} is in none of the plugin folders ({_listed(folders)})"
+                    f"{where}: {kind} plugin {path} is in none of the plugin folders ({_listed(folders, left_out)})"
                 )
     raise PluginNotAllowed(
-        f"{where}: {kind} plugin {path} is outside the plugin folders ({_listed(folders)}); nothing was loaded. "
+        f"{where}: {kind} plugin {path} is outside the plugin folders ({_listed(folders, left_out)}); "
+        "nothing was loaded. "
         f"Presets and chain files may only name plugins there: to allow its folder, pass --plugin-path FOLDER, "
         f"add it to ${ENV_VAR} or to 'plugin_path' in {settings_file()}"
     )
 
 
-def _listed(folders: list[Path]) -> str:
-    return ", ".join(str(f) for f in folders) or "none"
+def _listed(folders: list[Path], left_out: list[str]) -> str:
+    listed = ", ".join(str(f) for f in folders) or "none"
+    if left_out:
+        listed += f"; left out, not being absolute folders: {', '.join(left_out)}"
+    return listed
