@@ -225,6 +225,19 @@ def test_midi_program_change_loads_the_shipped_preset_of_that_number(window: Mai
     assert "is for 2 source(s)" in window.statusBar().currentMessage()
 
 
+def test_a_shipped_preset_name_is_not_a_file_in_the_current_folder(
+    window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--preset half-volume`` (and the Shipped menu) load the shipped preset, not ``./half-volume``; and
+    saving then asks where, instead of writing over that file."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "half-volume").write_text("not a preset")
+    assert window.load_preset("half-volume"), window.last_error
+    assert window.registry.get("master.gain_db") == -6.0
+    assert window.preset_path is None
+    assert (tmp_path / "half-volume").read_text() == "not a preset"
+
+
 def test_bad_preset_and_failed_model_load_show_messages_without_crashing(
     window: MainWindow, qtbot, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]

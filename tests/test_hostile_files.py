@@ -248,14 +248,60 @@ def test_a_plugin_typed_on_the_command_line_is_the_users_choice(
 
 
 def test_a_preset_name_does_not_leave_the_presets_folder(tmp_path: Path) -> None:
-    from lincae.presets import shipped_presets_dir
+    from lincae.presets import preset_path, shipped_presets_dir
 
     room_preset(tmp_path, "Room.vst3", "evil.json")  # a preset where a name must not reach
     for name in (os.path.relpath(tmp_path / "evil", shipped_presets_dir()), str(tmp_path / "evil")):
         with pytest.raises(FileNotFoundError, match="not a preset name"):
+            preset_path(name)
+        with pytest.raises(FileNotFoundError, match="preset file not found"):  # a path: the file, not evil.json
             load_preset(name)
     assert load_preset("default").name  # shipped presets still load by name
     assert load_preset(tmp_path / "evil.json").name == "a gentle room"  # and a file by its path
+
+
+def test_a_name_typed_on_the_command_line_is_never_a_file_in_the_current_folder(
+    booby_trap: Path,
+    marker: Path,
+    model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--preset default`` is the shipped preset and ``--post reverb`` the built-in reverb, whatever
+    ``./default`` and ``./reverb`` hold (here: a preset and a chain that name a plugin outside the plugin
+    folders); a file is named by its path."""
+    from lincae.presets import Preset, shipped_presets_dir
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    shutil.copy(room_preset(tmp_path, str(booby_trap)), work / "default")
+    (work / "reverb").write_text(json.dumps([{"plugin": "vst3", "path": str(booby_trap)}]))
+    write_audio(work / "in.wav", music(1, 0.5), SR)
+    render = ["render", "in.wav", "--model", str(model_dir), "--no-progress"]
+    assert main([*render, "-o", "preset.wav", "--preset", "default"]) == 0
+    assert main([*render, "-o", "post.wav", "--post", "reverb"]) == 0
+    assert main([*render, "-o", "pre.wav", "--pre", "1=reverb"]) == 0
+    capsys.readouterr()
+    assert load_preset("default") == Preset.load(shipped_presets_dir() / "default.json")
+    assert parse_chain_arg("reverb") == parse_chain_arg("reverb()")
+    assert not marker.exists(), "the plugin's library was opened"
+    # Named by their paths, they are the files (which may not load that plugin).
+    for option in (["--preset", "./default"], ["--post", "./reverb"], ["--pre", f"1={work / 'reverb'}"]):
+        assert main([*render, "-o", "file.wav", *option]) == 2
+        assert "outside the plugin folders" in error_line(capsys)
+    assert not (work / "file.wav").exists() and not marker.exists()
+    # A name that is not shipped says how to name the file of that name.
+    (work / "mine").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"no shipped preset 'mine'.*write \./mine"):
+        load_preset("mine")
+    with pytest.raises(ValueError, match=r"write \./mine"):
+        parse_chain_arg("mine")
+    from lincae.engine.effects import names_a_chain_file
+
+    assert names_a_chain_file("tape.json") and names_a_chain_file("chains/tape")
+    assert not names_a_chain_file("vst3('./Foo.vst3'),reverb") and not names_a_chain_file("reverb")
 
 
 # -- truncated audio: refused, saying how much is missing -----------------------------------------

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from PyQt6.QtGui import QKeySequence
 from PyQt6.QtWidgets import QFileDialog, QMenu, QWidget
 
+from lincae.config import names_a_file
 from lincae.presets import Preset
 from lincae_gui.model_loader import describe
 
@@ -105,7 +106,8 @@ class PresetActions:
             self.show_error("Cannot load preset", describe(e))
             return False
         p = Path(name_or_path)
-        self.preset_path = p.resolve() if p.is_file() else None
+        named_a_file = not isinstance(name_or_path, str) or names_a_file(name_or_path)  # else a shipped preset
+        self.preset_path = p.resolve() if named_a_file and p.is_file() else None
         if self.preset_path is not None:
             self._add_recent(str(self.preset_path))
             self.settings.setValue("presets/dir", str(self.preset_path.parent))

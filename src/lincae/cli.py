@@ -660,7 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="device sample rate in Hz (default: the model's; other rates are resampled)",
     )
     p.add_argument("--model", help="model id, folder or file (default: the preset's, else the shipped model)")
-    p.add_argument("--preset", help="preset name or JSON file")
+    p.add_argument("--preset", help="shipped preset name, or a preset file by its path (./mine, mine.json)")
     p.add_argument("--pre", action="append", default=[], metavar="N=CHAIN", help="chain before encoding source N")
     p.add_argument("--post", help="chain after decoding, e.g. 'reverb(room_size=0.3),brickwalllimiter'")
     _add_plugin_path(p)
@@ -668,7 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--midi-api", choices=["jack", "alsa"], help="MIDI API (default: automatic)")
     p.add_argument(
         "--programs",
-        help="presets recalled by MIDI program changes 0, 1, ... (comma-separated names or files; "
+        help="presets recalled by MIDI program changes 0, 1, ... (comma-separated names or file paths; "
         "default: the shipped presets in alphabetical order)",
     )
     p.add_argument("--duration", type=_seconds(0.0, 1e9), help="stop after this many seconds")
@@ -703,7 +703,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="audio files, one source each (mono or stereo)")
     p.add_argument("-o", "--output", required=True, help="output file (wav, flac, ogg)")
     p.add_argument("--model", help="model id, folder or file (default: the preset's, else the shipped model)")
-    p.add_argument("--preset", help="preset name or JSON file (engine settings, parameters, chains)")
+    p.add_argument(
+        "--preset",
+        help="shipped preset name, or a preset file by its path (./mine, mine.json): engine settings, parameters, "
+        "chains",
+    )
     p.add_argument(
         "--gain",
         action="append",
@@ -718,7 +722,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N=CHAIN",
         help="chain before encoding source N: 'noisegate(threshold_db=-50),compressor' or a JSON file",
     )
-    p.add_argument("--post", help="chain after decoding: 'reverb(room_size=0.3),brickwalllimiter' or a JSON file")
+    p.add_argument(
+        "--post",
+        help="chain after decoding: 'reverb(room_size=0.3),brickwalllimiter', or a chain file by its path "
+        "(./tape, tape.json)",
+    )
     _add_plugin_path(p)
     p.add_argument("--rate", type=_int_in(*RATE), help="output sample rate (default: the first input's)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")

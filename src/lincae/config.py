@@ -31,6 +31,7 @@ __all__ = [
     "check_int",
     "check_nesting",
     "check_number",
+    "names_a_file",
     "parse_json",
     "parse_yaml",
     "read_config_text",
@@ -173,6 +174,17 @@ def _int_or_none(v: float | None) -> int | None:
 
 # --------------------------------------------------------------------------------------------------
 # Reading configuration files
+
+
+def names_a_file(text: str) -> bool:
+    """Whether ``text``, typed where a preset or a chain is expected, names a file rather than something shipped.
+
+    A file is named as a path: ``text`` holds a path separator (``./default``, ``presets/mine``) or ends in
+    ``.json``. Anything else is a name (the shipped preset ``default``, the built-in effect ``reverb``),
+    whatever files the current folder holds, so a file there cannot stand in for it.
+    """
+    separators = {"/", os.sep, os.altsep} - {None}
+    return any(sep in text for sep in separators) or text.lower().endswith(".json")
 
 
 def read_config_text(path: str | os.PathLike[str], max_bytes: int = MAX_CONFIG_BYTES) -> str:

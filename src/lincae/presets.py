@@ -47,7 +47,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lincae.config import parse_json, read_config_text
+from lincae.config import names_a_file, parse_json, read_config_text
 from lincae.engine.config import EngineConfig
 from lincae.engine.params import ParameterRegistry, ParameterSpec, mixer_parameters
 from lincae.io.atomic import write_atomically
@@ -535,8 +535,8 @@ def preset_path(name: str) -> Path:
     folder = shipped_presets_dir()
     if not name or "/" in name or "\\" in name or name.startswith(".") or Path(name).is_absolute():
         raise FileNotFoundError(
-            f"{name!r} is not a preset name (a name has no '/', '\\' or leading '.'; give a file path ending "
-            f"in .json for a preset elsewhere); shipped: {', '.join(list_presets())}"
+            f"{name!r} is not a preset name (a name has no '/', '\\' or leading '.'; a preset file is named by "
+            f"its path, like ./mine or mine.json); shipped: {', '.join(list_presets())}"
         )
     p = folder / (name if name.endswith(".json") else f"{name}.json")
     if p.resolve().parent != folder.resolve():  # a symbolic link out of the folder
@@ -547,8 +547,17 @@ def preset_path(name: str) -> Path:
 
 
 def load_preset(name_or_path: str | os.PathLike[str]) -> Preset:
-    """Load a preset file, or a shipped preset by name (``two-inputs``)."""
-    p = Path(name_or_path)
-    if p.is_file() or (p.suffix == ".json" and p.parent != Path(".")):
-        return Preset.load(p)
-    return Preset.load(preset_path(str(name_or_path)))
+    """Load a shipped preset by name (``two-inputs``), or a preset file.
+
+    A string names a file only as a path (:func:`lincae.config.names_a_file`: ``./mine``, ``mine.json``);
+    a bare name is always the shipped preset, never a file of that name in the current folder. A
+    :class:`~pathlib.Path` is a file.
+    """
+    if not isinstance(name_or_path, str) or names_a_file(name_or_path):
+        return Preset.load(Path(name_or_path))
+    try:
+        return Preset.load(preset_path(name_or_path))
+    except FileNotFoundError as e:
+        if Path(name_or_path).is_file():
+            raise FileNotFoundError(f"{e} (for the file {name_or_path}, write ./{name_or_path})") from None
+        raise

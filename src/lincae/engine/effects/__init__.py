@@ -72,7 +72,7 @@ from lincae.engine.effects.chain import (
     load_failures,
     set_bypass,
 )
-from lincae.engine.effects.parse import load_chain_file, parse_chain_arg
+from lincae.engine.effects.parse import load_chain_file, names_a_chain_file, parse_chain_arg
 from lincae.engine.effects.plugin_paths import (
     PluginNotAllowed,
     allow_plugin_folder,
@@ -108,6 +108,7 @@ __all__ = [
     "is_bypassed",
     "load_chain_file",
     "load_failures",
+    "names_a_chain_file",
     "parse_chain_arg",
     "plugin_folders",
     "plugin_parameters",

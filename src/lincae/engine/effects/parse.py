@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lincae.config import parse_json, read_config_text
+from lincae.config import names_a_file, parse_json, read_config_text
 from lincae.engine.effects.catalog import _CHAIN_FILE_KEYS, CHAIN_FILE_FORMAT, EXTERNAL_KINDS, ChainSpecError
 from lincae.engine.effects.plugin_paths import trust_plugin_file
 from lincae.engine.effects.spec import validate_chain_spec
@@ -135,8 +135,16 @@ def load_chain_file(path: str | os.PathLike[str]) -> list[dict]:
     return validate_chain_spec(data, str(p))
 
 
+def names_a_chain_file(text: str) -> bool:
+    """Whether a chain argument names a chain file: a path (:func:`lincae.config.names_a_file`) that ends in
+    ``.json`` or holds a separator outside any parentheses (a plugin path inside them is part of the chain).
+    A bare word (``reverb``) is the built-in effect, whatever files the current folder holds."""
+    return text.lower().endswith(".json") or (names_a_file(text) and "(" not in text)
+
+
 def parse_chain_arg(text: str) -> list[dict]:
-    """A chain from the command line: ``"reverb(room_size=0.3),gain(gain_db=-3)"`` or a JSON file path.
+    """A chain from the command line: ``"reverb(room_size=0.3),gain(gain_db=-3)"`` or a chain file's path
+    (``chains/tape.json``, ``./tape``: see :func:`names_a_chain_file`).
 
     Values are numbers, ``true``/``false``, or strings (quote them to include ``,`` or ``)``); ``bypass``
     is an entry flag; for ``vst3``/``au``, ``path``, ``name`` and ``state`` are entry keys and a first bare
@@ -149,9 +157,14 @@ def parse_chain_arg(text: str) -> list[dict]:
     text = text.strip()
     if not text:
         return []
-    if text.lower().endswith(".json") or Path(text).is_file():
+    if names_a_chain_file(text):
         return load_chain_file(text)  # a file may come from anyone: its plugins must be in the plugin folders
-    spec = validate_chain_spec(_CliParser(text).entries(), "chain")
+    try:
+        spec = validate_chain_spec(_CliParser(text).entries(), "chain")
+    except ChainSpecError as e:
+        if Path(text).is_file():
+            raise ChainSpecError(f"{e} (for the chain file {text}, write ./{text})") from None
+        raise
     for entry in spec:
         if entry["plugin"] in EXTERNAL_KINDS:
             trust_plugin_file(entry["path"])  # typed by the user: loaded from where they said
