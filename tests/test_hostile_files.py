@@ -355,6 +355,124 @@ def test_whole_files_are_not_mistaken_for_truncated_ones(suffix: str, tmp_path: 
         assert read_audio(path, 44100).shape[0] == channels
 
 
+# -- audio whose header or name lies: refused when opened, before any work ----------------------------
+
+
+def wav_claiming(path: Path, rate: int) -> Path:
+    """Half a second of audio written at 44.1 kHz, in a WAV whose header then claims ``rate`` Hz."""
+    import struct
+
+    write_audio(path, music(1, 0.5), SR)
+    data = bytearray(path.read_bytes())
+    fmt = data.index(b"fmt ")
+    data[fmt + 12 : fmt + 16] = struct.pack("<I", rate)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("rate", [1, 7999, 384_001, 4_000_000])
+def test_an_input_rate_outside_8_to_384_khz_is_refused_before_any_work(
+    rate: int, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    src = wav_claiming(tmp_path / "liar.wav", rate)
+    said = f"liar.wav: sample rate {rate} Hz is outside 8000–384000 Hz; not read"
+    if rate == 1:  # 88 kB at 1 Hz would be 12 hours of audio: in a process of its own, so a regression times out
+        args = ["encode", str(src), "-o", str(tmp_path / "z.latent"), "--model", str(model_dir)]
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+        done = subprocess.run(
+            [sys.executable, "-m", "lincae", *args], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.strip().splitlines() == [f"lincae encode: error: {tmp_path / said}"]
+    for args in (
+        ["encode", str(src), "-o", str(tmp_path / "z.latent")],
+        ["render", str(src), "-o", str(tmp_path / "out.wav"), "--no-progress"],
+        [
+            "render",
+            str(write_audio(tmp_path / "ok.wav", music(1, 0.5), SR)),
+            "-o",
+            str(tmp_path / "out.wav"),
+            "--no-progress",
+            "--post",
+            f"convolution(impulse_response_filename='{src}')",
+        ],
+    ):
+        assert main([*args, "--model", str(model_dir)]) == 2
+        assert said in error_line(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["liar.wav", "ok.wav"]
+
+
+def test_the_edges_of_the_input_rates_are_read(tmp_path: Path) -> None:
+    from lincae.io.audiofile import read_audio
+
+    for rate in (8000, 384_000):
+        audio = read_audio(wav_claiming(tmp_path / f"{rate}.wav", rate), 44100)
+        assert abs(audio.shape[-1] - round(0.5 * SR * 44100 / rate)) <= 2
+
+
+def container_bytes(kind: str, tmp_path: Path) -> bytes:
+    """The bytes of a real ``kind`` file (``wav``, ``flac``, ``ogg``), or of random data / text."""
+    if kind.startswith("random"):  # random 1: its first bytes happen to be an MPEG frame header
+        return np.random.default_rng(int(kind[-1])).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    if kind == "text":
+        return b"# not audio\n" * 50
+    return write_audio(tmp_path / f"real.{kind}", music(1, 0.5), SR).read_bytes()
+
+
+CONTAINER_CASES = [
+    ("random 1", "noise.wav", "named .wav, but it holds MP3 data, not WAV"),  # pedalboard decodes it
+    ("random 0", "noise.flac", "named .flac, but it holds unknown data (starting "),
+    ("flac", "flac.wav", "named .wav, but it holds FLAC data, not WAV"),
+    ("wav", "wav.mp3", "named .mp3, but it holds WAV data, not MP3"),
+    ("ogg", "ogg.flac", "named .flac, but it holds Ogg data, not FLAC"),
+    ("wav", "wav.ogg", "named .ogg, but it holds WAV data, not Ogg"),
+    ("text", "text.aiff", "named .aiff, but it holds text ('# not audio'...), not AIFF"),
+    ("random 1", "noise.xyz", "named .xyz (lincae reads .wav, .flac, .mp3, .ogg, .aiff, .aif, by their suffix)"),
+    ("wav", "song", "named without a suffix (lincae reads"),
+]
+
+
+@pytest.mark.parametrize(("kind", "name", "said"), CONTAINER_CASES, ids=[n for _, n, _ in CONTAINER_CASES])
+def test_the_content_must_be_what_the_suffix_says(
+    kind: str, name: str, said: str, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    src = folder / name
+    src.write_bytes(container_bytes(kind, tmp_path))
+    for args in (
+        ["encode", str(src), "-o", str(tmp_path / "z.latent")],
+        ["render", str(src), "-o", str(tmp_path / "out.wav"), "--no-progress"],
+    ):
+        assert main([*args, "--model", str(model_dir)]) == 2
+        err = error_line(capsys)
+        assert f"{src}: not a readable audio file: {said}" in err, err
+    assert not (tmp_path / "z.latent").exists() and not (tmp_path / "out.wav").exists()
+
+
+def test_containers_are_told_by_their_first_bytes(tmp_path: Path) -> None:
+    from lincae.io.audiofile import read_audio, sniff_container
+
+    def sniffed(data: bytes) -> str | None:
+        (tmp_path / "x").write_bytes(data)
+        return sniff_container(tmp_path / "x")
+
+    riff = container_bytes("wav", tmp_path)
+    assert sniffed(riff) == sniffed(b"RF64" + riff[4:]) == sniffed(b"RIFX" + riff[4:]) == "WAV"
+    assert sniffed(bytes.fromhex("726966662e91cf11a5d628db04c10000") + bytes(64)) == "WAV"  # Wave64
+    assert sniffed(b"RIFF" + riff[4:8] + b"AVI " + riff[12:]) is None
+    flac = container_bytes("flac", tmp_path)
+    id3 = b"ID3\x04\x00\x00\x00\x00\x00\x0a" + bytes(10)  # an ID3v2 tag of 10 bytes
+    assert sniffed(flac) == sniffed(id3 + flac) == "FLAC"
+    assert sniffed(id3 + bytes(64)) == sniffed(bytes.fromhex("fffb9064") + bytes(64)) == "MP3"
+    assert sniffed(bytes.fromhex("fff15080") + bytes(64)) is None  # AAC (ADTS) is not MP3
+    # Upper-case suffixes are the same suffix.
+    (tmp_path / "LOUD.WAV").write_bytes(riff)
+    assert read_audio(tmp_path / "LOUD.WAV", SR).shape[0] == 1
+
+
 # -- latent files: every metadata field is checked, and what they can make us allocate is capped ------
 
 

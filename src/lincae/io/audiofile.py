@@ -6,6 +6,13 @@ folder that is renamed into place only when complete, so a failed or interrupted
 partial file; an existing file is kept unless ``overwrite`` is set.
 
 Audio is float32 ``(channels, samples)`` everywhere.
+
+An input file is checked when it is opened, before any work: its suffix must be one of
+:data:`READ_SUFFIXES` and its content the container that suffix says (:func:`sniff_container`: a
+``.wav`` holding anything but RIFF/RIFX/RF64/W64 WAVE data is refused, whatever the decoder would make
+of it), and its declared rate must lie within
+:data:`MIN_FILE_RATE`–:data:`MAX_FILE_RATE` (a header claiming 1 Hz would make seconds of data hours of
+resampling).
 """
 
 from __future__ import annotations
@@ -21,12 +28,78 @@ import numpy as np
 from lincae.io.atomic import new_temp, publish
 from lincae.io.integrity import find_truncation
 
-READ_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif")
+#: The container each suffix lincae reads promises (what :func:`sniff_container` must find in the file).
+SUFFIX_CONTAINERS = {".wav": "WAV", ".flac": "FLAC", ".mp3": "MP3", ".ogg": "Ogg", ".aiff": "AIFF", ".aif": "AIFF"}
+READ_SUFFIXES = tuple(SUFFIX_CONTAINERS)
 WRITE_SUFFIXES = (".wav", ".flac", ".ogg")
+#: The sample rates (Hz) an input file may declare.
+MIN_FILE_RATE, MAX_FILE_RATE = 8000, 384_000
+_W64 = bytes.fromhex("726966662e91cf11a5d628db04c10000")  # Sony Wave64: the GUID of its "riff" chunk
 
 
 class AudioFileError(ValueError):
     """An audio file cannot be read or written; the message names the file and the problem."""
+
+
+def _mpeg_frame(head: bytes) -> bool:
+    """Whether ``head`` starts with an MPEG audio frame header (sync, and no reserved field)."""
+    if len(head) < 3 or head[0] != 0xFF or head[1] & 0xE0 != 0xE0:
+        return False
+    version, layer = (head[1] >> 3) & 3, (head[1] >> 1) & 3
+    return version != 1 and layer != 0 and head[2] >> 4 != 15 and (head[2] >> 2) & 3 != 3
+
+
+def sniff_container(path: str | os.PathLike[str]) -> str | None:
+    """The container ``path``'s first bytes announce: ``"WAV"``, ``"AIFF"``, ``"FLAC"``, ``"Ogg"``,
+    ``"MP3"`` (an ID3v2 tag or an MPEG frame), ``"MP4"``; ``None`` for anything else."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+        if head[:3] == b"ID3" and len(head) >= 10:  # ID3v2 tag: MP3, or a FLAC file with a tag in front
+            size = 10 + (10 if head[5] & 0x10 else 0)
+            size += (head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7 | (head[9] & 0x7F)
+            f.seek(size)
+            return "FLAC" if f.read(4) == b"fLaC" else "MP3"
+    if (head[:4] in (b"RIFF", b"RIFX", b"RF64", b"BW64") and head[8:12] == b"WAVE") or head[:16] == _W64:
+        return "WAV"
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "AIFF"
+    if head[:4] == b"fLaC":
+        return "FLAC"
+    if head[:4] == b"OggS":
+        return "Ogg"
+    if head[4:8] == b"ftyp":
+        return "MP4"
+    return "MP3" if _mpeg_frame(head) else None
+
+
+def _looks_like(path: Path) -> str:
+    """What a file that is no known container holds, in a few words (for error messages)."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if not head.strip(b"\0"):
+        return "zero bytes"
+    text = head.decode("utf-8", "ignore")  # (a character cut at the end is dropped)
+    if len(text.encode()) >= len(head) - 3 and all(c.isprintable() or c in "\t\r\n" for c in text):
+        first_line = text.splitlines()[0] if text.strip() else text
+        return f"text ({first_line[:24]!r}...)"
+    return f"unknown data (starting {head[:4].hex(' ')})"
+
+
+def _check_container(path: Path) -> None:
+    """Refuse a file whose suffix is not one lincae reads, or whose content is not the container its
+    suffix says (pedalboard's decoders would take random bytes that start like an MPEG frame for MP3)."""
+    expected = SUFFIX_CONTAINERS.get(path.suffix.lower())
+    found = sniff_container(path)
+    if found is not None and found == expected:
+        return
+    what = f"{found} data" if found else _looks_like(path)
+    if expected is None:
+        named = f"named {path.suffix}" if path.suffix else "named without a suffix"
+        raise AudioFileError(
+            f"{path}: not a readable audio file: {named} (lincae reads {', '.join(READ_SUFFIXES)}, by their "
+            f"suffix), and it holds {what}"
+        )
+    raise AudioFileError(f"{path}: not a readable audio file: named {path.suffix}, but it holds {what}, not {expected}")
 
 
 def _open(path: Path) -> Any:
@@ -38,10 +111,18 @@ def _open(path: Path) -> Any:
         raise AudioFileError(f"{path}: is a folder, not an audio file")
     if path.stat().st_size == 0:
         raise AudioFileError(f"{path}: the file is empty")
+    _check_container(path)
     try:
-        return AudioFile(str(path))
+        f = AudioFile(str(path))
     except Exception as e:  # pedalboard raises ValueError/RuntimeError for unknown or corrupt data
         raise AudioFileError(f"{path}: not a readable audio file ({e})") from e
+    rate = float(f.samplerate)
+    if not MIN_FILE_RATE <= rate <= MAX_FILE_RATE:
+        f.close()
+        raise AudioFileError(
+            f"{path}: sample rate {rate:.10g} Hz is outside {MIN_FILE_RATE}–{MAX_FILE_RATE} Hz; not read"
+        )
+    return f
 
 
 class AudioReader:
