@@ -698,6 +698,33 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(
         assert list(small_disk.iterdir()) == []
 
 
+def test_output_names_of_255_bytes_are_written(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The temporary file beside an output is named after it; for the longest legal name it is shortened."""
+    src = write_audio(tmp_path / "in.wav", noisy_tone(0.5), SR)  # stereo: decode spills channels to a file
+    latent = tmp_path / ("l" * 248 + ".latent")
+    decoded = tmp_path / ("d" * 251 + ".wav")
+    rendered = tmp_path / ("é" * 124 + "xx.flac")  # 255 bytes in UTF-8
+    model = ["--model", str(model_dir)]
+    assert main(["encode", str(src), "-o", str(latent), *model]) == 0
+    assert main(["decode", str(latent), "-o", str(decoded), *model]) == 0
+    assert main(["render", str(src), "-o", str(rendered), "--no-progress", *model]) == 0
+    assert main(["render", str(src), "-o", str(rendered), "--no-progress", "--overwrite", *model]) == 0
+    capsys.readouterr()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (src, latent, decoded, rendered))
+    assert all(len(os.fsencode(p.name)) == 255 for p in (latent, decoded, rendered))
+    from lincae.io.atomic import new_temp, temp_prefix
+
+    for name, suffix in ((latent.name, ".tmp"), (rendered.name, ".flac"), ("short.wav", ".raw")):
+        tmp = new_temp(tmp_path / name, suffix)
+        assert tmp.parent == tmp_path and tmp.name.startswith(".") and tmp.name.endswith(suffix)
+        assert len(os.fsencode(tmp.name)) <= 255
+        tmp.unlink()
+    assert temp_prefix("short.wav", ".raw") == ".short.wav."  # short names keep the plain form
+    assert temp_prefix(latent.name, ".tmp") != temp_prefix("l" * 247 + "m.latent", ".tmp")  # names told apart
+
+
 # -- signals: a writer interrupted by any catchable signal leaves no temporary file ------------------
 
 

@@ -13,6 +13,7 @@ untouched: they are only ever replaced by a rename.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import tempfile
@@ -33,6 +34,7 @@ __all__ = [
     "publish",
     "restore_signals",
     "stop_on_signals",
+    "temp_prefix",
     "write_atomically",
 ]
 
@@ -129,10 +131,38 @@ def current_umask() -> int:
     return mask
 
 
+#: Characters ``tempfile.mkstemp`` puts between a prefix and a suffix.
+_RANDOM_CHARS = 8
+
+
+def _name_max(folder: str) -> int:
+    """The longest file name (bytes) ``folder``'s file system takes (255 where it does not say)."""
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        return 255
+
+
+def temp_prefix(name: str, suffix: str, name_max: int = 255) -> str:
+    """The prefix of a temporary name for ``name``: ``.NAME.``, or where ``.NAME.XXXXXXXX{suffix}`` would
+    pass ``name_max`` bytes, ``.`` + the start of NAME + ``~`` + 8 hex digits of its hash + ``.``, cut so
+    that the whole temporary name fits (a legal output name always gets a legal temporary name)."""
+    prefix = f".{name}."
+    room = name_max - _RANDOM_CHARS - len(os.fsencode(suffix))
+    if len(os.fsencode(prefix)) <= room:
+        return prefix
+    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:8]
+    keep = max(0, room - len(f".~{digest}."))
+    start = os.fsencode(name)[:keep].decode("utf-8", "ignore")  # (a character cut in two is dropped)
+    return f".{start}~{digest}."
+
+
 def new_temp(path: str | os.PathLike[str], suffix: str = ".tmp") -> Path:
-    """A new empty file beside ``path`` (same folder, so the final rename is atomic)."""
+    """A new empty file beside ``path`` (same folder, so the final rename is atomic), named
+    ``.NAME.XXXXXXXX{suffix}`` (shortened by :func:`temp_prefix` where that would be too long)."""
     p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=suffix, dir=p.parent if str(p.parent) else ".")
+    folder = str(p.parent) if str(p.parent) else "."
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(p.name, suffix, _name_max(folder)), suffix=suffix, dir=folder)
     os.close(fd)
     _live.add(Path(tmp))
     return Path(tmp)
