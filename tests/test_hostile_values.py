@@ -133,6 +133,13 @@ FILE_CASES: list[tuple[str, str, str]] = [
     ("train", "optim: {lr: .nan}\n", "optim.lr must be a finite number in [0, 10], got nan"),
     ("train", "model: {frontend: {hop_size: 0}}\n", "FrontendConfig: hop_size must be an integer in [1, 8192]"),
     ("train", "[" * 5000 + "]" * 5000 + "\n", "nested deeper than 32 levels"),
+    (
+        "train",
+        "steps: !!python/object/apply:os.system [echo ran]\n",
+        "not valid YAML: could not determine a constructor for the tag "
+        "'tag:yaml.org,2002:python/object/apply:os.system' (line 1, column 8)",
+    ),
+    ("train", "steps: [1, 2\n", "not valid YAML: while parsing a flow sequence: expected ',' or ']'"),
     ("model", '{"scale_factor": 0}', "scale_factor must be a finite number > 0"),
     ("model", '{"scale_factor": NaN}', "scale_factor must be a finite number > 0"),
     ("model", '{"generator": {"base_channels": 1000000}}', "base_channels must be an integer in [1, 1024]"),

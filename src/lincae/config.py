@@ -257,5 +257,17 @@ def parse_yaml(text: str, where: str) -> Any:
     except RecursionError:
         raise ValueError(f"{where}: nested deeper than {MAX_DEPTH} levels") from None
     except yaml.YAMLError as e:
-        raise ValueError(f"{where}: not valid YAML: {e}") from None
+        raise ValueError(f"{where}: not valid YAML: {_yaml_error(e)}") from None
     return check_nesting(data, where)
+
+
+def _yaml_error(e: Exception) -> str:
+    """A YAML error in one line: what is wrong and where (PyYAML's own text quotes the line over several)."""
+    problem = getattr(e, "problem", None)
+    if not problem:
+        return " ".join(str(e).split())
+    context, mark = getattr(e, "context", None), getattr(e, "problem_mark", None)
+    text = f"{context}: {problem}" if context else str(problem)
+    if mark is not None:
+        text += f" (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(text.split())
