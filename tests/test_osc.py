@@ -144,3 +144,61 @@ def test_the_osc_argument_binds_loopback_unless_a_host_is_named() -> None:
         parse_osc_address("localhost")
     with pytest.raises(ValueError, match="expected PORT or HOST:PORT"):
         parse_osc_address("70000")
+
+
+_MALFORMED_CLIENT = r"""
+import json, socket, struct, sys, time
+from lincae.engine.params import ParameterRegistry, mixer_parameters
+from lincae.io.osc import OscControl
+
+def pad(b): return b + bytes(4 - len(b) % 4)
+def bundle(*parts, when=b"\0\0\0\0\0\0\0\1"):
+    return b"#bundle\0" + when + b"".join(struct.pack(">i", len(p)) + p for p in parts)
+
+good = pad(b"/lincae/master/gain") + pad(b",f") + struct.pack(">f", -6.0)
+later = pad(b"/lincae/dry_wet") + pad(b",f") + struct.pack(">f", 50.0)
+packets = [
+    pad(b"/lincae/master/gain") + pad(b",x") + bytes(4),  # a type python-osc does not know
+    bundle(b"garbage!"),  # a part that is no message
+    bundle(b""),  # an empty part
+    pad(b"/lincae/master/gain") + pad(b",i"),  # the argument is missing
+    bundle(bundle(bundle(bundle(bundle(good))))),  # nested too deep
+    bundle(later, when=b"\xff\xff\xff\xff\0\0\0\0"),  # dated in 2036: handled now all the same
+    good,
+]
+osc = OscControl(ParameterRegistry(mixer_parameters(1)), port=0)
+client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for p in packets:
+    client.sendto(p, osc.address)
+written, deadline = {}, time.monotonic() + 20
+while len(written) < 2 and time.monotonic() < deadline:
+    written.update(osc.poll())
+    time.sleep(0.02)
+import logging
+print(json.dumps({"written": written, "ignored": dict(osc.ignored), "root": len(logging.getLogger().handlers)}))
+osc.close()
+"""
+
+
+def test_malformed_packets_are_one_rate_limited_line_of_lincae() -> None:
+    """python-osc logs some malformed packets to the root logger (``WARNING:root:...``, configuring the
+    process's logging on the way); lincae drops them first, into its own rate-limited line."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    done = subprocess.run(
+        [sys.executable, "-c", _MALFORMED_CLIENT], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result == {
+        "written": {"master.gain_db": -6.0, "mix.dry_wet": 50.0},
+        "ignored": {"malformed packet": 5},
+        "root": 0,
+    }
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("OSC: ignored packet from 127.0.0.1:"), done.stderr
+    assert lines[0].endswith("(malformed packet; 1 so far)")

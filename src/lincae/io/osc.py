@@ -26,6 +26,12 @@ second, by default) are dropped, counted in :attr:`OscControl.ignored` and logge
 :data:`LOG_INTERVAL` seconds per reason.
 
 The server binds to 127.0.0.1 unless another interface is asked for.
+
+Packets are checked before python-osc parses them (:func:`malformed`): a type tag it does not know or
+a bundle part that is neither a message nor a bundle would make it log to the root logger (configuring
+the process's logging on the way), so such a packet is dropped here, counted as ``malformed packet``
+and logged at most once every :data:`LOG_INTERVAL` seconds like the others. Bundles are handled at
+once, whatever their time tag (python-osc would hold the server thread until a tag set in the future).
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from typing import Any
 
 from lincae.engine.params import ParameterRegistry
 
-__all__ = ["MAX_RATE", "OscControl", "parameter_for"]
+__all__ = ["MAX_RATE", "OscControl", "malformed", "parameter_for"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +62,48 @@ _FIELD = {"gain": "gain_db", "mute": "mute", "solo": "solo", "invert": "invert"}
 _FIXED = {"/lincae/master/gain": "master.gain_db", "/lincae/dry_wet": "mix.dry_wet"}
 
 Status = Callable[[], Sequence[tuple[str, Sequence[float]]]]
+
+_TYPE_TAGS = frozenset("ihfdsbrmtTFN[]")  # the argument types python-osc parses
+_BUNDLE = b"#bundle\0"
+MAX_BUNDLE_DEPTH = 4
+
+
+def malformed(dgram: bytes, depth: int = 0) -> str | None:
+    """Why ``dgram`` is not an OSC packet python-osc takes whole (the reason, in a few words), or ``None``.
+
+    Checks what python-osc would otherwise log about or skip: every part of a bundle must be a message
+    or a bundle (nested at most :data:`MAX_BUNDLE_DEPTH` deep), and every message's type tags must be
+    ones it parses.
+    """
+    from pythonosc.parsing import osc_types
+
+    try:
+        if dgram.startswith(_BUNDLE):
+            if depth >= MAX_BUNDLE_DEPTH:
+                return "bundle nested too deep"
+            index = len(_BUNDLE) + 8  # the time tag
+            if len(dgram) < index:
+                return "malformed bundle"
+            while index < len(dgram):
+                size, index = osc_types.get_int(dgram, index)
+                if size <= 0 or index + size > len(dgram):
+                    return "malformed bundle"
+                why = malformed(dgram[index : index + size], depth + 1)
+                if why is not None:
+                    return why
+                index += size
+            return None
+        if not dgram.startswith(b"/"):
+            return "not an OSC message"
+        _, index = osc_types.get_string(dgram, 0)
+        if index >= len(dgram):
+            return None  # a message without arguments
+        tags, _ = osc_types.get_string(dgram, index)
+        if not tags.startswith(",") or not set(tags[1:]) <= _TYPE_TAGS:
+            return "unknown argument type"
+        return None
+    except (osc_types.ParseError, IndexError, ValueError):
+        return "cannot be parsed"
 
 
 def parameter_for(address: str) -> str | None:
@@ -101,7 +149,6 @@ class OscControl:
         interval: float = 0.2,
         max_rate: int = MAX_RATE,
     ) -> None:
-        from pythonosc.dispatcher import Dispatcher
         from pythonosc.osc_server import BlockingOSCUDPServer
 
         self.registry = registry
@@ -121,10 +168,8 @@ class OscControl:
         self._window = (0.0, 0)  # (second started, messages in it)
         self._logged: dict[str, float] = {}
         self._last_sent = -math.inf
-        dispatcher = Dispatcher()
-        dispatcher.set_default_handler(self._receive, needs_reply_address=True)
         try:
-            self._server = BlockingOSCUDPServer((host, port), dispatcher)
+            self._server = BlockingOSCUDPServer((host, port), _dispatcher(self._receive, self._ignore))
         except OSError as e:
             raise OSError(f"OSC: cannot listen on {host}:{port} ({e.strerror or e})") from None
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,), name="lincae-osc", daemon=True)
@@ -251,3 +296,27 @@ class OscControl:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(2.0)
+
+
+def _dispatcher(receive: Callable[..., None], ignore: Callable[[str, str], None]) -> Any:
+    """A python-osc dispatcher that hands every message of a whole packet to ``receive(client, address,
+    *args)`` and drops the others through ``ignore(reason, where)`` (see :func:`malformed`)."""
+    from pythonosc.dispatcher import Dispatcher
+    from pythonosc.osc_packet import OscPacket, ParseError
+
+    class _Checked(Dispatcher):
+        def call_handlers_for_packet(self, data: bytes, client_address: tuple[str, int]) -> list:
+            why = malformed(data)
+            if why is None:
+                try:
+                    packet = OscPacket(data)
+                except ParseError:
+                    why = "cannot be parsed"
+            if why is not None:
+                ignore("malformed packet", f"packet from {client_address[0]}:{client_address[1]}: {why}")
+                return []
+            for timed in packet.messages:
+                receive(client_address, timed.message.address, *timed.message.params)
+            return []
+
+    return _Checked()
