@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from conftest import make_tiny_model
 from test_live import ENGINE, Player, TappedEngine, wire_player
+from test_record import small_disk  # noqa: F401  (a fixture)
 
 from lincae.engine.config import EngineConfig
 from lincae.engine.mixer import LatentMixer
@@ -127,3 +128,22 @@ def test_live_record_survives_ctrl_c_and_a_crash_and_never_overwrites(jack_serve
 
 def proc_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+
+
+def test_a_flac_take_on_a_full_disk_fails_the_command_in_one_line(jack_server, small_disk, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The recording stops when the disk fills, the audio goes on to the end, and the command ends with
+    the reason in one line and exit status 2; what reached the disk is a valid WAV file, as the line says."""
+    from lincae.io.audiofile import read_audio
+
+    disk = small_disk("64k")
+    take = disk / "take.flac"
+    proc = run_live(tmp_path, "--record", str(take), "--duration", "3")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err[-2000:]
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("lincae live: error: recording take.flac stopped after "), err[-2000:]
+    partial = disk / "take.flac.partial.wav"
+    assert "(No space left on device)" in last and f"s are kept in {partial}" in last, last
+    assert sorted(p.name for p in disk.iterdir()) == [partial.name]
+    assert read_audio(partial, 44100).shape[-1] > 0  # whole (lincae's reader refuses a truncated file)

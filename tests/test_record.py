@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +79,73 @@ def test_a_full_disk_stops_the_recording_with_a_message(tmp_path: Path) -> None:
     assert "\n" not in rec.error
     rec.feed(block)  # the audio side carries on
     assert rec.stop() is None
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """``small_disk("64k")``: a tmpfs of that size (needs root and mount rights), unmounted afterwards."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root")
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        disk = tmp_path / f"disk{len(mounted)}"
+        disk.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        mounted.append(disk)
+        return disk
+
+    yield mount
+    for disk in mounted:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def noise(seconds: float, channels: int = 1, seed: int = 2) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (0.5 * rng.standard_normal((channels, int(48000 * seconds)))).clip(-1, 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac"])
+def test_a_disk_that_fills_keeps_what_it_holds_as_a_valid_file_and_says_so(
+    suffix: str, small_disk: Callable[[str], Path]
+) -> None:
+    from lincae.io.audiofile import read_audio
+
+    disk = small_disk("64k")
+    rec = Recorder(disk / f"take{suffix}", 48000, 2)
+    feed(rec, noise(1.0, 2))
+    deadline = time.monotonic() + 10
+    while not rec.error and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert rec.stop() is None
+    kept = disk / ("take.flac.partial.wav" if suffix == ".flac" else "take.wav")
+    assert "No space left on device" in rec.error and "\n" not in rec.error, rec.error
+    assert f"the first {rec.seconds:.1f} s are kept in {kept}" in rec.error, rec.error
+    assert sorted(p.name for p in disk.iterdir()) == [kept.name]
+    audio = read_audio(kept, 48000)  # whole: lincae's own reader refuses a truncated file
+    assert 0 < audio.shape[-1] == rec.frames
+    np.testing.assert_array_equal(audio, noise(1.0, 2)[:, : rec.frames])
+
+
+def test_a_disk_that_is_full_from_the_start_leaves_no_file(small_disk: Callable[[str], Path]) -> None:
+    disk = small_disk("4k")
+    (disk / "filler").write_bytes(bytes(4096))
+    rec = Recorder(disk / "take.flac", 48000, 1)
+    feed(rec, noise(0.5))
+    assert rec.stop() is None
+    assert "nothing was recorded" in rec.error and "\n" not in rec.error, rec.error
+    assert sorted(p.name for p in disk.iterdir()) == ["filler"]
+
+
+def test_a_flac_that_does_not_fit_keeps_the_partial_wav_and_says_so(small_disk: Callable[[str], Path]) -> None:
+    disk = small_disk("256k")  # one second of mono float32 fits, its FLAC beside it does not
+    rec = Recorder(disk / "take.flac", 48000, 1)
+    feed(rec, noise(1.0))
+    assert rec.stop() is None
+    partial = disk / "take.flac.partial.wav"
+    assert f"cannot encode {disk / 'take.flac'}" in rec.error and "\n" not in rec.error, rec.error
+    assert f"the 1.0 s recorded are kept in {partial}" in rec.error
+    assert sorted(p.name for p in disk.iterdir()) == [partial.name]  # no FLAC, no temporary file
+    np.testing.assert_array_equal(read(partial), noise(1.0))

@@ -465,7 +465,11 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_live(args: argparse.Namespace) -> int:
-    """Mix live inputs in latent space, with MIDI control and a status line; Ctrl-C stops."""
+    """Mix live inputs in latent space, with MIDI control and a status line; Ctrl-C stops.
+
+    A recording that fails (a full disk) is reported when it happens and again as the last line, and
+    makes the exit status 2.
+    """
     import time
 
     from lincae.engine.effects import parse_chain_arg
@@ -563,9 +567,9 @@ def cmd_live(args: argparse.Namespace) -> int:
     )
     for path in recorded:
         print(f"recorded {path}", file=sys.stderr)
-    for problem in problems:
-        print(f"live: {problem}", file=sys.stderr)
-    return 0
+    for problem in problems:  # a recording that failed fails the command, in the usual one-line form
+        print(f"lincae live: error: {problem}", file=sys.stderr)
+    return 2 if problems else 0
 
 
 def parse_osc_address(text: str) -> tuple[str, int]:

@@ -11,8 +11,12 @@ integer samples) when the recording stops; the FLAC file appears under its name 
 and if the process dies first the partial WAV is still a valid file.
 
 A write that fails (a full disk, a file-size limit) stops the recording with a one-line message in
-:attr:`Recorder.error`; the audio goes on. If the writer cannot keep up for longer than the ring holds
-(:data:`RING_SECONDS`), the oldest samples are lost and counted in :attr:`Recorder.lost`.
+:attr:`Recorder.error`; the audio goes on. What reached the disk is kept as a valid WAV file (its header
+rewritten for the frames the file holds; for a ``.flac`` recording that is ``OUT.flac.partial.wav``, as
+the FLAC cannot be written) and the message says where and how long it is; a file that holds no audio
+is removed. A ``.flac`` recording whose encoding fails at the end keeps its partial WAV too, and says
+so. If the writer cannot keep up for longer than the ring holds (:data:`RING_SECONDS`), the oldest
+samples are lost and counted in :attr:`Recorder.lost`.
 
 An existing file is only replaced with ``force=True``.
 """
@@ -205,15 +209,37 @@ class Recorder:
             self._fail(e)
 
     def _fail(self, e: OSError) -> None:
+        """Stop the recording after a failed write, keeping what reached the disk as a valid WAV file."""
         self._failed = True
-        why = e.strerror or str(e)
-        self.error = f"recording {self.label} stopped after {self.seconds:.1f} s: cannot write {self.wav_path} ({why})"
-        try:  # keep what is on disk readable: the header for the frames written so far
-            self._file.seek(0)
-            self._file.write(self._wav._header())
-            self._file.flush()
+        why = e.strerror or " ".join(str(e).split())
+        self.error = (
+            f"recording {self.label} stopped after {self.seconds:.1f} s: cannot write {self.wav_path} ({why}); "
+            f"{self._keep_what_is_on_disk()}"
+        )
+
+    def _keep_what_is_on_disk(self) -> str:
+        """Close the file; cut it to the whole frames it holds, with a header that says so (or remove it when
+        it holds none). Returns what became of it, for the message."""
+        try:
+            self._file.close()  # (a write still buffered may fail again: what is on disk is what counts)
         except OSError:
             pass
+        header = len(self._wav._header())
+        frame = 4 * self.channels
+        try:
+            # Written in order after the header, so whole frames on disk are samples as fed (those of a
+            # write that failed half-way included).
+            self._wav.frames = max(0, (os.stat(self.wav_path).st_size - header) // frame)
+            if self._wav.frames == 0:
+                self.wav_path.unlink()
+                return f"nothing was recorded ({self.wav_path} is removed)"
+            with open(self.wav_path, "r+b") as f:  # overwrites bytes already on disk: needs no free space
+                f.write(self._wav._header())
+                f.truncate(header + self._wav.frames * frame)
+        except OSError as err:
+            return f"{self.wav_path} may be incomplete ({err.strerror or err})"
+        self.frames = self._wav.frames
+        return f"the first {self.seconds:.1f} s are kept in {self.wav_path}"
 
     def stop(self) -> Path | None:
         """Write what is left and close the file (a FLAC recording is encoded now). Returns the file, or
@@ -244,7 +270,11 @@ class Recorder:
                 while src.tell() < src.frames:
                     out.write(src.read(min(self.sample_rate * 10, src.frames - src.tell())))
         except Exception as e:
-            self.error = f"recording {self.label}: cannot encode {self.path} ({e}); the audio is in {self.wav_path}"
+            why = " ".join(str(e).split())
+            self.error = (
+                f"recording {self.label}: cannot encode {self.path} ({why}); the {self.seconds:.1f} s recorded are "
+                f"kept in {self.wav_path}"
+            )
             return None
         self.wav_path.unlink(missing_ok=True)
         return self.path
