@@ -15,7 +15,6 @@ from lincae.engine.mixer import LatentMixer
 from lincae.engine.offline import render
 from lincae.engine.params import ParameterRegistry, mixer_parameters
 from lincae.engine.stream import StreamingEngine
-from lincae.models.streaming import StreamingDecoder, StreamingEncoder
 
 
 def tones(channels: int, length: int, seed: int) -> np.ndarray:
@@ -53,12 +52,10 @@ def test_render_is_the_models_own_stream(batch: int) -> None:
         reg = ParameterRegistry(mixer_parameters(1))
         reg.set("source.1.gain_db", gain_db)
         out = render(CachedMixer(model, cfg, reg, device="cpu"), [x], batch=batch)
-        # the engine's stream starts D samples before the input (its first window), on the frame grid
+        # the engine runs the model's own streams from the input's first sample, delayed by D
         d = model.stream_delay
-        enc, dec = StreamingEncoder(model, 1), StreamingDecoder(model, 1, seed=5)
-        dec.frame = -d // 64
-        padded = torch.from_numpy(np.concatenate([np.zeros((1, d), np.float32), x], axis=-1))
-        expected = dec.push(scale * enc.push(padded))[:, d:].numpy()
+        enc, dec = model.open_encoder_stream(1), model.open_decoder_stream(1, seed=5)
+        expected = dec.push(scale * enc.push(torch.from_numpy(x)))[:, d:].numpy()
         n = expected.shape[-1]
         np.testing.assert_allclose(out[:, :n], expected, atol=2e-6, rtol=1e-4)
 

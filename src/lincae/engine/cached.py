@@ -8,8 +8,8 @@ offline ``decode(mix(encode(x)))`` delayed by the model's own delay ``D = n_fft 
 :class:`CachedMixer` gives the :class:`~lincae.engine.stream.StreamingEngine` the interface of
 :class:`~lincae.engine.mixer.LatentMixer`, with step ``S = stream_frames · hop``, no crossfade, and
 windows ``W = S + D`` long: step ``k``'s window is the input ``[k·S − D, (k+1)·S)``, of which the
-model takes the newest ``S`` samples (the rest is its cached past); after a gap, the whole window
-restarts the stream (the cached state is rebuilt from zeros, as at the start). Output of step ``k`` is
+model takes the newest ``S`` samples (the rest is its cached past); after a gap the stream restarts
+from silence, as at the start (the model's streaming contract, :mod:`lincae.models.base`). Output of step ``k`` is
 ``[k·S − D, (k+1)·S − D)``; the dry signal for it is the window's first ``S`` samples. Gain, polarity,
 mute, solo, master and dry/wet apply per latent frame, as in the windowed mixer, so a change is heard
 after the declared latency.
@@ -25,8 +25,7 @@ import torch
 from lincae.engine.config import EngineConfig
 from lincae.engine.mixer import LatentMixer
 from lincae.engine.params import ParameterRegistry
-from lincae.models.autoencoder import Autoencoder
-from lincae.models.streaming import StreamingDecoder, StreamingEncoder
+from lincae.models.base import LatentAutoencoder
 
 
 class CachedMixer(LatentMixer):
@@ -39,7 +38,7 @@ class CachedMixer(LatentMixer):
 
     def __init__(
         self,
-        model: Autoencoder,
+        model: LatentAutoencoder,
         config: EngineConfig,
         registry: ParameterRegistry | None = None,
         device: str | torch.device | None = None,
@@ -47,8 +46,8 @@ class CachedMixer(LatentMixer):
         if not model.streamable:
             raise ValueError(f"model {model.name!r} cannot stream (its config has streamable: false)")
         super().__init__(model, config, registry, device)
-        self.encoder = StreamingEncoder(self.model, self.num_rows)
-        self.decoder = StreamingDecoder(self.model, self.out_channels, config.seed, config.diffusion_steps)
+        self.encoder = self.model.open_encoder_stream(self.num_rows)
+        self.decoder = self.model.open_decoder_stream(self.out_channels, config.seed, config.diffusion_steps)
         self._restart(0)
 
     def _set_geometry(self) -> None:
@@ -77,9 +76,9 @@ class CachedMixer(LatentMixer):
     @torch.no_grad()
     def warm_up(self, rounds: int = 2) -> None:
         """Run the model on silence (first calls allocate and pick kernels); the stream state is kept."""
-        enc = StreamingEncoder(self.model, self.num_rows)
-        dec = StreamingDecoder(self.model, self.out_channels, 0, self.config.diffusion_steps)
-        silence = torch.zeros(self.num_rows, self.window)
+        enc = self.model.open_encoder_stream(self.num_rows)
+        dec = self.model.open_decoder_stream(self.out_channels, 0, self.config.diffusion_steps)
+        silence = torch.zeros(self.num_rows, self.step)
         for _ in range(rounds):
             dec.push(enc.push(silence)[: self.out_channels])
 
@@ -96,10 +95,8 @@ class CachedMixer(LatentMixer):
         s = self.step
         if k != self._next:
             self._restart(k)
-        # The stream's start takes the whole first window (the model's delay D of context, then S new
-        # samples): every step then yields exactly S samples, its first step included.
-        head = [windows[0, :, :-s]] if self.encoder.frames_in == 0 else []
-        new = np.concatenate([*head, *windows[:, :, -s:]], axis=-1)
+        # Every step feeds its S new samples and yields exactly S samples (the stream contract).
+        new = np.concatenate(list(windows[:, :, -s:]), axis=-1)
         z = self.encoder.push(torch.from_numpy(new))  # [rows, C, m]
         m = z.shape[-1]
         if m * self.hop != n * s:
@@ -129,7 +126,7 @@ class CachedMixer(LatentMixer):
 
 
 def make_mixer(
-    model: Autoencoder,
+    model: LatentAutoencoder,
     config: EngineConfig,
     registry: ParameterRegistry | None = None,
     device: str | torch.device | None = None,

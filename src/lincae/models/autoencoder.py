@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from lincae.config import check_int, check_number
+from lincae.models.base import LatentAutoencoder, fold_channels, unfold_channels
+from lincae.models.base import check_audio as _check_audio
 from lincae.models.config import DiffusionConfig, FrontendConfig, GeneratorConfig
 from lincae.models.frontend import ScaledComplexSTFT
+from lincae.models.official import OFFICIAL_SCALE_FACTORS
 from lincae.models.sampling import ConsistencySampler
 from lincae.models.unet import UNet
 
@@ -41,37 +43,6 @@ def _check_size(config: GeneratorConfig) -> None:
             f"GeneratorConfig: the network would have {count / 1e6:.0f} M parameters, more than the "
             f"{MAX_PARAMETERS / 1e6:.0f} M allowed (lower base_channels, multipliers_list or layers)"
         )
-
-
-def _check_audio(x: Tensor, what: str = "audio") -> Tensor:
-    if not isinstance(x, Tensor):
-        raise ValueError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise ValueError(f"{what} must be floating point (float32 at 44.1 kHz), got dtype {x.dtype}")
-    if x.dim() not in (1, 2):
-        hint = " (multichannel audio: use encode_channels)" if x.dim() == 3 else ""
-        raise ValueError(f"{what} must be [B, T] or [T], got shape {tuple(x.shape)}{hint}")
-    if x.numel() == 0:
-        raise ValueError(f"{what} is empty (shape {tuple(x.shape)})")
-    if not torch.isfinite(x).all():
-        bad = int((~torch.isfinite(x)).sum())
-        raise ValueError(f"{what} contains {bad} NaN or Inf sample(s)")
-    return x if x.dim() == 2 else x.unsqueeze(0)
-
-
-def fold_channels(audio: Tensor) -> tuple[Tensor, int]:
-    """Multichannel audio ``[B, C, T]`` → a batch of mono signals ``[B * C, T]`` and ``C``."""
-    if audio.dim() != 3:
-        raise ValueError(f"expected multichannel audio [B, C, T], got shape {tuple(audio.shape)}")
-    b, c, t = audio.shape
-    return audio.reshape(b * c, t), c
-
-
-def unfold_channels(x: Tensor, channels: int) -> Tensor:
-    """Inverse of :func:`fold_channels` for any tensor whose first axis is ``B * C``."""
-    if x.shape[0] % channels:
-        raise ValueError(f"batch of {x.shape[0]} is not a multiple of {channels} channels")
-    return x.reshape(x.shape[0] // channels, channels, *x.shape[1:])
 
 
 def overlap_add_crossfade(chunks: Tensor, in_step: int, in_chunk_len: int, final_len: int) -> Tensor:
@@ -97,8 +68,8 @@ def overlap_add_crossfade(chunks: Tensor, in_step: int, in_chunk_len: int, final
     return audio[..., :final_len]
 
 
-class Autoencoder(nn.Module):
-    """Consistency autoencoder for 44.1 kHz mono audio.
+class Autoencoder(LatentAutoencoder):
+    """Consistency autoencoder for 44.1 kHz mono audio (the official family, ``family = "unet"``).
 
     Args:
         frontend, generator, diffusion: configs (or plain dicts of the official constructor arguments).
@@ -129,8 +100,6 @@ class Autoencoder(nn.Module):
         autocast_dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        from lincae.models.registry import OFFICIAL_SCALE_FACTORS
-
         frontend_cfg = FrontendConfig.from_dict(frontend)
         generator_cfg = GeneratorConfig.from_dict(generator)
         diffusion_cfg = DiffusionConfig.from_dict(diffusion)
@@ -162,11 +131,9 @@ class Autoencoder(nn.Module):
         self.overlap_percentage = overlap_percentage
         self.scale_factor = float(scale_factor if scale_factor is not None else OFFICIAL_SCALE_FACTORS.get(name, 1.0))
 
-    # ----------------------------------------------------------------- description
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
+    family = "unet"
 
+    # ----------------------------------------------------------------- description
     @property
     def sample_rate(self) -> int:
         """Audio rate in Hz (the frontend's, else 44100)."""
@@ -193,9 +160,20 @@ class Autoencoder(nn.Module):
     @property
     def stream_delay(self) -> int:
         """Samples from input to output when streaming: ``n_fft − hop + lookahead · hop`` (streamable models)."""
-        from lincae.models.streaming import stream_delay
+        front = self.frontend
+        return front.n_fft - front.hop_size + self.generator.config.lookahead * front.hop_size
 
-        return stream_delay(self)
+    def open_encoder_stream(self, batch: int) -> Any:
+        """A :class:`~lincae.models.streaming.StreamingEncoder` (the contract of :mod:`lincae.models.base`)."""
+        from lincae.models.streaming import StreamingEncoder
+
+        return StreamingEncoder(self, batch)
+
+    def open_decoder_stream(self, batch: int, seed: int = 0, steps: int = 1) -> Any:
+        """A :class:`~lincae.models.streaming.StreamingDecoder` drawing frame noise from ``seed``."""
+        from lincae.models.streaming import StreamingDecoder
+
+        return StreamingDecoder(self, batch, seed, steps)
 
     def get_latent_size(self, audio_length: int) -> int:
         """Latent frames ``Z`` for ``audio_length`` samples (unchunked)."""
@@ -280,22 +258,6 @@ class Autoencoder(nn.Module):
             n = chunks.shape[1]
             z = self._batched(run, self.frontend.to_representation(chunks.reshape(b * n, chunk_len)), max_batch_size)
             return z.reshape(b, n, *z.shape[1:])
-
-    def encode_channels(self, audio: Tensor, max_batch_size: int | None = None) -> Tensor:
-        """Multichannel audio ``[B, C, T]`` → latents ``[B, C, 64, Z]`` (each channel encoded as mono)."""
-        mono, c = fold_channels(audio)
-        return unfold_channels(self.encode(mono, max_batch_size=max_batch_size), c)
-
-    def decode_channels(self, z: Tensor, full_length: int | None = None, **kwargs: Any) -> Tensor:
-        """Latents ``[B, C, 64, Z]`` from :meth:`encode_channels` → audio ``[B, C, T]``.
-
-        All channels are decoded with the same noise (``shared_noise``), so channels with equal latents
-        (dual mono) stay equal and the stereo image is kept.
-        """
-        c = z.shape[1]
-        flat = z.reshape(z.shape[0] * c, *z.shape[2:])
-        kwargs.setdefault("shared_noise", True)
-        return unfold_channels(self.decode(flat, full_length=full_length, **kwargs), c)
 
     # ----------------------------------------------------------------- decode
     def decode(
@@ -417,21 +379,6 @@ class Autoencoder(nn.Module):
     def generate(self, *args: Any, **kwargs: Any) -> Tensor:
         """Disabled, as in the official package: use :meth:`encode` / :meth:`decode` (they handle scaling)."""
         raise RuntimeError("Direct calls to `generate` are disabled. Use `encode`/`decode`.")
-
-    # ----------------------------------------------------------------- files
-    @classmethod
-    def from_pretrained(cls, model_id: str | Path = "default", ckpt_type: str = "last", **kwargs: Any) -> Autoencoder:
-        """Load a model: an official id (``"m2l"``, ``"lin-cae"``, ``"lin-cae-2"``), a shipped model name,
-        a local folder (official layout or ours) or a single file. See :mod:`lincae.models.registry`."""
-        from lincae.models.registry import load_pretrained
-
-        return load_pretrained(cls, model_id, ckpt_type=ckpt_type, **kwargs)
-
-    def save_pretrained(self, directory: str | Path, metadata: dict[str, Any] | None = None) -> Path:
-        """Write ``model.safetensors`` + ``config.json`` (format-versioned) into ``directory``."""
-        from lincae.models.registry import save_pretrained
-
-        return save_pretrained(self, directory, metadata=metadata)
 
 
 def _fit_length(audio: Tensor, length: int | None) -> Tensor:

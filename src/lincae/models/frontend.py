@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lincae.models.config import FrontendConfig
+from lincae.models.overlap import overlap_add
 
 
 def compress(x: Tensor, alpha: float, beta: float) -> Tensor:
@@ -68,11 +69,7 @@ class ScaledComplexSTFT(nn.Module):
         spec = decompress(torch.complex(rep[:, 0], rep[:, 1]), self.config.alpha_rescale, self.config.beta_rescale)
         frames = torch.fft.irfft(spec, dim=-2)  # [B, n_fft, N]
         frames = frames * self._synthesis_window().unsqueeze(-1)
-        n = frames.shape[-1]
-        out = F.fold(
-            frames, output_size=(1, self.num_samples(n)), kernel_size=(1, self.n_fft), stride=(1, self.hop_size)
-        )
-        return out.reshape(frames.shape[0], -1)
+        return overlap_add(frames.transpose(1, 2), self.hop_size)
 
     def _synthesis_window(self) -> Tensor:
         """Window that makes overlap-add of analysis-windowed frames an exact inverse."""

@@ -10,9 +10,12 @@ convolution continuing from its cached last ``kernel - 1`` input frames (Caillon
 - :class:`StreamingDecoder`: latent frames ``[B, C, m]`` → the ``m·hop`` audio samples they finalise
   (overlap-add of ``n_fft``-sample frames: sample ``s`` is final once frame ``s // hop`` is decoded).
 
-Chained, they give the offline ``decode(encode(x), seed=seed)`` (same noise per frame, see
-:func:`frame_noise`) delayed by :func:`stream_delay` samples: ``n_fft − hop + lookahead·hop``, within
-float rounding, whatever the block sizes.
+They keep the streaming contract of :mod:`lincae.models.base`: every push of ``n·hop`` samples gives
+``n·hop`` samples back, and chained they give the offline ``decode(encode(x), seed=seed)`` (same noise
+per frame, see :func:`frame_noise`) delayed by ``D`` = :func:`stream_delay` = ``n_fft − hop +
+lookahead·hop`` samples, within float rounding, whatever the block sizes. The encoder stream's first
+``D / hop`` latent frames are zeros (the silence before the stream: the offline pass has no frame
+there), and the decoder stream renders them as silence without running the network.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from torch import Tensor
 
 from lincae.models.blocks import StreamState, streaming
 from lincae.models.frontend import decompress
+from lincae.models.overlap import overlap_add
 
 _GOLDEN = 0x9E3779B97F4A7C15
 _STEP_KEY = 0xBF58476D1CE4E5B9
@@ -46,9 +50,7 @@ def frame_noise(seed: int, first: int, count: int, rows: int, step: int = 0) -> 
 
 def stream_delay(model: torch.nn.Module) -> int:
     """Samples between input and output of an encode → decode stream: ``n_fft − hop + lookahead · hop``."""
-    front = model.frontend  # type: ignore[attr-defined]
-    lookahead = model.generator.config.lookahead  # type: ignore[attr-defined]
-    return front.n_fft - front.hop_size + lookahead * front.hop_size
+    return int(model.stream_delay)  # type: ignore[attr-defined]
 
 
 def _require_streamable(model: torch.nn.Module) -> None:
@@ -79,25 +81,33 @@ class StreamingEncoder:
         self.state = StreamState()
         self._pending = torch.zeros(self.batch, 0)
         self.frames_in = 0  # STFT frames fed to the encoder
-        self.frames_out = 0  # latent frames returned
+        self.frames_out = 0  # latent frames returned (the leading zero frames included)
+        self.samples_in = 0
 
     @torch.no_grad()
     def push(self, audio: Tensor) -> Tensor:
         """Append ``audio: [B, n]`` float32 → the latent frames it completes, ``[B, C, m]`` (``m`` may be 0)."""
         if audio.dim() != 2 or audio.shape[0] != self.batch:
             raise ValueError(f"expected audio [{self.batch}, n], got shape {tuple(audio.shape)}")
+        self.samples_in += audio.shape[-1]
         buf = torch.cat((self._pending, audio.to(self._pending.dtype)), dim=-1)
         hop, n_fft = self.front.hop_size, self.front.n_fft
         k = self.front.num_frames(buf.shape[-1])
         if k == 0 or (self.frames_in == 0 and k <= self.lookahead):  # the lookahead's first frames are waiting
             self._pending = buf
-            return torch.zeros(self.batch, self.channels, 0)
+            return self._with_lead(torch.zeros(self.batch, self.channels, 0))
         rep = self.front.to_representation(buf[:, : (k - 1) * hop + n_fft].to(self.model.device))  # type: ignore[attr-defined]
         self._pending = buf[:, k * hop :]
         with self.model._network_context(), streaming(self.state):  # type: ignore[attr-defined]
             z = self.model.generator.encoder(rep)  # type: ignore[attr-defined]
         self.frames_in += k
-        z = z.float() * self.model.scale_factor  # type: ignore[attr-defined]
+        return self._with_lead(z.float() * self.model.scale_factor)  # type: ignore[attr-defined]
+
+    def _with_lead(self, z: Tensor) -> Tensor:
+        """``z`` after the zero frames still owed for the silence before the stream (one per hop received)."""
+        owed = self.samples_in // self.front.hop_size - self.frames_out - z.shape[-1]
+        if owed > 0:
+            z = torch.cat((z.new_zeros(self.batch, self.channels, owed), z), dim=-1)
         self.frames_out += z.shape[-1]
         return z
 
@@ -131,17 +141,24 @@ class StreamingDecoder:
         """Start a new stream (the next latent frame is frame 0)."""
         self.pyramid_state = StreamState()
         self.step_states = [StreamState() for _ in range(self.steps)]
-        self.frame = 0
+        # The encoder stream's first frames stand for the silence before it: offline frames −lead … −1.
+        self.lead = stream_delay(self.model) // self.front.hop_size
+        self.frame = -self.lead
         self._tail = torch.zeros(self.batch, self.front.n_fft - self.front.hop_size)
         self._window = self.front._synthesis_window().cpu()
 
     @torch.no_grad()
     def push(self, z: Tensor) -> Tensor:
         """Decode latent frames ``z: [B, C, m]`` (as :meth:`StreamingEncoder.push` returns) → ``[B, m · hop]``."""
+        hop = self.front.hop_size
+        silent = min(self.lead, z.shape[-1])  # frames of the silence before the stream: no network
+        if silent:
+            self.lead -= silent
+            self.frame += silent
+            z = z[..., silent:]
         m = z.shape[-1]
-        hop, n_fft = self.front.hop_size, self.front.n_fft
         if m == 0:
-            return torch.zeros(self.batch, 0)
+            return torch.zeros(self.batch, silent * hop)
         device = self.model.device  # type: ignore[attr-defined]
         cfg = self.net.config
         sampler = self.model.diffusion  # type: ignore[attr-defined]
@@ -169,14 +186,11 @@ class StreamingDecoder:
             torch.complex(rep[:, 0], rep[:, 1]), self.front.config.alpha_rescale, self.front.config.beta_rescale
         )
         frames = torch.fft.irfft(spec, dim=-2) * self._window.unsqueeze(-1)  # [B, n_fft, m]
-        # Overlap-add: frame j's quarter q lands on hop q of output block j + q.
-        parts = frames.reshape(self.batch, n_fft // hop, hop, m)  # [B, quarter, hop, m]
-        out = torch.zeros(self.batch, m + n_fft // hop - 1, hop)
-        for q in range(n_fft // hop):
-            out[:, q : q + m] += parts[:, q].transpose(1, 2)
-        out = out.reshape(self.batch, -1)
+        out = overlap_add(frames.transpose(1, 2), hop)  # [B, (m − 1)·hop + n_fft]
         out[:, : self._tail.shape[-1]] += self._tail
         self._tail = out[:, m * hop :].clone()
+        if silent:
+            return torch.cat((out.new_zeros(self.batch, silent * hop), out[:, : m * hop]), dim=-1)
         return out[:, : m * hop]
 
 

@@ -1,0 +1,189 @@
+"""What every lincae model family offers: the autoencoder API and the streaming contract.
+
+Two families implement it: the official consistency UNet (:class:`lincae.models.autoencoder.Autoencoder`,
+which loads the official checkpoints) and FrameNet (:class:`lincae.models.frame_autoencoder.FrameAutoencoder`,
+built to stream). The engine, the commands and the GUI depend on this class only.
+
+**Streaming contract.** A model with ``streamable`` true opens an encoder stream and a decoder stream
+(:meth:`LatentAutoencoder.open_encoder_stream`, :meth:`LatentAutoencoder.open_decoder_stream`). A pair
+started together and fed audio from sample ``t0`` on (silence before it) gives back, for every push of
+``n·hop_length`` samples, exactly ``n·hop_length`` samples: the offline ``decode(encode(x))`` of that
+audio delayed by :attr:`LatentAutoencoder.stream_delay` samples, within float rounding, whatever the
+block sizes. Latents can be mixed between the two streams. Decoder noise (consistency models) is keyed
+by the absolute frame index, which a decoder stream exposes as its ``frame`` attribute.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+
+class EncoderStream(Protocol):
+    """Audio blocks ``[B, n]`` → the latent frames ``[B, C, m]`` they complete (``m`` may be 0)."""
+
+    frames_out: int
+
+    def push(self, audio: Tensor) -> Tensor: ...
+
+    def reset(self) -> None: ...
+
+
+class DecoderStream(Protocol):
+    """Latent frames ``[B, C, m]`` → ``[B, m·hop]`` audio; ``frame``: absolute index of the next frame."""
+
+    frame: int
+
+    def push(self, z: Tensor) -> Tensor: ...
+
+    def reset(self) -> None: ...
+
+
+def check_audio(x: Tensor, what: str = "audio") -> Tensor:
+    """``x`` as ``[B, T]`` (a ``[T]`` gets a batch axis); ``ValueError`` naming the problem otherwise."""
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise ValueError(f"{what} must be floating point (float32 at 44.1 kHz), got dtype {x.dtype}")
+    if x.dim() not in (1, 2):
+        hint = " (multichannel audio: use encode_channels)" if x.dim() == 3 else ""
+        raise ValueError(f"{what} must be [B, T] or [T], got shape {tuple(x.shape)}{hint}")
+    if x.numel() == 0:
+        raise ValueError(f"{what} is empty (shape {tuple(x.shape)})")
+    if not torch.isfinite(x).all():
+        bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"{what} contains {bad} NaN or Inf sample(s)")
+    return x if x.dim() == 2 else x.unsqueeze(0)
+
+
+def fold_channels(audio: Tensor) -> tuple[Tensor, int]:
+    """Multichannel audio ``[B, C, T]`` → a batch of mono signals ``[B * C, T]`` and ``C``."""
+    if audio.dim() != 3:
+        raise ValueError(f"expected multichannel audio [B, C, T], got shape {tuple(audio.shape)}")
+    b, c, t = audio.shape
+    return audio.reshape(b * c, t), c
+
+
+def unfold_channels(x: Tensor, channels: int) -> Tensor:
+    """Inverse of :func:`fold_channels` for any tensor whose first axis is ``B * C``."""
+    if x.shape[0] % channels:
+        raise ValueError(f"batch of {x.shape[0]} is not a multiple of {channels} channels")
+    return x.reshape(x.shape[0] // channels, channels, *x.shape[1:])
+
+
+class LatentAutoencoder(nn.Module):
+    """The base of lincae's model families (see the module docstring).
+
+    Subclasses set ``family``, ``name`` and ``scale_factor`` and implement the abstract members.
+    """
+
+    family: str = "?"
+    name: str
+    scale_factor: float
+
+    # ----------------------------------------------------------------- description
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def sample_rate(self) -> int:
+        """Audio rate in Hz."""
+        raise NotImplementedError
+
+    @property
+    def latent_channels(self) -> int:
+        """Values per latent frame."""
+        raise NotImplementedError
+
+    @property
+    def hop_length(self) -> int:
+        """Samples per latent frame."""
+        raise NotImplementedError
+
+    @property
+    def streamable(self) -> bool:
+        """Whether the model streams exactly (see the module docstring)."""
+        return False
+
+    @property
+    def stream_delay(self) -> int:
+        """Samples the stream lags the offline pass (streamable models)."""
+        raise ValueError(f"model {self.name!r} is not streamable")
+
+    def get_latent_size(self, audio_length: int) -> int:
+        """Latent frames ``Z`` for ``audio_length`` samples (unchunked)."""
+        raise NotImplementedError
+
+    def get_decoded_size(self, latent_length: int) -> int:
+        """Audio samples produced by decoding ``latent_length`` latent frames."""
+        raise NotImplementedError
+
+    def min_samples(self) -> int:
+        """Shortest audio that yields one latent frame."""
+        raise NotImplementedError
+
+    def config_dict(self) -> dict[str, Any]:
+        """Every constructor argument needed to rebuild this model (JSON-serialisable, with ``family``)."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- streams
+    def open_encoder_stream(self, batch: int) -> EncoderStream:
+        """An encoder stream for ``batch`` signals side by side (see the module docstring)."""
+        raise ValueError(f"model {self.name!r} is not streamable")
+
+    def open_decoder_stream(self, batch: int, seed: int = 0, steps: int = 1) -> DecoderStream:
+        """A decoder stream for ``batch`` signals (``seed``, ``steps``: a consistency decoder's noise and steps)."""
+        raise ValueError(f"model {self.name!r} is not streamable")
+
+    # ----------------------------------------------------------------- audio
+    def encode(self, x: Tensor, extract_features: bool = False, max_batch_size: int | None = None) -> Tensor:
+        raise NotImplementedError
+
+    def decode(self, z: Tensor, full_length: int | None = None, **kwargs: Any) -> Tensor:
+        raise NotImplementedError
+
+    def encode_channels(self, audio: Tensor, max_batch_size: int | None = None) -> Tensor:
+        """Multichannel audio ``[B, C, T]`` → latents ``[B, C, latent_channels, Z]`` (each channel as mono)."""
+        mono, c = fold_channels(audio)
+        return unfold_channels(self.encode(mono, max_batch_size=max_batch_size), c)
+
+    def decode_channels(self, z: Tensor, full_length: int | None = None, **kwargs: Any) -> Tensor:
+        """Latents ``[B, C, latent_channels, Z]`` from :meth:`encode_channels` → audio ``[B, C, T]``.
+
+        All channels are decoded with the same noise (``shared_noise``), so channels with equal latents
+        (dual mono) stay equal and the stereo image is kept.
+        """
+        c = z.shape[1]
+        flat = z.reshape(z.shape[0] * c, *z.shape[2:])
+        kwargs.setdefault("shared_noise", True)
+        return unfold_channels(self.decode(flat, full_length=full_length, **kwargs), c)
+
+    # ----------------------------------------------------------------- files
+    @classmethod
+    def from_pretrained(cls, model_id: str | Path = "default", ckpt_type: str = "last", **kwargs: Any) -> Any:
+        """Load a model of either family: an official id (``"m2l"``, ``"lin-cae"``, ``"lin-cae-2"``), a
+        shipped model name, a local folder (official layout or ours) or a single file. See
+        :mod:`lincae.models.registry`."""
+        from lincae.models.registry import load_pretrained
+
+        return load_pretrained(model_id, ckpt_type=ckpt_type, **kwargs)
+
+    def save_pretrained(self, directory: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+        """Write ``model.safetensors`` + ``config.json`` (format-versioned) into ``directory``."""
+        from lincae.models.registry import save_pretrained
+
+        return save_pretrained(self, directory, metadata=metadata)
+
+
+__all__ = [
+    "DecoderStream",
+    "EncoderStream",
+    "LatentAutoencoder",
+    "check_audio",
+    "fold_channels",
+    "unfold_channels",
+]
