@@ -71,17 +71,35 @@ def _shipped_config() -> dict[str, Any] | None:
 
 
 def _geometry(config: dict[str, Any] | None) -> tuple[int, int, int]:
-    """STFT hop, FFT size over hop and time halvings of a model ``config.json`` (the fallback's for ``None``)."""
+    """STFT hop, FFT size over hop and time halvings of a model ``config.json`` (the fallback's for ``None``).
+
+    A FrameNet model (``family: framenet``) has one STFT frame per latent frame: ``(hop, n_fft / hop, 0)``.
+    """
     if config is None:
         return FALLBACK_GEOMETRY
+    if config.get("family") == "framenet":
+        net = config["framenet"]
+        return int(net["hop"]), int(net["n_fft"]) // int(net["hop"]), 0
     temporal = [int(v) for v in config["generator"].get("freq_downsample_list", [])].count(0)
     frontend = config["frontend"]
     return int(frontend["hop_size"]), int(frontend.get("n_fft_factor", 4)), temporal
 
 
+def _decoded_samples(config: dict[str, Any] | None, frames: int) -> int:
+    """Audio samples a window of ``frames`` latent frames decodes to (the model's ``get_decoded_size``)."""
+    hop, fft_factor, temporal = _geometry(config)
+    if config is not None and config.get("family") == "framenet":
+        return frames * hop - (int(config["framenet"]["synthesis"]) - hop)
+    return (frames * 2**temporal - 1) * hop + fft_factor * hop
+
+
 def _stream_delay(config: dict[str, Any] | None) -> int | None:
-    """Samples of delay of a model ``config.json`` when it streams (``n_fft − hop + lookahead · hop``), or
-    ``None`` when it is not a streamable model (it then runs in windows)."""
+    """Samples of delay of a model ``config.json`` when it streams, or ``None`` when it is not a
+    streamable model (it then runs in windows): ``n_fft − hop + lookahead · hop`` for a streamable
+    consistency UNet, ``synthesis − hop`` for FrameNet (which always streams)."""
+    if config is not None and config.get("family") == "framenet":
+        net = config["framenet"]
+        return int(net["synthesis"]) - int(net["hop"])
     if config is None or not config["generator"].get("streamable", False):
         return None
     hop, fft_factor, _ = _geometry(config)
@@ -152,7 +170,7 @@ def shipped_model_frame() -> int:
 def engine_profiles(block: int = 256) -> list[EngineProfile]:
     """The shipped presets' engine settings, with their declared latency for the shipped model."""
     config = _shipped_config()  # read once for all presets
-    hop, fft_factor, temporal = _geometry(config)
+    hop, _, temporal = _geometry(config)
     frame = hop * 2**temporal
     model_delay = _stream_delay(config)
     loads, machine = worker_load_table()
@@ -167,7 +185,7 @@ def engine_profiles(block: int = 256) -> list[EngineProfile]:
             window_ms = 1000.0 * (e.stream_frames * frame + (model_delay or 0)) / 44100
             step_ms = 1000.0 * e.stream_frames * frame / 44100
         else:
-            window_ms = 1000.0 * ((e.window_frames * 2**temporal - 1) * hop + fft_factor * hop) / 44100
+            window_ms = 1000.0 * _decoded_samples(config, e.window_frames) / 44100
             step_ms = 1000.0 * e.step_frames * frame / 44100
         out.append(
             EngineProfile(

@@ -10,6 +10,9 @@ Sources ``from_pretrained`` understands, in the order it tries them:
    ``frontend_kwargs_{last}.yaml``, ``generator_kwargs_{last}.yaml`` and ``diffusion_kwargs_{last}.yaml``
    (or a Hub snapshot holding one ``{hash}_weights`` folder).
 4. A local folder in our format: ``model.safetensors`` + ``config.json`` (see :data:`FORMAT_VERSION`).
+   Its ``family`` picks the model class: ``unet`` (the consistency UNet, format version 1, the
+   default when the key is absent) or ``framenet`` (:mod:`lincae.models.frame_autoencoder`, format
+   version 2, which an older lincae refuses with a version error instead of mis-loading it).
 5. A single file: ``*.safetensors`` with the config in its metadata, or an official ``*.pth`` with
    its YAML files beside it.
 
@@ -28,17 +31,22 @@ import torch
 
 from lincae.config import parse_json, parse_yaml, read_config_text
 from lincae.io.atomic import write_atomically
+from lincae.models.autoencoder import Autoencoder
+from lincae.models.frame_autoencoder import FrameAutoencoder
+from lincae.models.official import OFFICIAL_HASHES, OFFICIAL_REPO, OFFICIAL_SCALE_FACTORS
 
 if TYPE_CHECKING:
-    from lincae.models.autoencoder import Autoencoder
+    from lincae.models.base import LatentAutoencoder
 
-OFFICIAL_REPO = "BernardoTorres/linear_consistency_autoencoders"
-OFFICIAL_HASHES = {"m2l": "1511f18a", "lin-cae": "0a3afbec", "lin-cae-2": "2f4c6d21"}
-OFFICIAL_SCALE_FACTORS = {"m2l": 15.0, "lin-cae": 33.0, "lin-cae-2": 40.0}
 DEFAULT_MODEL_ALIAS = "default"
 
 FORMAT_NAME = "lincae.autoencoder"
-FORMAT_VERSION = 1
+#: The newest model format this lincae reads: 1 = the consistency UNet, 2 = a ``family`` key (FrameNet).
+FORMAT_VERSION = 2
+#: The format version each family writes (UNet folders stay readable by older lincae).
+FAMILY_FORMAT_VERSION = {"unet": 1, "framenet": 2}
+#: The top-level config keys that belong to each family.
+FAMILY_KEYS = {"unet": ("frontend", "generator", "diffusion"), "framenet": ("framenet",)}
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 _METADATA_KEY = "lincae_config"
@@ -82,21 +90,18 @@ def shipped_models() -> dict[str, Path]:
 
 
 # --------------------------------------------------------------------------- loading
-def load_model(model_id: str | Path = DEFAULT_MODEL_ALIAS, **kwargs: Any) -> Autoencoder:
-    """``Autoencoder.from_pretrained`` without importing the class first."""
-    from lincae.models.autoencoder import Autoencoder
-
-    return load_pretrained(Autoencoder, model_id, **kwargs)
+def load_model(model_id: str | Path = DEFAULT_MODEL_ALIAS, **kwargs: Any) -> LatentAutoencoder:
+    """``Autoencoder.from_pretrained``: a model of either family."""
+    return load_pretrained(model_id, **kwargs)
 
 
 def load_pretrained(
-    cls: type[Autoencoder],
     model_id: str | Path,
     ckpt_type: str = "last",
     cache_dir: str | Path | None = None,
     revision: str | None = None,
     **kwargs: Any,
-) -> Autoencoder:
+) -> LatentAutoencoder:
     """Resolve ``model_id`` (see the module docstring) and build the model in eval mode on CPU.
 
     ``kwargs`` override constructor arguments such as ``max_batch_size`` or ``max_chunk_size``.
@@ -107,18 +112,18 @@ def load_pretrained(
     key = str(model_id)
     if key in OFFICIAL_HASHES:
         folder = download_official(key, ckpt_type=ckpt_type, cache_dir=cache_dir, revision=revision)
-        return _load_official_folder(cls, folder, ckpt_type, name=key, **kwargs)
+        return _load_official_folder(folder, ckpt_type, name=key, **kwargs)
     shipped = shipped_models()
     if key in shipped:
-        return _load_lincae_folder(cls, shipped[key], **kwargs)
+        return _load_lincae_folder(shipped[key], **kwargs)
     path = Path(model_id).expanduser()
     if path.is_dir():
-        return _load_folder(cls, path, ckpt_type, **kwargs)
+        return _load_folder(path, ckpt_type, **kwargs)
     if path.is_file():
         if path.suffix == ".safetensors":
-            return _load_safetensors_file(cls, path, **kwargs)
+            return _load_safetensors_file(path, **kwargs)
         if path.suffix in (".pth", ".pt"):
-            return _load_official_folder(cls, path.parent, ckpt_type, weights=path, **kwargs)
+            return _load_official_folder(path.parent, ckpt_type, weights=path, **kwargs)
         raise ValueError(f"{path}: unsupported model file type {path.suffix!r} (expected .safetensors or .pth)")
     if key == DEFAULT_MODEL_ALIAS:
         raise ModelNotFoundError("no default model is shipped with this installation of lincae")
@@ -165,14 +170,14 @@ def _official_yaml_name(part: str, ckpt_type: str) -> str:
     return f"{part}_kwargs_{ckpt_type}.yaml"
 
 
-def _load_folder(cls: type[Autoencoder], path: Path, ckpt_type: str, **kwargs: Any) -> Autoencoder:
+def _load_folder(path: Path, ckpt_type: str, **kwargs: Any) -> LatentAutoencoder:
     if (path / CONFIG_FILE).is_file():
-        return _load_lincae_folder(cls, path, **kwargs)
+        return _load_lincae_folder(path, **kwargs)
     if (path / _official_weights_name(ckpt_type)).is_file():
-        return _load_official_folder(cls, path, ckpt_type, **kwargs)
+        return _load_official_folder(path, ckpt_type, **kwargs)
     snapshots = sorted(p for p in path.glob("*_weights") if (p / _official_weights_name(ckpt_type)).is_file())
     if len(snapshots) == 1:
-        return _load_official_folder(cls, snapshots[0], ckpt_type, **kwargs)
+        return _load_official_folder(snapshots[0], ckpt_type, **kwargs)
     if snapshots:
         raise ValueError(
             f"{path} holds several official checkpoints ({', '.join(p.name for p in snapshots)}): "
@@ -190,13 +195,12 @@ def _official_name_for(folder: Path) -> str | None:
 
 
 def _load_official_folder(
-    cls: type[Autoencoder],
     folder: Path,
     ckpt_type: str,
     weights: Path | None = None,
     name: str | None = None,
     **kwargs: Any,
-) -> Autoencoder:
+) -> LatentAutoencoder:
     weights = weights or folder / _official_weights_name(ckpt_type)
     parts: dict[str, dict[str, Any]] = {}
     for part in _PARTS:
@@ -216,7 +220,7 @@ def _load_official_folder(
             f"{folder}: no latent scale factor known for {name!r}; using 1.0 (pass scale_factor=...)", stacklevel=3
         )
     model = _build(
-        cls,
+        Autoencoder,
         where=str(folder),
         frontend=parts["frontend"],
         generator=parts["generator"],
@@ -253,23 +257,35 @@ def _read_config(path: Path, text: str) -> dict[str, Any]:
     version = config.get("format_version")
     if not isinstance(version, int) or version < 1 or version > FORMAT_VERSION:
         raise ValueError(
-            f"{path}: model format version {version!r} not supported (this lincae reads 1..{FORMAT_VERSION})"
+            f"{path}: model format version {version!r} not supported (this lincae reads 1..{FORMAT_VERSION}; "
+            "a newer lincae wrote it)"
         )
+    family = config.get("family", "unet")
+    if family not in FAMILY_KEYS:
+        raise ValueError(f"{path}: unknown model family {family!r} (known: {', '.join(FAMILY_KEYS)})")
+    if version < FAMILY_FORMAT_VERSION[family]:
+        raise ValueError(
+            f"{path}: family {family!r} needs format version {FAMILY_FORMAT_VERSION[family]}, got {version}"
+        )
+    for other, keys in FAMILY_KEYS.items():
+        stray = [k for k in keys if other != family and k in config]
+        if stray:
+            raise ValueError(f"{path}: field {stray[0]!r} belongs to family {other!r}, but this config is {family!r}")
     return config
 
 
-def _load_lincae_folder(cls: type[Autoencoder], folder: Path, **kwargs: Any) -> Autoencoder:
+def _load_lincae_folder(folder: Path, **kwargs: Any) -> LatentAutoencoder:
     cfg_path = folder / CONFIG_FILE
     config = _read_config(cfg_path, read_config_text(cfg_path))
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise ModelNotFoundError(f"{folder}: missing {WEIGHTS_FILE}")
-    model = _from_config(cls, config, str(cfg_path), **kwargs)
+    model = _from_config(config, str(cfg_path), **kwargs)
     _load_state(model, _read_safetensors(weights), str(weights))
     return model.eval()
 
 
-def _load_safetensors_file(cls: type[Autoencoder], path: Path, **kwargs: Any) -> Autoencoder:
+def _load_safetensors_file(path: Path, **kwargs: Any) -> LatentAutoencoder:
     from safetensors import safe_open
 
     try:
@@ -282,7 +298,7 @@ def _load_safetensors_file(cls: type[Autoencoder], path: Path, **kwargs: Any) ->
             f"{path}: safetensors file has no '{_METADATA_KEY}' metadata; "
             f"save models with save_pretrained() or use a folder with {CONFIG_FILE}"
         )
-    model = _from_config(cls, _read_config(path, meta[_METADATA_KEY]), str(path), **kwargs)
+    model = _from_config(_read_config(path, meta[_METADATA_KEY]), str(path), **kwargs)
     _load_state(model, _read_safetensors(path), str(path))
     return model.eval()
 
@@ -296,7 +312,7 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"cannot read {path}: corrupt or truncated safetensors file: {e}") from e
 
 
-def _from_config(cls: type[Autoencoder], config: dict[str, Any], where: str, **kwargs: Any) -> Autoencoder:
+def _from_config(config: dict[str, Any], where: str, **kwargs: Any) -> LatentAutoencoder:
     inference = dict(config.get("inference") or {})
     bad = sorted(set(inference) - _INFERENCE_KEYS)
     if bad:
@@ -304,8 +320,10 @@ def _from_config(cls: type[Autoencoder], config: dict[str, Any], where: str, **k
     inference.update(kwargs)
     inference.setdefault("name", config.get("name", Path(where).parent.name))
     inference.setdefault("scale_factor", config.get("scale_factor", 1.0))
+    if config.get("family", "unet") == "framenet":
+        return _build(FrameAutoencoder, where=where, framenet=config.get("framenet"), **inference)
     return _build(
-        cls,
+        Autoencoder,
         where=where,
         frontend=config.get("frontend"),
         generator=config.get("generator"),
@@ -314,7 +332,7 @@ def _from_config(cls: type[Autoencoder], config: dict[str, Any], where: str, **k
     )
 
 
-def _build(cls: type[Autoencoder], where: str, **kwargs: Any) -> Autoencoder:
+def _build(cls: type[LatentAutoencoder], where: str, **kwargs: Any) -> LatentAutoencoder:
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
@@ -345,7 +363,7 @@ def _load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], where: s
 
 
 # --------------------------------------------------------------------------- saving
-def save_pretrained(model: Autoencoder, target: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+def save_pretrained(model: LatentAutoencoder, target: str | Path, metadata: dict[str, Any] | None = None) -> Path:
     """Save ``model`` as a folder (``config.json`` + ``model.safetensors``), or as one ``.safetensors`` file.
 
     Files are written to temporary names and renamed, so an interrupted save leaves no partial model.
@@ -358,7 +376,7 @@ def save_pretrained(model: Autoencoder, target: str | Path, metadata: dict[str, 
     target = Path(target)
     config = {
         "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
+        "format_version": FAMILY_FORMAT_VERSION[model.family],
         "lincae_version": __version__,
         **model.config_dict(),
         "metadata": metadata or {},
