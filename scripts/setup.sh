@@ -42,7 +42,7 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     "${PIP[@]}" install "$TORCH"
 fi
 log "installing lincae and its extras"
-"${PIP[@]}" install -e ".[audio,gui,train,eval,dev]"
+"${PIP[@]}" install -e ".[audio,gui,train,eval,dev,onnx]"
 # tinysoundfont's declared pyaudio dependency does not build and is not needed for offline rendering.
 "$VENV/bin/python" -c "import tinysoundfont" 2>/dev/null || "${PIP[@]}" install --no-deps "tinysoundfont>=0.3"
 # A real recording for the tests of the shipped model (Kevin MacLeod, "Vibe Ace", CC-BY 3.0): the example

@@ -46,8 +46,11 @@ class CachedMixer(LatentMixer):
         if not model.streamable:
             raise ValueError(f"model {model.name!r} cannot stream (its config has streamable: false)")
         super().__init__(model, config, registry, device)
-        self.encoder = self.model.open_encoder_stream(self.num_rows)
-        self.decoder = self.model.open_decoder_stream(self.out_channels, config.seed, config.diffusion_steps)
+        frames = config.stream_frames
+        self.encoder = self.model.open_encoder_stream(self.num_rows, step_frames=frames)
+        self.decoder = self.model.open_decoder_stream(
+            self.out_channels, config.seed, config.diffusion_steps, step_frames=frames
+        )
         self._restart(0)
 
     def _set_geometry(self) -> None:
@@ -75,12 +78,12 @@ class CachedMixer(LatentMixer):
 
     @torch.no_grad()
     def warm_up(self, rounds: int = 2) -> None:
-        """Run the model on silence (first calls allocate and pick kernels); the stream state is kept."""
-        enc = self.model.open_encoder_stream(self.num_rows)
-        dec = self.model.open_decoder_stream(self.out_channels, 0, self.config.diffusion_steps)
+        """Run the streams on silence (first calls allocate, pick kernels and build a model's fused step),
+        then restart them where they were: the output is as if this had not run."""
         silence = torch.zeros(self.num_rows, self.step)
         for _ in range(rounds):
-            dec.push(enc.push(silence)[: self.out_channels])
+            self.decoder.push(self.encoder.push(silence)[: self.out_channels])
+        self._restart(self._next)
 
     @torch.no_grad()
     def process_many(self, k: int, windows: np.ndarray) -> np.ndarray:

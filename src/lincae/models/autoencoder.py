@@ -163,13 +163,13 @@ class Autoencoder(LatentAutoencoder):
         front = self.frontend
         return front.n_fft - front.hop_size + self.generator.config.lookahead * front.hop_size
 
-    def open_encoder_stream(self, batch: int) -> Any:
+    def open_encoder_stream(self, batch: int, step_frames: int | None = None) -> Any:
         """A :class:`~lincae.models.streaming.StreamingEncoder` (the contract of :mod:`lincae.models.base`)."""
         from lincae.models.streaming import StreamingEncoder
 
         return StreamingEncoder(self, batch)
 
-    def open_decoder_stream(self, batch: int, seed: int = 0, steps: int = 1) -> Any:
+    def open_decoder_stream(self, batch: int, seed: int = 0, steps: int = 1, step_frames: int | None = None) -> Any:
         """A :class:`~lincae.models.streaming.StreamingDecoder` drawing frame noise from ``seed``."""
         from lincae.models.streaming import StreamingDecoder
 

@@ -131,12 +131,19 @@ class LatentAutoencoder(nn.Module):
         raise NotImplementedError
 
     # ----------------------------------------------------------------- streams
-    def open_encoder_stream(self, batch: int) -> EncoderStream:
-        """An encoder stream for ``batch`` signals side by side (see the module docstring)."""
+    def open_encoder_stream(self, batch: int, step_frames: int | None = None) -> EncoderStream:
+        """An encoder stream for ``batch`` signals side by side (see the module docstring).
+
+        ``step_frames``: the frames the caller will usually push at once, so that a model can prepare a
+        fused step for that size (the output is the same for any push).
+        """
         raise ValueError(f"model {self.name!r} is not streamable")
 
-    def open_decoder_stream(self, batch: int, seed: int = 0, steps: int = 1) -> DecoderStream:
-        """A decoder stream for ``batch`` signals (``seed``, ``steps``: a consistency decoder's noise and steps)."""
+    def open_decoder_stream(
+        self, batch: int, seed: int = 0, steps: int = 1, step_frames: int | None = None
+    ) -> DecoderStream:
+        """A decoder stream for ``batch`` signals (``seed``, ``steps``: a consistency decoder's noise and steps;
+        ``step_frames`` as for :meth:`open_encoder_stream`)."""
         raise ValueError(f"model {self.name!r} is not streamable")
 
     # ----------------------------------------------------------------- audio

@@ -23,7 +23,8 @@ from torch import Tensor
 
 from lincae.config import check_int, check_number
 from lincae.models.base import LatentAutoencoder, check_audio
-from lincae.models.framenet import FAMILY, FrameDecoderStream, FrameEncoderStream, FrameNet, FrameNetConfig
+from lincae.models.frame_step import FrameDecoderStream, FrameEncoderStream
+from lincae.models.framenet import FAMILY, FrameNet, FrameNetConfig
 
 #: Most parameters a FrameNet configuration may ask for.
 MAX_PARAMETERS = 200_000_000
@@ -137,11 +138,16 @@ class FrameAutoencoder(LatentAutoencoder):
             yield
 
     # ----------------------------------------------------------------- streams
-    def open_encoder_stream(self, batch: int) -> FrameEncoderStream:
-        return _AutocastEncoderStream(self, batch)
+    def open_encoder_stream(self, batch: int, step_frames: int | None = None) -> FrameEncoderStream:
+        """An encoder stream; pushes of ``step_frames`` frames run in ONNX Runtime where it is installed
+        (and the model is on the CPU in float32), any other in PyTorch, with the same output."""
+        return _AutocastEncoderStream(self, batch, step_frames)
 
-    def open_decoder_stream(self, batch: int, seed: int = 0, steps: int = 1) -> FrameDecoderStream:
-        return _AutocastDecoderStream(self, batch)
+    def open_decoder_stream(
+        self, batch: int, seed: int = 0, steps: int = 1, step_frames: int | None = None
+    ) -> FrameDecoderStream:
+        """A decoder stream (deterministic: ``seed`` and ``steps`` change nothing); ``step_frames`` as above."""
+        return _AutocastDecoderStream(self, batch, step_frames)
 
     # ----------------------------------------------------------------- audio
     def encode(self, x: Tensor, extract_features: bool = False, max_batch_size: int | None = None) -> Tensor:
@@ -202,9 +208,9 @@ class FrameAutoencoder(LatentAutoencoder):
 
 
 class _AutocastEncoderStream(FrameEncoderStream):
-    def __init__(self, model: FrameAutoencoder, batch: int) -> None:
+    def __init__(self, model: FrameAutoencoder, batch: int, onnx_frames: int | None) -> None:
         self.model = model
-        super().__init__(model.net, batch, model.scale_factor)
+        super().__init__(model.net, batch, model.scale_factor, None if model.mixed_precision else onnx_frames)
 
     def push(self, audio: Tensor) -> Tensor:
         with self.model._network_context():
@@ -212,9 +218,9 @@ class _AutocastEncoderStream(FrameEncoderStream):
 
 
 class _AutocastDecoderStream(FrameDecoderStream):
-    def __init__(self, model: FrameAutoencoder, batch: int) -> None:
+    def __init__(self, model: FrameAutoencoder, batch: int, onnx_frames: int | None) -> None:
         self.model = model
-        super().__init__(model.net, batch, model.scale_factor)
+        super().__init__(model.net, batch, model.scale_factor, None if model.mixed_precision else onnx_frames)
 
     def push(self, z: Tensor) -> Tensor:
         with self.model._network_context():

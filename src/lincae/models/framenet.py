@@ -19,9 +19,9 @@ Dividing by a level and multiplying it back makes both halves exactly homogeneou
 (``Enc(a·x) = a·Enc(x)``, ``Dec(a·z) = a·Dec(z)``, up to the ``eps`` floor of the levels): Lin-CAE's
 homogeneity holds by construction, and training spends its capacity on additivity and sound.
 
-Nothing looks ahead: streamed frame by frame (:class:`FrameEncoderStream`, :class:`FrameDecoderStream`)
-the model equals its offline pass delayed by ``synthesis − hop`` samples (the fall of the last frame
-waits for the next frame's rise).
+Nothing looks ahead: streamed frame by frame (:mod:`lincae.models.frame_step`) the model equals its
+offline pass delayed by ``synthesis − hop`` samples (the fall of the last frame waits for the next
+frame's rise).
 
 Shapes: audio ``[B, T]`` float32 at ``sample_rate``; latents ``[B, latent_channels, Z]`` with
 ``Z = ceil((T + synthesis − hop) / hop)``.
@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lincae.config import ConfigBase
-from lincae.models.blocks import StreamState, TimeConv, streaming
+from lincae.models.blocks import TimeConv
 from lincae.models.overlap import overlap_add
 
 FAMILY = "framenet"
@@ -290,74 +290,6 @@ class FrameNet(nn.Module):
         return audio[:, fade : fade + self.decoded_samples(z.shape[-1])]
 
 
-# --------------------------------------------------------------------------- streams
-class FrameEncoderStream:
-    """Audio blocks ``[B, n]`` → the latent frames they complete, ``[B, C, m]``; exactly the offline encode.
-
-    Frame ``k`` completes with sample ``(k + 1)·hop − 1``.
-    """
-
-    def __init__(self, net: FrameNet, batch: int, scale: float = 1.0) -> None:
-        self.net = net
-        self.batch = batch
-        self.scale = scale
-        self.reset()
-
-    def reset(self) -> None:
-        cfg = self.net.config
-        self.state = StreamState()
-        self._buf = torch.zeros(self.batch, cfg.n_fft - cfg.hop)
-        self.frames_out = 0
-
-    @torch.no_grad()
-    def push(self, audio: Tensor) -> Tensor:
-        cfg = self.net.config
-        if audio.dim() != 2 or audio.shape[0] != self.batch:
-            raise ValueError(f"expected audio [{self.batch}, n], got shape {tuple(audio.shape)}")
-        buf = torch.cat((self._buf, audio.to(self._buf.dtype)), dim=-1)
-        m = (buf.shape[-1] - (cfg.n_fft - cfg.hop)) // cfg.hop
-        if m == 0:
-            self._buf = buf
-            return torch.zeros(self.batch, cfg.latent_channels, 0)
-        frames = buf[:, : (m - 1) * cfg.hop + cfg.n_fft].unfold(-1, cfg.n_fft, cfg.hop)
-        self._buf = buf[:, m * cfg.hop :]
-        device = next(self.net.parameters()).device
-        with streaming(self.state):
-            z = self.net.encoder(frames.to(device)).float().cpu()
-        self.frames_out += m
-        return z * self.scale
-
-
-class FrameDecoderStream:
-    """Latent frames ``[B, C, m]`` → ``[B, m·hop]`` audio, the offline decode delayed by ``fade`` samples."""
-
-    def __init__(self, net: FrameNet, batch: int, scale: float = 1.0) -> None:
-        self.net = net
-        self.batch = batch
-        self.scale = scale
-        self.reset()
-
-    def reset(self) -> None:
-        self.state = StreamState()
-        self._tail = torch.zeros(self.batch, self.net.config.fade)
-        self.frame = 0
-
-    @torch.no_grad()
-    def push(self, z: Tensor) -> Tensor:
-        cfg = self.net.config
-        m = z.shape[-1]
-        if m == 0:
-            return torch.zeros(self.batch, 0)
-        device = next(self.net.parameters()).device
-        with streaming(self.state):
-            frames = self.net.decoder(z.to(device, torch.float32) / self.scale).float().cpu()
-        out = overlap_add(frames, cfg.hop)  # [B, m·hop + fade]
-        out[:, : cfg.fade] += self._tail
-        self._tail = out[:, m * cfg.hop :].clone()
-        self.frame += m
-        return out[:, : m * cfg.hop]
-
-
 def describe(config: FrameNetConfig) -> dict[str, Any]:
     """Parameter count and per-second figures of a configuration (for model cards and logs)."""
     with torch.device("meta"):
@@ -373,13 +305,10 @@ __all__ = [
     "FAMILY",
     "CausalDepthwiseConv",
     "ConvNeXtBlock",
-    "FrameDecoderStream",
-    "FrameEncoderStream",
     "FrameNet",
     "FrameNetConfig",
     "analysis_window",
     "describe",
     "frame_audio",
-    "overlap_add",
     "synthesis_window",
 ]

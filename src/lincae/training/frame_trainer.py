@@ -419,11 +419,68 @@ class FrameTrainer:
         return net.eval()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m lincae.training.frame_trainer CONFIG DATA OUT [--minutes M] [--threads N]``."""
-    import argparse
+def export_model(net: FrameNet, dest: str | Path, name: str, metadata: dict[str, Any] | None = None) -> Path:
+    """Save ``net`` as a lincae model folder (``config.json`` with ``family: framenet``)."""
+    from lincae.models.frame_autoencoder import FrameAutoencoder
 
+    model = FrameAutoencoder(net.config, name=name)
+    model.net.load_state_dict(net.state_dict())
+    return model.save_pretrained(dest, metadata=metadata)
+
+
+def export_checkpoint(ckpt: str | Path, dest: str | Path, name: str = "framenet") -> Path:
+    """The EMA weights of a FrameNet training checkpoint (``last.ckpt``) as a lincae model folder."""
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    if state.get("format") != CKPT_FORMAT:
+        raise ValueError(f"{ckpt}: not a FrameNet training checkpoint")
+    config = FrameTrainConfig.from_dict(state["config"], where=str(ckpt))
+    net = FrameNet(config.model)
+    net.load_state_dict(state["model"])
+    ema = EMA(net, config.optim.ema_decay)
+    ema.load_state_dict(state["ema"])
+    ema.copy_to(net)
+    meta = {"step": int(state["step"]), "cpu_hours": float(state.get("cpu_seconds", 0.0)) / 3600}
+    return export_model(net.eval(), dest, name, metadata={"training": meta})
+
+
+def train(
+    config_path: str | Path,
+    data: str | Path,
+    out: str | Path,
+    *,
+    val_data: str | Path | None = None,
+    resume: bool = False,
+    until: int | None = None,
+    minutes: float | None = None,
+    seed: int | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """``lincae train`` for a ``family: framenet`` config: train (or resume), then export ``out/final``.
+
+    Without ``resume`` a run folder that already holds ``last.ckpt`` is refused (nothing is overwritten).
+    """
     from lincae.training.data import FolderCrops
+
+    if threads:
+        torch.set_num_threads(threads)
+    config = FrameTrainConfig.from_yaml(config_path)
+    if seed is not None:
+        config = FrameTrainConfig.from_dict({**config.to_dict(), "seed": seed})
+    out = Path(out)
+    if (out / "last.ckpt").exists() and not resume:
+        raise ValueError(f"{out} already holds a run (last.ckpt): pass --resume to continue it, or another --out")
+    source = FolderCrops(data, config.crop_samples(), seed=config.seed, rms_floor=config.data.rms_floor)
+    val_source = FolderCrops(val_data or data, 2 * config.model.sample_rate, seed=config.seed + 1)
+    trainer = FrameTrainer(config, out, source, val_audio=val_source.fixed(config.data.val_pieces), progress=progress)
+    deadline = time.monotonic() + 60 * minutes if minutes else None
+    trainer.fit(deadline=deadline, until=until)
+    return export_model(trainer.export_net(), out / "final", name=out.name, metadata={"step": trainer.step})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lincae.training.frame_trainer CONFIG DATA OUT [--minutes M] [--threads N]`` (resumes)."""
+    import argparse
 
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("config")
@@ -433,14 +490,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float)
     p.add_argument("--threads", type=int)
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    config = FrameTrainConfig.from_yaml(args.config)
-    source = FolderCrops(args.data, config.crop_samples(), seed=config.seed, rms_floor=config.data.rms_floor)
-    val_source = FolderCrops(args.val_data or args.data, 2 * 44100, seed=config.seed + 1)
-    trainer = FrameTrainer(config, args.out, source, val_audio=val_source.fixed(config.data.val_pieces))
-    deadline = time.monotonic() + 60 * args.minutes if args.minutes else None
-    trainer.fit(deadline=deadline)
+    train(
+        args.config,
+        args.data,
+        args.out,
+        val_data=args.val_data,
+        resume=True,
+        minutes=args.minutes,
+        threads=args.threads,
+    )
     return 0
 
 
