@@ -828,3 +828,38 @@ def test_a_real_impulse_response_still_convolves(tmp_path: Path) -> None:
     board = build_chain(parse_chain_arg(f"convolution(impulse_response_filename='{path}')"))
     x = noisy_tone(0.5, 1)
     assert not np.allclose(board(x, SR), x, atol=1e-3)
+
+
+# ------------------------------------------------------------------ official checkpoints that hold code
+
+
+class _RunsCode:
+    """Pickled as a call of ``print`` (what a checkpoint that runs code on load holds)."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (print, ("this checkpoint ran code",))
+
+
+def test_a_checkpoint_holding_code_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """PyTorch's refusal runs over many lines (with advice to load the file with weights_only=False): the
+    error is one line saying what was refused, and nothing in the file runs."""
+    import torch
+
+    fixture = Path(__file__).parent / "fixtures" / "official" / "0a3afbec_weights"
+    folder = shutil.copytree(fixture, tmp_path / "0a3afbec_weights")
+    weights = folder / "autoencoder_inference_model_last.pth"
+    torch.save({"w": torch.zeros(2), "payload": _RunsCode()}, weights)
+    assert main(["info", "--model", str(weights)]) == 2
+    out, err = capsys.readouterr()
+    assert "ran code" not in out + err
+    assert err == (
+        f"lincae info: error: cannot read checkpoint {weights}: it is corrupt, truncated or holds more than "
+        "tensors (only weights are loaded, never code): UnpicklingError: Unsupported global: GLOBAL print was "
+        "not an allowed global by default\n"
+    )
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated: PyTorch's message is one sentence of it too
+    assert main(["info", "--model", str(weights)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith(
+        "RuntimeError: PytorchStreamReader failed reading zip archive: failed finding central directory\n"
+    ), err

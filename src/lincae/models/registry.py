@@ -236,9 +236,16 @@ def _read_pth(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError for code, RuntimeError/EOFError for corrupt or truncated files
+        # One line of PyTorch's message: its refusal of code runs over many lines (advice to load with
+        # weights_only=False, which would run the code; "WeightsUnpickler error: Unsupported global: ..."; a
+        # link), so the WeightsUnpickler line's first sentence where there is one, else the first line.
+        lines = [" ".join(line.replace("\x1b[1m", "").replace("\x1b[0m", "").split()) for line in str(e).splitlines()]
+        lines = [line for line in lines if line] or ["no detail"]
+        why = next((line for line in lines if "WeightsUnpickler error:" in line), lines[0])
+        why = why.split("WeightsUnpickler error:", 1)[-1].strip().split(". ")[0].rstrip(".")
         raise ValueError(
             f"cannot read checkpoint {path}: it is corrupt, truncated or holds more than tensors "
-            f"(only weights are loaded, never code): {type(e).__name__}: {e}"
+            f"(only weights are loaded, never code): {type(e).__name__}: {why}"
         ) from e
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
