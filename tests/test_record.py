@@ -149,3 +149,35 @@ def test_a_flac_that_does_not_fit_keeps_the_partial_wav_and_says_so(small_disk: 
     assert f"the 1.0 s recorded are kept in {partial}" in rec.error
     assert sorted(p.name for p in disk.iterdir()) == [partial.name]  # no FLAC, no temporary file
     np.testing.assert_array_equal(read(partial), noise(1.0))
+
+
+def test_a_flac_take_counts_the_samples_it_clips_and_says_so_in_one_line(tmp_path: Path) -> None:
+    """24-bit FLAC ends at 0 dBFS: samples beyond it are clipped in the file, and counted (a WAV take keeps them)."""
+    audio = np.zeros((2, 20000), np.float32)
+    audio[0, 1000:1010] = 1.5  # +3.5 dBFS
+    audio[1, 5000:5003] = -2.0  # +6.0 dBFS
+    audio[0, 7000] = 1.0  # 0 dBFS itself is no clipping
+    flac, wav = Recorder(tmp_path / "set.flac", 48000, 2), Recorder(tmp_path / "set.wav", 48000, 2)
+    for rec in (flac, wav):
+        feed(rec, audio)
+        assert rec.stop() is not None
+    assert flac.clipped == 13 and flac.peak == 2.0
+    note = flac.clip_note()
+    assert note == (
+        "recording set.flac: 13 sample(s) above 0 dBFS (peak +6.0 dBFS) are clipped in the FLAC file "
+        "(record to .wav to keep them: it stores float samples)"
+    )
+    assert np.abs(read(tmp_path / "set.flac")).max() <= 1.0 + 2**-22  # what the FLAC holds: clipped
+    assert not wav.clip_note() and np.array_equal(read(tmp_path / "set.wav"), audio)  # the WAV keeps them
+
+
+def test_silence_is_written_where_the_producer_says_audio_stopped(tmp_path: Path) -> None:
+    """A gap of any length (longer than the ring) lands between the blocks fed before and after it."""
+    rec = Recorder(tmp_path / "set.wav", 48000, 1)
+    before, after = np.full((1, 1000), 0.5, np.float32), np.full((1, 700), -0.25, np.float32)
+    rec.feed(before)
+    rec.add_silence(48000 * 10)  # longer than the ring (RING_SECONDS)
+    rec.feed(after)
+    assert rec.stop() == tmp_path / "set.wav" and rec.lost == 0 and rec.silence == 480000
+    got = read(tmp_path / "set.wav")[0]
+    assert np.array_equal(got, np.concatenate([before[0], np.zeros(480000, np.float32), after[0]]))

@@ -8,7 +8,17 @@ the disk). Its writer thread drains the ring every few tens of milliseconds into
 the file on disk is a valid WAV of everything up to the last second whatever happens to the process.
 A ``.flac`` recording is written the same way into ``OUT.flac.partial.wav`` and encoded to FLAC (24-bit
 integer samples) when the recording stops; the FLAC file appears under its name only when complete,
-and if the process dies first the partial WAV is still a valid file.
+and if the process dies first the partial WAV is still a valid file. 24-bit integers end at 0 dBFS:
+samples beyond it are clipped in the FLAC (the WAV keeps them, being float). The writer counts them
+(:attr:`Recorder.clipped`, :attr:`Recorder.peak`) so that the status line and the end of the recording
+say so (:meth:`Recorder.clip_note`).
+
+Time is kept: :meth:`Recorder.add_silence`, called by the producer where the audio stopped (a device
+or JACK server that went away and came back), has the writer put that many frames of silence at that
+point of the take, so a take and the inputs recorded beside it stay aligned with the clock.
+
+When a process must end at once (a stop that takes too long), :meth:`Recorder.salvage` leaves what is
+on disk a valid WAV file without waiting for a writer that is stuck.
 
 A write that fails (a full disk, a file-size limit) stops the recording with a one-line message in
 :attr:`Recorder.error`; the audio goes on. What reached the disk is kept as a valid WAV file (its header
@@ -27,6 +37,7 @@ import os
 import struct
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import BinaryIO
 
@@ -34,7 +45,15 @@ import numpy as np
 
 from lincae.engine.ringbuffer import RingBuffer
 
-__all__ = ["RECORD_SUFFIXES", "RING_SECONDS", "Recorder", "WavWriter", "check_record_path", "input_path"]
+__all__ = [
+    "FLAC_ENCODE_SPEED",
+    "RECORD_SUFFIXES",
+    "RING_SECONDS",
+    "Recorder",
+    "WavWriter",
+    "check_record_path",
+    "input_path",
+]
 
 RECORD_SUFFIXES = (".wav", ".flac")
 RING_SECONDS = 8.0
@@ -42,6 +61,8 @@ RING_SECONDS = 8.0
 HEADER_INTERVAL = 1.0
 """Seconds between rewrites of the WAV header (the file on disk is valid up to the last one)."""
 DRAIN_INTERVAL = 0.05
+FLAC_ENCODE_SPEED = 20.0
+"""Seconds of a take encoded to FLAC per second at least (pedalboard does about 100 on a busy 2-core CPU)."""
 _WAV_LIMIT = 0xFFFFFFFF - 64  # RIFF sizes are 32-bit
 
 
@@ -82,8 +103,10 @@ class WavWriter:
         self.frames = 0
         self.file.write(self._header())
 
-    def _header(self) -> bytes:
-        data = self.frames * self.channels * 4
+    def _header(self, frames: int | None = None) -> bytes:
+        """The header for ``frames`` frames (default: those written)."""
+        frames = self.frames if frames is None else frames
+        data = frames * self.channels * 4
         fmt = struct.pack(
             "<HHIIHHH",
             3,
@@ -94,7 +117,7 @@ class WavWriter:
             32,
             0,
         )  # fmt: IEEE float, cbSize 0
-        fact = struct.pack("<I", self.frames)
+        fact = struct.pack("<I", frames)
         body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"fact" + struct.pack("<I", 4) + fact
         body += b"data" + struct.pack("<I", data)
         return b"RIFF" + struct.pack("<I", len(body) + data) + body
@@ -132,9 +155,12 @@ class Recorder:
         label: how messages name this recording (default: the file name).
 
     Attributes:
-        frames: frames written to the file so far.
+        frames: frames written to the file so far (silence put in for gaps included).
         lost: frames lost because the writer fell more than the ring behind.
         error: the one-line reason the recording stopped early ("" while all is well).
+        clipped: samples written so far that lie beyond 0 dBFS (``|x| > 1``): a FLAC take clips them.
+        peak: the largest ``|x|`` written so far.
+        silence: frames of silence put in for gaps (:meth:`add_silence`).
     """
 
     def __init__(
@@ -157,7 +183,13 @@ class Recorder:
         self.wav_path = self.path.with_name(self.path.name + ".partial.wav") if self.flac else self.path
         self.frames = 0
         self.error = ""
+        self.clipped = 0
+        self.peak = 0.0
+        self.silence = 0
         self._failed = False  # the writer gave up: feed() stops copying
+        self._finished = False  # stop() wrote the file under its name
+        # Gaps to fill: (position in the fed stream, frames of silence), appended by the producer.
+        self._gaps: deque[tuple[int, int]] = deque()
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (0 if force or self.flac else os.O_EXCL)
         try:
             fd = os.open(self.wav_path, flags, 0o666)
@@ -187,13 +219,48 @@ class Recorder:
         if not self._failed:
             self.ring.write(block)
 
+    def add_silence(self, frames: int) -> None:
+        """Put ``frames`` frames of silence into the take at this point of what was fed (the producer
+        calls it, between two :meth:`feed` calls: where the audio stopped for that long). The writer
+        writes them, however many; the ring is not used."""
+        if frames > 0 and not self._failed:
+            self._gaps.append((self.ring.written, int(frames)))
+
     # ------------------------------------------------------------------ writer side
     def _drain(self) -> None:
-        while self.ring.available:
-            n = min(self.ring.available, self._chunk.shape[-1])
-            got = self.ring.read(self._chunk[:, :n])
-            self._wav.write(self._chunk[:, :got])
+        ring, width = self.ring, self._chunk.shape[-1]
+        while True:
+            start = max(ring.read_pos, ring.oldest())
+            if self._gaps and start >= self._gaps[0][0]:
+                self._write_silence(self._gaps.popleft()[1])
+                continue
+            n = min(ring.written - start, width)
+            if self._gaps:
+                n = min(n, self._gaps[0][0] - start)
+            if n <= 0:
+                return
+            got = ring.read(self._chunk[:, :n])
+            block = self._chunk[:, :got]
+            self._count_clipped(block)
+            self._wav.write(block)
             self.frames = self._wav.frames
+
+    def _count_clipped(self, block: np.ndarray) -> None:
+        if block.size:
+            peak = float(np.abs(block).max())
+            if peak > 1.0:
+                self.clipped += int(np.count_nonzero(np.abs(block) > 1.0))
+            self.peak = max(self.peak, peak)
+
+    def _write_silence(self, frames: int) -> None:
+        self._chunk.fill(0.0)
+        left = frames
+        while left > 0:
+            n = min(left, self._chunk.shape[-1])
+            self._wav.write(self._chunk[:, :n])
+            left -= n
+            self.frames = self._wav.frames
+        self.silence += frames
 
     def _run(self) -> None:
         last_sync = time.monotonic()
@@ -253,9 +320,49 @@ class Recorder:
                 self._fail(e)
         if self._failed:
             return None
+        done = self._encode_flac() if self.flac else self.path
+        self._finished = done is not None
+        return done
+
+    def clip_note(self) -> str:
+        """One line when a FLAC take holds samples beyond 0 dBFS (clipped to it in the file), else ``""``."""
+        if not self.flac or not self.clipped:
+            return ""
+        return (
+            f"recording {self.label}: {self.clipped} sample(s) above 0 dBFS (peak {20 * np.log10(self.peak):+.1f} "
+            "dBFS) are clipped in the FLAC file (record to .wav to keep them: it stores float samples)"
+        )
+
+    def salvage(self, timeout: float = 1.0) -> str:
+        """For a process about to end without :meth:`stop`: leave the file on disk a valid WAV file.
+
+        The writer is asked to write what it holds and stop; if it does not within ``timeout`` seconds
+        (stuck in a write), the header is rewritten for the whole frames on disk through a descriptor
+        of its own. Never raises. Returns ``""`` when the take is complete under its name, else one line
+        saying where what was recorded is (a FLAC take that was not encoded keeps its partial WAV).
+        """
+        if self._finished or self._failed:
+            return self.error
+        self._stop.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            try:
+                fd = os.open(self.wav_path, os.O_WRONLY)
+                try:
+                    header = len(self._wav._header())
+                    frames = max(0, (os.fstat(fd).st_size - header) // (4 * self.channels))
+                    os.pwrite(fd, self._wav._header(frames), 0)
+                finally:
+                    os.close(fd)
+                self.frames = frames
+            except OSError as e:
+                return f"recording {self.label}: {self.wav_path} may be incomplete ({e.strerror or e})"
         if self.flac:
-            return self._encode_flac()
-        return self.path
+            return (
+                f"recording {self.label}: not encoded to FLAC (the stop took too long); the {self.seconds:.1f} s "
+                f"recorded are in {self.wav_path}"
+            )
+        return ""
 
     def _encode_flac(self) -> Path | None:
         from lincae.io.audiofile import AtomicAudioWriter
