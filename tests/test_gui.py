@@ -739,3 +739,23 @@ def test_app_main_opens_the_window_and_exits_cleanly(qapp, tmp_path: Path, monke
     assert seen and seen[0].startswith("lincae — ")
     stored = QSettings("lincae", "lincae-gui")
     assert stored.value("audio/block") is not None  # remembered on close
+
+
+def test_a_knob_refuses_nan_with_a_message_and_keeps_its_value(window: MainWindow) -> None:
+    knob, mute = window.controls["source.1.gain_db"], window.controls["source.1.mute"]
+    assert isinstance(knob, ParamKnob) and isinstance(mute, ParamToggle)
+    knob.set_value(-6.0)
+    mute.set_value(1.0)
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        window.last_error = ""
+        knob.set_value(bad)  # (clamped to -60 dB or +12 dB before)
+        assert window.registry.get("source.1.gain_db") == -6.0
+        assert knob.value() == -6.0 and knob.readout.text() == "-6.0 dB"
+        assert window.last_error == (
+            f"Parameter: parameter source.1.gain_db: {bad!r} is not a finite number; it stays at -6.0 dB"
+        )
+        assert window.statusBar().currentMessage() == window.last_error
+        mute.set_value(bad)  # (turned off before)
+        assert window.registry.get("source.1.mute") == 1.0 and mute.button.isChecked()
+        assert "source.1.mute: " in window.last_error and "it stays at on" in window.last_error
+

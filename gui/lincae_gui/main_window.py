@@ -295,6 +295,7 @@ class MainWindow(PresetActions, MidiLearn, QMainWindow):
         for control in self.mixer.bind(rig.registry, rig.num_sources):
             self.controls[control.name] = control
             control.edited.connect(self._on_control_edited)
+            control.refused.connect(lambda _name, message: self.show_error("Parameter", message))
             control.learn_requested.connect(self.toggle_learn)
             control.forget_requested.connect(self.forget_mapping)
             control.show_value(rig.registry.get(control.name))

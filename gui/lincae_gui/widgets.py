@@ -3,6 +3,8 @@
 Controls know their registry parameter by name and its :class:`~lincae.engine.params.ParameterSpec`;
 they never write the registry themselves. A user edit emits ``edited(name, value)`` (the window writes
 the registry); :meth:`ParamControl.show_value` shows a value coming from the registry without emitting.
+A value that is not a finite number (NaN, an infinity) is refused, not clamped: the control keeps its
+value and emits ``refused(name, message)`` (the window shows the message).
 Colours are left to the system palette except in the meter and the heat map.
 """
 
@@ -44,6 +46,7 @@ class ParamControl(QWidget):
     """Base of controls bound to one parameter: context menu with MIDI learn / forget / reset."""
 
     edited = pyqtSignal(str, float)  # the user moved the control: (parameter, value)
+    refused = pyqtSignal(str, str)  # a value that is not a finite number was refused: (parameter, message)
     learn_requested = pyqtSignal(str)
     forget_requested = pyqtSignal(str)
 
@@ -73,6 +76,20 @@ class ParamControl(QWidget):
     def set_learning(self, on: bool) -> None:
         self.learning = on
         self._refresh_midi()
+
+    def _refuse_non_finite(self, value: float) -> bool:
+        """Whether ``value`` is not a finite number, in which case :attr:`refused` says so (nothing changes)."""
+        try:
+            finite = math.isfinite(float(value))
+        except (TypeError, ValueError):
+            finite = False
+        if not finite:
+            self.refused.emit(
+                self.name,
+                f"parameter {self.name}: {value!r} is not a finite number; it stays at "
+                f"{format_value(self.spec, self.value())}",
+            )
+        return not finite
 
     def midi_text(self) -> str:
         if self.learning:
@@ -155,7 +172,10 @@ class ParamKnob(ParamControl):
         self.edited.emit(self.name, self._value)
 
     def set_value(self, value: float) -> None:
-        """Move the knob as a user would (emits :attr:`edited`)."""
+        """Move the knob as a user would (emits :attr:`edited`; a value past an end stops at it). NaN and
+        infinities are refused (:attr:`refused`), the knob unmoved."""
+        if self._refuse_non_finite(value):
+            return
         v = min(self.spec.maximum, max(self.spec.minimum, float(value)))
         self._value = v
         self._quiet = True
@@ -210,7 +230,10 @@ class ParamToggle(ParamControl):
             self.edited.emit(self.name, 1.0 if checked else 0.0)
 
     def set_value(self, value: float) -> None:
-        """Click as a user would: emits :attr:`edited` (also when the state does not change)."""
+        """Click as a user would: emits :attr:`edited` (also when the state does not change). NaN and
+        infinities are refused (:attr:`refused`), the button unchanged."""
+        if self._refuse_non_finite(value):
+            return
         on = float(value) >= 0.5
         if self.button.isChecked() == on:
             self.edited.emit(self.name, 1.0 if on else 0.0)
