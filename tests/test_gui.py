@@ -759,3 +759,44 @@ def test_a_knob_refuses_nan_with_a_message_and_keeps_its_value(window: MainWindo
         assert window.registry.get("source.1.mute") == 1.0 and mute.button.isChecked()
         assert "source.1.mute: " in window.last_error and "it stays at on" in window.last_error
 
+
+@pytest.fixture
+def config_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """HOME and XDG_CONFIG_HOME in a temporary folder: the settings file is ``config_home/lincae/settings.json``."""
+    home = tmp_path / "home"
+    (home / ".config").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    return home / ".config"
+
+
+def test_the_plugin_folders_dialog_edits_plugin_path_in_the_settings_file(
+    window: MainWindow, config_home: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from lincae.engine.effects.plugin_paths import plugin_folders
+
+    settings = config_home / "lincae" / "settings.json"
+    settings.parent.mkdir()
+    settings.write_text(json.dumps({"plugin_path": ["/opt/old-plugins"], "theme": "dark"}))
+    mine = tmp_path / "my-plugins"
+    mine.mkdir()
+    dialog = window.open_plugin_folders()
+    assert dialog.folders() == ["/opt/old-plugins"] and dialog.file == settings
+    assert not dialog.add_folder("relative/plugins") and not dialog.add_folder(".") and not dialog.add_folder("  ")
+    assert "is not an absolute folder" in dialog.message.text() and dialog.folders() == ["/opt/old-plugins"]
+    assert dialog.add_folder(str(mine)) and dialog.add_folder("~/vst3-extra") and dialog.add_folder(str(mine))
+    dialog.list.setCurrentRow(0)
+    dialog.remove_selected()
+    assert dialog.folders() == [str(mine), "~/vst3-extra"]
+    assert dialog.save()
+    assert json.loads(settings.read_text()) == {"plugin_path": [str(mine), "~/vst3-extra"], "theme": "dark"}
+    assert window.statusBar().currentMessage() == f"Plugin folders saved in {settings}"
+    # what the commands and the GUI's chains look plugins up in, from now on
+    assert plugin_folders("vst3")[:2] == [mine, config_home.parent / "vst3-extra"]
+    # a settings file that cannot be read is said so, and left as it is
+    settings.write_text("{not json")
+    dialog = window.open_plugin_folders()
+    assert "cannot read the settings file" in dialog.message.text() and not dialog.save()
+    assert settings.read_text() == "{not json"

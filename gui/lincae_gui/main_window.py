@@ -10,7 +10,8 @@ model copy; see :mod:`lincae_gui.render_dialog`).
 
 Panels, one module each: :mod:`~lincae_gui.setup_panel` (devices, model, Start/Stop),
 :mod:`~lincae_gui.mixer_panel` (strips and master), :mod:`~lincae_gui.latent_panel` (heat map);
-behaviours: :mod:`~lincae_gui.midi_learn`, :mod:`~lincae_gui.preset_actions`.
+behaviours: :mod:`~lincae_gui.midi_learn`, :mod:`~lincae_gui.preset_actions`; the *Plugin folders*
+dialog: :mod:`~lincae_gui.plugin_folders`.
 
 Threads. Everything here runs on the GUI thread except model loading (:class:`ModelLoader`) and
 renders (a ``QThread`` each). Controls write the registry by name; registry changes made elsewhere
@@ -204,6 +205,8 @@ class MainWindow(PresetActions, MidiLearn, QMainWindow):
         self.act_stop = self._action(audio_menu, "S&top", "Shift+F5", self.stop)
         self.act_load_model = self._action(audio_menu, "&Load model", "Ctrl+L", lambda: self.load_model())
         self.act_record = self._action(audio_menu, "&Record / stop recording", "Ctrl+Shift+R", self.record.toggle)
+        audio_menu.addSeparator()
+        self.act_plugin_folders = self._action(audio_menu, "&Plugin folders…", None, self.open_plugin_folders)
         midi_menu = bar.addMenu("&MIDI")
         self.act_cancel_learn = self._action(midi_menu, "&Cancel MIDI learn", "Esc", self.cancel_learn)
         self._action(midi_menu, "&Forget all mappings", None, self.forget_all)
@@ -534,6 +537,16 @@ class MainWindow(PresetActions, MidiLearn, QMainWindow):
             settings=self.settings,
         )
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
+
+    def open_plugin_folders(self) -> QWidget:
+        """The *Plugin folders* dialog (``plugin_path`` of the settings file; see :mod:`lincae_gui.plugin_folders`)."""
+        from lincae_gui.plugin_folders import PluginFoldersDialog
+
+        dialog = PluginFoldersDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.saved.connect(lambda path: self.show_info(f"Plugin folders saved in {path}"))
         dialog.show()
         return dialog
 

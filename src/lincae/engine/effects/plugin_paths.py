@@ -15,6 +15,10 @@ was left out). The settings file is read through :func:`lincae.config.read_confi
 :func:`lincae.config.parse_json`, with their caps on size and nesting: a file that breaks them is one
 error line.
 
+:func:`settings_plugin_path` reads the settings file's ``plugin_path`` as written, and
+:func:`save_settings_plugin_path` replaces it (the GUI's *Plugin folders* dialog), keeping the file's
+other keys: it takes absolute folders only, and leaves a file it cannot read as it is.
+
 A path in such an entry is either absolute (it must lie inside one of the folders once symbolic links
 are resolved) or relative (``Foo.vst3``, ``Vendor/Foo.vst3``: looked up in each folder in turn, and
 again it must not leave that folder). A plugin path the user typed on the command line
@@ -24,13 +28,15 @@ again it must not leave that folder). A plugin path the user typed on the comman
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from lincae.config import parse_json, read_config_text
 from lincae.engine.effects.catalog import PluginLoadError
+from lincae.io.atomic import write_atomically
 
 __all__ = [
     "ENV_VAR",
@@ -39,7 +45,9 @@ __all__ = [
     "plugin_folders",
     "plugin_scope",
     "resolve_plugin_path",
+    "save_settings_plugin_path",
     "settings_file",
+    "settings_plugin_path",
     "trust_plugin_file",
 ]
 
@@ -75,16 +83,52 @@ def _absolute(entries: list[str], where: str, left_out: list[str]) -> list[Path]
     return folders
 
 
-def _settings_entries() -> list[str]:
-    """``plugin_path`` of the settings file, as given (no file: none)."""
+def _read_settings() -> object:
+    """The settings file's JSON value (no file: ``{}``); one-line :class:`PluginLoadError` when unreadable."""
     path = settings_file()
     try:
-        data = parse_json(read_config_text(path), str(path))
+        return parse_json(read_config_text(path), str(path))
     except FileNotFoundError:
-        return []
+        return {}
     except (OSError, ValueError) as e:
         why = e.strerror if isinstance(e, OSError) and e.strerror else str(e).removeprefix(f"{path}: ")
         raise PluginLoadError(f"{path}: cannot read the settings file ({why})") from None
+
+
+def settings_plugin_path() -> list[str]:
+    """``plugin_path`` of the settings file, as written (entries that are not absolute folders included:
+    the lookup leaves them out). Raises :class:`PluginLoadError` (one line) when the file is unreadable."""
+    return _settings_entries()
+
+
+def save_settings_plugin_path(folders: Sequence[str]) -> Path:
+    """Make ``folders`` the settings file's ``plugin_path`` (duplicates once), keeping its other keys.
+
+    Each must be an absolute folder (``~`` counts as the home folder): an empty, relative or ``.`` entry
+    is refused (``ValueError`` naming them), as the lookup would leave it out. A settings file that cannot
+    be read, or holds something other than a JSON object, is refused and left as it is. Returns the file.
+    """
+    bad = [f for f in folders if not f.strip() or not Path(f.strip()).expanduser().is_absolute()]
+    if bad:
+        listed = ", ".join(repr(f) for f in bad)
+        raise ValueError(
+            f"plugin folders are absolute paths (/home/me/vst3, ~/vst3); not {listed}, which would trust "
+            "whatever folder lincae runs in"
+        )
+    path = settings_file()
+    data = _read_settings()
+    if not isinstance(data, dict):
+        raise PluginLoadError(f"{path}: the settings file holds {type(data).__name__}, not a JSON object; fix it")
+    data["plugin_path"] = list(dict.fromkeys(f.strip() for f in folders))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    return write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def _settings_entries() -> list[str]:
+    """``plugin_path`` of the settings file, as given (no file: none)."""
+    path = settings_file()
+    data = _read_settings()
     value = data.get("plugin_path", []) if isinstance(data, dict) else None
     if isinstance(value, str):
         value = [value]
