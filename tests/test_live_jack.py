@@ -77,3 +77,51 @@ def test_a_killed_and_restarted_server_is_reported_as_an_outage(jack_server, tmp
         assert f.samplerate == 44100 and f.frames >= 44100 * 3
     # libjack's own messages (Cannot connect to server socket, JackSocketClientChannel...) stay off the terminal
     assert not re.search(r"Cannot |Jack[A-Z]|jack server|Server is not running|CheckRes", err), err[-3000:]
+
+
+def test_a_recording_keeps_time_through_an_outage(jack_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The JACK server is killed and restarted under a recording: the seconds without audio are written into
+    the take and into each input take as silence, so every take lasts as long as the recording did, and the
+    takes stay aligned with each other."""
+    import numpy as np
+    from pedalboard.io import AudioFile
+
+    engine = StreamingEngine(LatentMixer(make_tiny_model(), EngineConfig(sources=[1, 1], **ENGINE), device="cpu"), 256)
+    session = LiveSession(
+        engine,
+        LiveConfig(
+            input_device="system",
+            output_device="system",
+            block=256,
+            source_channels=((1,), (2,)),
+            output_channels=(1,),
+            reopen_backoff=0.2,
+        ),
+    )
+    session.start()
+    try:
+        assert wait_until(lambda: engine.metrics.windows > 2, timeout=20)
+        files = session.start_recording(tmp_path / "take.wav", inputs=True)
+        began = time.monotonic()
+        time.sleep(1.0)
+        jack_server.restart(kill=True, down_for=1.5)
+        assert wait_until(lambda: session.reopens >= 1 and session.status == "running", timeout=30), session.status
+        time.sleep(1.0)
+        ended = time.monotonic()
+        session.stop_recording()
+    finally:
+        session.stop()
+    assert session.lost_seconds >= 1.5 and not session.recording_errors
+    recorded = ended - began
+    lengths = []
+    for path in files:
+        with AudioFile(str(path)) as f:
+            audio = f.read(f.frames)
+        lengths.append(audio.shape[-1])
+        # as long as the recording ran (a busy machine's lost periods aside), not short of the outage
+        assert abs(audio.shape[-1] / 44100 - recorded) < 0.4, (path.name, audio.shape[-1] / 44100, recorded)
+    assert len(set(lengths)) == 1  # output and inputs: the same callbacks and the same silence
+    # the outage is there as exact silence in what was played (the longest stretch of zeros)
+    with AudioFile(str(files[0])) as f:
+        played = np.flatnonzero(f.read(f.frames)[0])
+    assert played.size and np.diff(played).max() >= 0.9 * session.lost_seconds * 44100

@@ -10,7 +10,10 @@ watches the stream: when the device errors or disappears it is reported in :attr
 and reopened with back-off, without blocking the caller; :attr:`LiveSession.device_losses` and
 :attr:`LiveSession.lost_seconds` count the gaps (:meth:`LiveSession.outage_summary`).
 :meth:`LiveSession.start_recording` records what the outputs play (and each source's input) through
-:mod:`lincae.io.record`: the callback only copies into preallocated rings.
+:mod:`lincae.io.record`: the callback only copies into preallocated rings. A recording keeps time
+through an outage: the first callback after the device comes back has the silence of the gap written
+into every take that ran through it (:meth:`lincae.io.record.Recorder.add_silence`), so the takes stay
+aligned with each other and with the clock.
 
 Back ends (``LiveConfig.backend``): on a running JACK server the stream is a JACK client of its own
 (:class:`lincae.io.jack_stream.JackStream`), which survives the server going away and comes back when
@@ -162,6 +165,12 @@ class LiveSession:
         # -1, -1) for the output. Replaced as a whole (an atomic assignment); the callback reads it once.
         self._taps: tuple[tuple[Recorder, int, int], ...] = ()
         self.recording_errors: list[str] = []
+        self.recording_warnings: list[str] = []  # lines about takes that were finished (clipped samples)
+        self._last_callback = 0.0  # time.monotonic() of the last callback
+        # Set by the supervisor when the stream is lost while recording: when the audio stopped and the
+        # takes that ran then; the first callback after the gap puts its silence into them.
+        self._gap_from: float | None = None
+        self._gap_taps: tuple[Recorder, ...] = ()
 
     @property
     def resampler_latency(self) -> int:
@@ -176,6 +185,10 @@ class LiveSession:
     # ------------------------------------------------------------------ the audio callback
     def _callback(self, indata: np.ndarray, outdata: np.ndarray, frames: int, _time: Any, status: Any) -> None:
         try:
+            now = time.monotonic()
+            if self._gap_from is not None:
+                self._fill_gap(now, frames)
+            self._last_callback = now
             if status:
                 self.engine.metrics.xruns += 1
             if frames > self.config.max_block:
@@ -207,6 +220,18 @@ class LiveSession:
             outdata.fill(0.0)
             self.callback_errors += 1
             self.engine.metrics.error = f"audio callback: {type(e).__name__}: {e}"
+
+    def _fill_gap(self, now: float, frames: int) -> None:
+        """First callback after an outage: the frames the device did not run for (the time since the last
+        callback before it, less this block's) go into the takes that ran through it as silence."""
+        gap_from, self._gap_from = self._gap_from, None
+        if not gap_from:  # (no callback had run before the outage: nothing to align with)
+            return
+        lost = round((now - gap_from) * self.device_rate) - frames
+        for recorder, _, _ in self._taps:
+            if recorder in self._gap_taps:
+                recorder.add_silence(lost)
+        self._gap_taps = ()
 
     # ------------------------------------------------------------------ stream management
     def _open(self) -> None:
@@ -330,6 +355,9 @@ class LiveSession:
                 self._lost_at = time.monotonic()
                 self.device_losses += 1
             self._close()
+            if self._gap_from is None and self._taps:  # no callback runs now: the last one is the gap's start
+                self._gap_taps = tuple(recorder for recorder, _, _ in self._taps)
+                self._gap_from = self._last_callback
             self.status = f"device lost; reopening in {delay:.1f} s"
             if self._stop.wait(delay):
                 break
