@@ -73,3 +73,23 @@ def test_live_command_at_a_device_rate_other_than_the_models(jack_server_48k, tm
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert "the JACK server runs at 48000 Hz, not 44100 Hz" in done.stderr and "--rate 48000" in done.stderr
+
+
+def test_a_stream_that_runs_in_windows_is_said_once(jack_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The low-latency preset asks for a stream; the tiny model cannot stream: one line says so when the
+    session starts, and the status line (rewritten twice a second) does not repeat it."""
+    model = make_tiny_model().save_pretrained(tmp_path / "tiny")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    args = ["--input", "system", "--output", "system", "--model", str(model), "--duration", "3"]
+    done = subprocess.run(
+        [sys.executable, "-m", "lincae", "live", *args, "--preset", "low-latency"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count("cannot stream") == 1, done.stderr[-2000:]
+    assert "live: model 'tiny' cannot stream (not a streamable model): using windows" in done.stderr
+    status = [part for line in done.stderr.splitlines() for part in line.split("\r") if part.startswith("latency")]
+    assert len(status) >= 3  # the status line ran, without the remark

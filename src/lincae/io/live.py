@@ -507,7 +507,10 @@ class LiveSession:
 
     # ------------------------------------------------------------------ reporting
     def status_line(self, source_names: Sequence[str] | None = None) -> str:
-        """One line for a terminal: latency, worker load, dropouts, xruns, levels."""
+        """One line for a terminal: latency, worker load, dropouts, xruns, levels, what went wrong.
+
+        The engine's standing remark (``metrics.notice``: a stream that runs in windows) is not part of
+        it: it does not change while the session runs, so it is said once, when the session starts."""
         m = self.engine.metrics
         names = source_names or [str(i + 1) for i in range(len(m.input_peak_db))]
         levels = " ".join(f"{n}:{_fmt_db(v)}" for n, v in zip(names, m.input_peak_db, strict=False))
@@ -517,8 +520,6 @@ class LiveSession:
             err += f" | {len(m.plugin_errors)} plugin(s) bypassed: {m.plugin_errors[-1]}"
         if self.resample_underruns:
             err += f" | resampler short by {self.resample_underruns} samples"
-        if m.notice:
-            err += f" | {m.notice}"
         err += self._recording_status()
         return (
             f"latency {m.latency_ms:.0f} ms | load {m.rtf_last:.2f} (peak {m.rtf_peak:.2f}) | "
