@@ -63,3 +63,55 @@ def test_idle_openmp_threads_sleep_only_in_real_time_commands(
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # what the user set is kept
     prepare_process(command)
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_a_bare_model_name_is_shipped_or_official_never_a_folder_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--model default`` is the shipped model even beside a folder ``./default``; a folder is named by its path."""
+    from conftest import make_tiny_model
+
+    from lincae.models.registry import load_model
+
+    make_tiny_model().save_pretrained(tmp_path / "default")
+    make_tiny_model().save_pretrained(tmp_path / "tiny")
+    monkeypatch.chdir(tmp_path)
+    shipped = load_model("default").name
+    assert shipped != "tiny"
+    assert main(["info", "--model", "default"]) == 0
+    assert f"model           {shipped}" in capsys.readouterr().out
+    assert main(["info", "--model", "tiny"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lincae info: error: unknown model 'tiny': not a known id (default, lin-cae, ") and (
+        err.endswith(f"{shipped}, m2l); a model folder or file is named by its path (./tiny)\n")
+    )
+    for named in ("./tiny", str(tmp_path / "tiny"), "./default"):
+        assert main(["info", "--model", named]) == 0
+        assert "model           tiny" in capsys.readouterr().out
+    x = tmp_path / "x.wav"
+    assert main(["encode", str(x), "-o", str(tmp_path / "x.latent"), "--model", "tiny"]) == 2
+    assert "unknown model 'tiny'" in capsys.readouterr().err
+
+
+def test_a_python_warning_is_one_line_on_the_command_line(tmp_path: Path) -> None:
+    """An official folder under another name: no latent scale factor is known, said in one line (not Python's
+    ``file:line: UserWarning: ...`` followed by the source line that warned)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    renamed = shutil.copytree(FIXTURE, tmp_path / "renamed")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    done = subprocess.run(
+        [sys.executable, "-m", "lincae", "info", "--model", str(renamed)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and "scale factor    1" in done.stdout, done.stderr
+    assert done.stderr == (
+        f"lincae info: warning: {renamed}: no latent scale factor known for 'renamed'; using 1.0 (pass "
+        "scale_factor=...)\n"
+    )

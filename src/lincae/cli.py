@@ -11,11 +11,15 @@ import contextlib
 import math
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from lincae.config import MAX_SEED
+from lincae.config import MAX_SEED, names_a_file
+
+if TYPE_CHECKING:
+    from lincae.models.base import LatentAutoencoder
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -70,6 +74,35 @@ def _channels(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"must be channel numbers in [1, 1024] like '1,2', got {text!r}") from None
 
 
+#: Suffixes of model files (``lincae info --model weights.pth``): such a word names a file.
+MODEL_FILE_SUFFIXES = (".safetensors", ".pth", ".pt")
+
+
+def model_name(text: str) -> str:
+    """``text`` as the command line names a model: a bare word is a shipped or official model, whatever
+    the current folder holds; a folder or file is named by its path (with a ``/``, as for presets:
+    :func:`lincae.config.names_a_file`) or a model file's suffix (``weights.pth``). Returns ``text``;
+    a bare word that names no shipped or official model is refused (``ModelNotFoundError``)."""
+    from lincae.models.registry import DEFAULT_MODEL_ALIAS, OFFICIAL_HASHES, ModelNotFoundError, shipped_models
+
+    if names_a_file(text) or text.lower().endswith(MODEL_FILE_SUFFIXES) or text.startswith("~"):
+        return text
+    known = sorted({*OFFICIAL_HASHES, *shipped_models()})
+    if text in known or text == DEFAULT_MODEL_ALIAS:  # (the registry says when no default is shipped)
+        return text
+    raise ModelNotFoundError(
+        f"unknown model {text!r}: not a known id ({', '.join(known)}); a model folder or file is named by "
+        f"its path (./{text})"
+    )
+
+
+def _load_named_model(text: str, **kwargs: Any) -> LatentAutoencoder:
+    """:func:`lincae.models.registry.load_model` of a model named on the command line (:func:`model_name`)."""
+    from lincae.models.registry import load_model
+
+    return load_model(model_name(text), **kwargs)
+
+
 class _Parser(argparse.ArgumentParser):
     """Errors in one line (``lincae render: error: argument --rate: ...``) pointing at ``--help``."""
 
@@ -80,9 +113,8 @@ class _Parser(argparse.ArgumentParser):
 def cmd_info(args: argparse.Namespace) -> int:
     """Print what a model is: its size, rates and latent geometry."""
     from lincae.models.autoencoder import num_parameters
-    from lincae.models.registry import load_model
 
-    model = load_model(args.model)
+    model = _load_named_model(args.model)
     print(f"model           {model.name}")
     print(f"parameters      {num_parameters(model) / 1e6:.2f} M (encoder {num_parameters(model.encoder) / 1e6:.2f} M)")
     print(f"sample rate     {model.sample_rate} Hz")
@@ -101,7 +133,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     index = run_demo(
         Path(args.out),
-        model_id=args.model,
+        model_id=model_name(args.model) if args.model else None,
         seconds=args.seconds,
         seed=args.seed,
         report=lambda line: print(f"demo: {line}", file=sys.stderr, flush=True),
@@ -141,6 +173,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lincae.training.trainer import Trainer, TrainingDidNotLearn, TrainingDiverged, init_distributed
 
     config = TrainConfig.from_yaml(args.config)
+    if args.init_from:
+        model_name(args.init_from)  # a bare word is a shipped or official model, never a folder here
     if args.seed is not None:
         config = TrainConfig.from_dict({**config.to_dict(), "seed": args.seed})
     if args.threads:
@@ -188,7 +222,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """
     from lincae.data.pieces import StemFolder
     from lincae.evaluation.suite import evaluate, write_report
-    from lincae.models.registry import load_model
     from lincae.models.runtime import prepare_for_inference
 
     quality = not args.no_quality
@@ -210,7 +243,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     codecs: list[tuple[str, Any, bool]] = []
     for spec in args.models:
         name, _, path = spec.rpartition("=") if "=" in spec else (Path(spec).name, "", spec)
-        codecs.append((name or path, prepare_for_inference(load_model(path, max_batch_size=args.batch)), True))
+        model = _load_named_model(path, max_batch_size=args.batch)
+        codecs.append((name or path, prepare_for_inference(model), True))
     if not args.no_reference:
         from lincae.evaluation.reference import MelGriffinLim
 
@@ -234,13 +268,12 @@ def cmd_encode(args: argparse.Namespace) -> int:
     """Encode an audio file into a latent file, chunk by chunk."""
     from lincae.io.atomic import check_not_input, check_writable
     from lincae.io.latent_codec import encode_to_file
-    from lincae.models.registry import load_model
     from lincae.models.runtime import prepare_for_inference
 
     out = Path(args.output)
     check_not_input(out, [args.input])
     check_writable(out, args.overwrite)  # before any work
-    model = prepare_for_inference(load_model(args.model, max_batch_size=args.batch))
+    model = prepare_for_inference(_load_named_model(args.model, max_batch_size=args.batch))
     header = encode_to_file(model, args.input, out, chunk_seconds=args.chunk_seconds)
     print(
         f"wrote {out}: latents {tuple(header.shape)} of {header.length / header.sample_rate:.2f} s, "
@@ -256,13 +289,12 @@ def cmd_decode(args: argparse.Namespace) -> int:
     from lincae.io.audiofile import check_output_path
     from lincae.io.latent_codec import decode_to_file
     from lincae.io.latents import read_header
-    from lincae.models.registry import load_model
     from lincae.models.runtime import prepare_for_inference
 
     check_not_input(args.output, [args.input])
     out = check_output_path(args.output, args.overwrite)
     read_header(args.input)  # a bad file is refused before the model loads
-    model = prepare_for_inference(load_model(args.model, max_batch_size=args.batch))
+    model = prepare_for_inference(_load_named_model(args.model, max_batch_size=args.batch))
     header, rate = decode_to_file(
         model, args.input, out, rate=args.rate, seed=args.seed, force=args.force, overwrite=args.overwrite
     )
@@ -299,7 +331,6 @@ def cmd_render(args: argparse.Namespace) -> int:
     """Mix files in latent space (gains, inversion, presets) and write the result through effect chains."""
     from lincae.engine.effects import parse_chain_arg
     from lincae.io.atomic import check_not_input
-    from lincae.models.registry import load_model
     from lincae.presets import load_preset
     from lincae.rig import Rig, file_sources, parse_pre_args
 
@@ -321,7 +352,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         )
     layout = file_sources(args.inputs)
     model_id = args.model or (preset.model if preset else None) or "default"
-    model = load_model(model_id, max_batch_size=8)
+    model = _load_named_model(model_id, max_batch_size=8)
     rig = Rig(model, layout, preset, pre=pre, post=post, parameters=values, model_id=model_id)
     bar = _progress_bar(args.no_progress)
     try:
@@ -474,7 +505,6 @@ def cmd_live(args: argparse.Namespace) -> int:
 
     from lincae.engine.effects import parse_chain_arg
     from lincae.io.live import LiveConfig, parse_sources
-    from lincae.models.registry import load_model
     from lincae.presets import load_preset
     from lincae.rig import Rig, parse_pre_args
 
@@ -485,7 +515,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     pre = parse_pre_args(args.pre)
     post = parse_chain_arg(args.post) if args.post else None
     model_id = args.model or (preset.model if preset else None) or "default"
-    model = load_model(model_id, max_batch_size=8)
+    model = _load_named_model(model_id, max_batch_size=8)
     # live: a plugin file that fails to load is bypassed and reported; the audio still runs
     rig = Rig(model, [len(c) for c in sources], preset, pre=pre, post=post, on_load_error="bypass", model_id=model_id)
     config = LiveConfig(
@@ -841,6 +871,26 @@ def prepare_process(command: str) -> None:
 
 
 @contextlib.contextmanager
+def _one_line_warnings(command: str) -> Iterator[None]:
+    """Python warnings (a model folder without a known latent scale factor, ...) as one line each,
+    ``lincae CMD: warning: ...``, instead of ``file:line: UserWarning: ...`` and the source line."""
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        print(f"lincae {command}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+@contextlib.contextmanager
 def _plugin_folders(args: argparse.Namespace) -> Iterator[None]:
     """The command's ``--plugin-path`` folders (and the plugin files it trusts) for its duration only."""
     if not hasattr(args, "plugin_path"):
@@ -867,7 +917,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # where Qt's event loop owns the main thread: an exception in a slot would abort it).
     previous = stop_on_signals() if args.command not in ("gui",) else {}
     try:
-        with _plugin_folders(args):
+        with _plugin_folders(args), _one_line_warnings(args.command):
             return handler(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
