@@ -124,10 +124,11 @@ class RecordPanel(QWidget):
         rig = self._rig()
         files = rig.stop_recording()
         problems = rig.session.recording_problems() if rig.session is not None else []
+        warnings = rig.session.recording_warnings if rig.session is not None else []
         if problems:
             self.error.emit("Recording", problems[-1])
         elif files:
-            self.info.emit(f"Recorded {', '.join(str(f) for f in files)}")
+            self.info.emit(f"Recorded {', '.join(str(f) for f in files)}" + "".join(f"; {w}" for w in warnings))
         self.refresh()
         return files
 

@@ -434,12 +434,14 @@ class LiveSession:
                 rec.wav_path.unlink(missing_ok=True)
             raise
         self.recording_errors = []
+        self.recording_warnings = []
         self._taps = tuple(started)
         return [rec.path for rec, _, _ in started]
 
     def stop_recording(self) -> list[Path]:
         """Stop recording and finish the files; returns those finished (failures go to
-        :attr:`recording_errors`)."""
+        :attr:`recording_errors`, remarks such as samples clipped in a FLAC take to
+        :attr:`recording_warnings`)."""
         taps, self._taps = self._taps, ()
         done = []
         for rec, _, _ in taps:
@@ -448,6 +450,9 @@ class LiveSession:
                 done.append(out)
             if rec.error and rec.error not in self.recording_errors:
                 self.recording_errors.append(rec.error)
+            note = rec.clip_note()
+            if note and note not in self.recording_warnings:
+                self.recording_warnings.append(note)
         return done
 
     @property
@@ -467,7 +472,12 @@ class LiveSession:
         if not recs:
             return ""
         lost = sum(r.lost for r in recs)
-        return f" | rec {recs[0].seconds:.0f} s" + (f" ({lost} samples lost: the disk is slow)" if lost else "")
+        clipped = sum(r.clipped for r in recs if r.flac)
+        return (
+            f" | rec {recs[0].seconds:.0f} s"
+            + (f" ({lost} samples lost: the disk is slow)" if lost else "")
+            + (f" ({clipped} samples above 0 dBFS, clipped in the FLAC)" if clipped else "")
+        )
 
     def stop(self) -> None:
         self.stop_recording()
