@@ -19,7 +19,11 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from lincae.config import MAX_SEED, names_a_file
 
 if TYPE_CHECKING:
+    from lincae.io.live import LiveSession
+    from lincae.io.midi import MidiController
+    from lincae.io.shutdown import StopRequest
     from lincae.models.base import LatentAutoencoder
+    from lincae.rig import Rig
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -498,9 +502,19 @@ def cmd_devices(args: argparse.Namespace) -> int:
 def cmd_live(args: argparse.Namespace) -> int:
     """Mix live inputs in latent space, with MIDI control and a status line; Ctrl-C stops.
 
-    A recording that fails (a full disk) is reported when it happens and again as the last line, and
-    makes the exit status 2.
+    The first Ctrl-C (or SIGTERM, SIGHUP, ...) stops the session in order and further signals are
+    absorbed (:class:`lincae.io.shutdown.StopRequest`); a stop that takes longer than
+    :data:`~lincae.io.shutdown.STOP_SECONDS` (plus the time to encode a FLAC take) is ended by a watchdog
+    that leaves the recordings valid (:class:`~lincae.io.shutdown.StopWatchdog`). A recording that fails
+    (a full disk) is reported when it happens and again as the last line, and makes the exit status 2.
     """
+    from lincae.io.shutdown import StopRequest
+
+    with StopRequest() as stop:  # until armed, the first signal interrupts the start as it always did
+        return _live(args, stop)
+
+
+def _live(args: argparse.Namespace, stop: StopRequest) -> int:
     import time
 
     from lincae.engine.effects import parse_chain_arg
@@ -534,72 +548,114 @@ def cmd_live(args: argparse.Namespace) -> int:
 
         for path in [args.record, *(input_path(args.record, i + 1) for i in range(len(sources)) if args.record_inputs)]:
             check_record_path(path, args.force)
+    stop.arm()  # from here on, native clients and threads start: a signal stops them in order
     midi = None
-    if args.midi:
-        programs = [p.strip() for p in args.programs.split(",")] if args.programs else None
-        midi = rig.attach_midi(
-            api=args.midi_api,
-            port=args.midi,
-            programs=programs,
-            report=lambda line: print(f"\n{line}", file=sys.stderr),
-        )
-    osc = None
+    session = None
+    started = time.monotonic()
     try:
-        session = rig.start_live(config, threads=args.threads)
-        if args.record:
+        if args.midi and not stop.requested:
+            programs = [p.strip() for p in args.programs.split(",")] if args.programs else None
+            midi = rig.attach_midi(
+                api=args.midi_api,
+                port=args.midi,
+                programs=programs,
+                report=lambda line: print(f"\n{line}", file=sys.stderr),
+            )
+        if not stop.requested:
+            session = rig.start_live(config, threads=args.threads)
+        if args.record and session is not None and not stop.requested:
             for path in rig.start_recording(args.record, inputs=args.record_inputs, force=args.force):
                 print(f"live: recording {path}", file=sys.stderr)
-        if args.osc:
+        if args.osc and session is not None and not stop.requested:
             host, port = parse_osc_address(args.osc)
             osc = rig.start_osc(host, port, report=lambda line: print(f"\n{line}", file=sys.stderr))
             print(f"live: OSC on {osc.address[0]}:{osc.address[1]} (/lincae/...)", file=sys.stderr)
     except BaseException:
-        rig.stop()
-        if midi is not None:
-            midi.close()
+        _stop_live(rig, midi, stop)
         raise
+    if session is not None:
+        started = time.monotonic()
+        _run_live(rig, session, stop, args.duration, midi is not None)
+    recorded, problems, warnings = _stop_live(rig, midi, stop)
+    if session is not None:
+        m = session.engine.metrics
+        print(
+            f"\nstopped after {time.monotonic() - started:.1f} s: windows {m.windows}, dropouts {m.dropouts}, "
+            f"xruns {m.xruns}, {session.outage_summary()}, peak load {m.rtf_peak:.2f}",
+            file=sys.stderr,
+        )
+    for path in recorded:
+        print(f"recorded {path}", file=sys.stderr)
+    for warning in warnings:
+        print(f"live: warning: {warning}", file=sys.stderr)
+    if stop.describe():
+        print(f"lincae live: {stop.describe()}", file=sys.stderr)
+    for problem in problems:  # a recording that failed fails the command, in the usual one-line form
+        print(f"lincae live: error: {problem}", file=sys.stderr)
+    return stop.exit_status(bool(problems))
+
+
+def _run_live(rig: Rig, session: LiveSession, stop: StopRequest, duration: float | None, midi: bool) -> None:
+    """The control loop of ``lincae live``: MIDI and OSC, the status line, until ``duration`` or a stop."""
+    import time
+
     engine = session.engine
-    print(f"live: {len(sources)} source(s), latency {engine.metrics.latency_ms:.0f} ms; Ctrl-C stops", file=sys.stderr)
-    if engine.metrics.notice:
+    print(
+        f"live: {rig.num_sources} source(s), latency {engine.metrics.latency_ms:.0f} ms; Ctrl-C stops",
+        file=sys.stderr,
+    )
+    if engine.metrics.notice:  # a standing remark: said here, once (the status line leaves it out)
         print(f"live: {engine.metrics.notice}", file=sys.stderr)
     for err in engine.metrics.plugin_errors:
         print(f"live: plugin bypassed: {err}", file=sys.stderr)
     started = time.monotonic()
     last_print = 0.0
     told: set[str] = set()
+    # MIDI is read every 5 ms (a knob's delay before the engine sees it), the status twice a second
+    interval = 0.005 if midi else 0.02
+    while not stop.requested and (duration is None or time.monotonic() - started < duration):
+        rig.poll()
+        now = time.monotonic()
+        if now - last_print >= 0.5:
+            for problem in session.recording_problems():  # each once, on a line of its own
+                if problem not in told:
+                    told.add(problem)
+                    print(f"\nlive: {problem}", file=sys.stderr)
+            print("\r" + session.status_line()[:200].ljust(120), end="", file=sys.stderr, flush=True)
+            last_print = now
+        stop.wait(interval)
+
+
+def _stop_live(rig: Rig, midi: MidiController | None, stop: StopRequest) -> tuple[list[Path], list[str], list[str]]:
+    """Stop OSC, the recording, the audio and MIDI, in that order, under a watchdog (see :func:`cmd_live`).
+
+    Returns the files recorded, the recordings' problems and their warnings (samples clipped in a FLAC).
+    """
+    from lincae.io.record import FLAC_ENCODE_SPEED
+    from lincae.io.shutdown import SALVAGE_SECONDS, STOP_SECONDS, StopWatchdog
+
+    session = rig.session
+    recorders = session.recorders if session is not None else []
+
+    def salvage() -> list[str]:
+        return [rec.salvage(SALVAGE_SECONDS / (len(recorders) + 1)) for rec in recorders]
+
+    def status(incomplete: bool) -> int:
+        return stop.exit_status(incomplete or bool(session is not None and session.recording_problems()))
+
+    encoding = sum(rec.seconds for rec in recorders if rec.flac) / FLAC_ENCODE_SPEED
+    watchdog = StopWatchdog(STOP_SECONDS + encoding, salvage=salvage, status=status).start()
     try:
-        while args.duration is None or time.monotonic() - started < args.duration:
-            rig.poll()
-            now = time.monotonic()
-            if now - last_print >= 0.5:
-                for problem in session.recording_problems():  # each once, on a line of its own
-                    if problem not in told:
-                        told.add(problem)
-                        print(f"\nlive: {problem}", file=sys.stderr)
-                print("\r" + session.status_line()[:200].ljust(120), end="", file=sys.stderr, flush=True)
-                last_print = now
-            # MIDI is read every 5 ms (a knob's delay before the engine sees it), the status twice a second
-            time.sleep(0.005 if midi is not None else 0.02)
-    except KeyboardInterrupt:
-        pass
-    finally:
         rig.stop_osc()
         recorded = rig.stop_recording()
-        problems = session.recording_errors
+        problems = list(session.recording_errors) if session is not None else []
+        warnings = list(session.recording_warnings) if session is not None else []
         rig.stop()
         if midi is not None:
             midi.close()
-    m = engine.metrics
-    print(
-        f"\nstopped after {time.monotonic() - started:.1f} s: windows {m.windows}, dropouts {m.dropouts}, "
-        f"xruns {m.xruns}, {session.outage_summary()}, peak load {m.rtf_peak:.2f}",
-        file=sys.stderr,
-    )
-    for path in recorded:
-        print(f"recorded {path}", file=sys.stderr)
-    for problem in problems:  # a recording that failed fails the command, in the usual one-line form
-        print(f"lincae live: error: {problem}", file=sys.stderr)
-    return 2 if problems else 0
+    finally:
+        watchdog.cancel()
+    return recorded, problems, warnings
 
 
 def parse_osc_address(text: str) -> tuple[str, int]:
@@ -910,6 +966,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prepare_process(args.command)  # the sub-commands import PyTorch lazily, after this
     handler: Handler = args.handler
     from lincae.io.atomic import Terminated, discard_all, restore_signals, stop_on_signals
+    from lincae.io.shutdown import stop_began
     from lincae.models.runtime import keep_freed_memory
 
     keep_freed_memory()  # large activations reuse the process's pages instead of faulting in fresh ones
@@ -935,7 +992,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     finally:
         discard_all()  # whatever an interrupted writer left
-        restore_signals(previous)
+        if not stop_began():  # (once a live stop began, later signals stay absorbed until the process ends)
+            restore_signals(previous)
 
 
 if __name__ == "__main__":
