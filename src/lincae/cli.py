@@ -172,10 +172,27 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     import torch
 
+    from lincae.config import parse_yaml, read_config_text
+    from lincae.training import frame_trainer
     from lincae.training.config import TrainConfig
     from lincae.training.data import FolderCrops
     from lincae.training.trainer import Trainer, TrainingDidNotLearn, TrainingDiverged, init_distributed
 
+    if frame_trainer.is_frame_config(parse_yaml(read_config_text(args.config), args.config)):
+        final = frame_trainer.train(
+            args.config,
+            args.data,
+            args.out,
+            val_data=args.val_data,
+            resume=args.resume,
+            until=args.until,
+            minutes=args.minutes,
+            seed=args.seed,
+            threads=args.threads,
+            progress=not args.no_progress,
+        )
+        print(f"model: {final}")
+        return 0
     config = TrainConfig.from_yaml(args.config)
     if args.init_from:
         model_name(args.init_from)  # a bare word is a shipped or official model, never a folder here
