@@ -1,0 +1,1 @@
+"""Training lincae's models: configuration, data, objectives, the trainers and checkpoint export."""
