@@ -60,7 +60,7 @@ SETTINGS = [  # window, step, lookahead, crossfade, compute budget
 
 def held_out(music: str | None, real: str | None, seconds: float) -> list[np.ndarray]:
     """Mono clips of held-out music: synth mixes and real recordings, ``seconds`` each."""
-    from lincae.io.audiofile import read_audio
+    from lincae.files.audiofile import read_audio
 
     clips = []
     n = int(seconds * 44100)

@@ -32,7 +32,7 @@ from jack_server import dummy_jack_server, engine_config, system_session
 def music(folder: str | None, seconds: float) -> np.ndarray:
     """Mono float32 music at 44.1 kHz: the synth folder's mixes in order, or one generated piece."""
     if folder:
-        from lincae.io.audiofile import read_audio
+        from lincae.files.audiofile import read_audio
 
         parts = []
         for mix in sorted(Path(folder).glob("*/mix.wav")):

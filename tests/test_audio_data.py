@@ -1,5 +1,5 @@
 """Training crops of audio folders (FolderCrops) and piece readers (lincae.data.pieces), through the one
-audio reader of lincae.io.audiofile."""
+audio reader of lincae.files.audiofile."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from lincae.data.pieces import StemFolder, read_piece
 from lincae.data.synth import write_wav
-from lincae.io.audiofile import AudioFileError, AudioReader, find_audio_files, read_mono
+from lincae.files.audiofile import AudioFileError, AudioReader, find_audio_files, read_mono
 from lincae.training.data import FolderCrops
 
 pedalboard_io = pytest.importorskip("pedalboard.io")

@@ -130,7 +130,7 @@ def test_a_stream_recovers_from_an_overload_at_the_same_latency() -> None:
 
 def test_render_command_streams_a_streamable_model_and_says_when_a_model_cannot(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     from lincae.cli import main
-    from lincae.io.audiofile import read_audio, write_audio
+    from lincae.files.audiofile import read_audio, write_audio
 
     x = tones(1, 8000, 3)
     src = write_audio(tmp_path / "in.wav", x, 44100)

@@ -15,7 +15,7 @@ from conftest import make_tiny_model
 
 from lincae import Autoencoder
 from lincae.cli import main
-from lincae.io.audiofile import AudioFileError, AudioReader, read_audio, resample, write_audio
+from lincae.files.audiofile import AudioFileError, AudioReader, read_audio, resample, write_audio
 from lincae.io.latents import decode_latents, encode_file, load_latents, model_fingerprint, read_header, save_latents
 
 SRC = str(Path(__file__).parents[1] / "src")
@@ -111,7 +111,7 @@ def test_full_disk_leaves_nothing_half_written(tmp_path: Path) -> None:
         "import resource, signal, sys, numpy as np\n"
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (200000, 200000))\n"
-        "from lincae.io.audiofile import write_audio, AudioFileError\n"
+        "from lincae.files.audiofile import write_audio, AudioFileError\n"
         "try:\n"
         f"    write_audio({str(tmp_path / 'out.wav')!r}, np.zeros((2, 441000), np.float32), 44100)\n"
         "except AudioFileError as e:\n"

@@ -28,7 +28,7 @@ from PyQt6.QtCore import QSettings  # noqa: E402
 from PyQt6.QtWidgets import QWidget  # noqa: E402
 
 from lincae.engine.config import EngineConfig  # noqa: E402
-from lincae.io.audiofile import read_audio, write_audio  # noqa: E402
+from lincae.files.audiofile import read_audio, write_audio  # noqa: E402
 from lincae.presets import Preset  # noqa: E402
 
 pytest_plugins = ["jackd_fixture"]

@@ -20,7 +20,7 @@ from conftest import make_tiny_model
 
 from lincae.cli import main
 from lincae.engine.effects import PluginNotAllowed, build_chain, load_failures, parse_chain_arg, plugin_scope
-from lincae.io.audiofile import write_audio
+from lincae.files.audiofile import write_audio
 from lincae.presets import load_preset
 
 SR = 44100
@@ -346,7 +346,7 @@ def test_truncated_audio_is_refused(
 
 @pytest.mark.parametrize("suffix", AUDIO_SUFFIXES)
 def test_whole_files_are_not_mistaken_for_truncated_ones(suffix: str, tmp_path: Path) -> None:
-    from lincae.io.audiofile import read_audio
+    from lincae.files.audiofile import read_audio
 
     for seed, (channels, seconds, rate) in enumerate([(1, 0.3, 44100), (2, 1.7, 48000), (1, 2.3, 22050)] * 3):
         path = write_any(
@@ -405,7 +405,7 @@ def test_an_input_rate_outside_8_to_384_khz_is_refused_before_any_work(
 
 
 def test_the_edges_of_the_input_rates_are_read(tmp_path: Path) -> None:
-    from lincae.io.audiofile import read_audio
+    from lincae.files.audiofile import read_audio
 
     for rate in (8000, 384_000):
         audio = read_audio(wav_claiming(tmp_path / f"{rate}.wav", rate), 44100)
@@ -453,7 +453,7 @@ def test_the_content_must_be_what_the_suffix_says(
 
 
 def test_containers_are_told_by_their_first_bytes(tmp_path: Path) -> None:
-    from lincae.io.audiofile import read_audio, sniff_container
+    from lincae.files.audiofile import read_audio, sniff_container
 
     def sniffed(data: bytes) -> str | None:
         (tmp_path / "x").write_bytes(data)
@@ -592,7 +592,7 @@ def test_streamed_encode_and_decode_equal_the_in_memory_ones(
 ) -> None:
     import torch
 
-    from lincae.io.audiofile import read_audio, resample
+    from lincae.files.audiofile import read_audio, resample
     from lincae.io.latent_codec import decode_to_file, encode_to_file
     from lincae.io.latents import decode_latents, encode_file, load_latents, save_latents
 
@@ -714,7 +714,7 @@ def test_output_names_of_255_bytes_are_written(
     capsys.readouterr()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (src, latent, decoded, rendered))
     assert all(len(os.fsencode(p.name)) == 255 for p in (latent, decoded, rendered))
-    from lincae.io.atomic import new_temp, temp_prefix
+    from lincae.files.atomic import new_temp, temp_prefix
 
     for name, suffix in ((latent.name, ".tmp"), (rendered.name, ".flac"), ("short.wav", ".raw")):
         tmp = new_temp(tmp_path / name, suffix)

@@ -133,7 +133,7 @@ def proc_env() -> dict[str, str]:
 def test_a_flac_take_on_a_full_disk_fails_the_command_in_one_line(jack_server, small_disk, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """The recording stops when the disk fills, the audio goes on to the end, and the command ends with
     the reason in one line and exit status 2; what reached the disk is a valid WAV file, as the line says."""
-    from lincae.io.audiofile import read_audio
+    from lincae.files.audiofile import read_audio
 
     disk = small_disk("64k")
     take = disk / "take.flac"

@@ -111,7 +111,7 @@ def noise(seconds: float, channels: int = 1, seed: int = 2) -> np.ndarray:
 def test_a_disk_that_fills_keeps_what_it_holds_as_a_valid_file_and_says_so(
     suffix: str, small_disk: Callable[[str], Path]
 ) -> None:
-    from lincae.io.audiofile import read_audio
+    from lincae.files.audiofile import read_audio
 
     disk = small_disk("64k")
     rec = Recorder(disk / f"take{suffix}", 48000, 2)

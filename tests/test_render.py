@@ -18,7 +18,7 @@ from lincae.engine.effects import build_chain
 from lincae.engine.mixer import LatentMixer
 from lincae.engine.offline import render
 from lincae.engine.params import ParameterRegistry, mixer_parameters
-from lincae.io.audiofile import AudioReader, read_audio, write_audio
+from lincae.files.audiofile import AudioReader, read_audio, write_audio
 from lincae.presets import list_presets, load_preset
 from lincae.render.files import render_files
 

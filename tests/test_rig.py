@@ -12,7 +12,7 @@ from conftest import make_tiny_model
 from lincae.engine.config import EngineConfig
 from lincae.engine.offline import render
 from lincae.engine.params import ParameterRegistry, mixer_parameters
-from lincae.io.audiofile import read_audio, write_audio
+from lincae.files.audiofile import read_audio, write_audio
 from lincae.io.live import wait_until
 from lincae.io.mapping import MidiMapping
 from lincae.presets import Preset

@@ -48,7 +48,7 @@ def real() -> torch.Tensor:
         if os.environ.get("LINCAE_REQUIRE_TEST_AUDIO") == "1":
             pytest.fail(f"{REAL} is missing: scripts/setup.sh fetches it")
         pytest.skip(f"{REAL} is missing (scripts/setup.sh fetches it)")
-    from lincae.io.audiofile import read_mono
+    from lincae.files.audiofile import read_mono
 
     return torch.from_numpy(read_mono(REAL, 44100, 20 * 44100, 8 * 44100))[None]  # 8 s from 0:20
 

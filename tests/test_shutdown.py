@@ -85,7 +85,7 @@ def run(tmp_path: Path, take: Path, signals: list[int], hang_writer: bool = Fals
 
 
 def read(path: Path) -> np.ndarray:
-    from lincae.io.audiofile import read_audio
+    from lincae.files.audiofile import read_audio
 
     return read_audio(path, 44100)  # lincae's reader refuses a truncated or malformed file
 

@@ -16,7 +16,7 @@ import yaml
 from conftest import TINY_FRONTEND, TINY_GENERATOR
 
 from lincae.cli import main
-from lincae.io.audiofile import write_audio
+from lincae.files.audiofile import write_audio
 from lincae.models.config import DiffusionConfig
 from lincae.training.augment import augment, cap_gains, mix_with_previous
 from lincae.training.config import TrainConfig

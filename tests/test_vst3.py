@@ -34,7 +34,7 @@ from lincae.engine.effects import (  # noqa: E402
     is_bypassed,
     parse_chain_arg,
 )
-from lincae.io.audiofile import read_audio, write_audio  # noqa: E402
+from lincae.files.audiofile import read_audio, write_audio  # noqa: E402
 from lincae.presets import Preset  # noqa: E402
 
 pytest_plugins = ["vst3_fixture"]

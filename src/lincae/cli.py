@@ -256,7 +256,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     pieces = [folder[i] for i in range(count)]
     real = []
     if args.real:
-        from lincae.io.audiofile import find_audio_files, read_mono
+        from lincae.files.audiofile import find_audio_files, read_mono
 
         real = [{"mix": read_mono(p, 44100)} for p in find_audio_files(args.real)]
         if not real:
@@ -287,7 +287,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_encode(args: argparse.Namespace) -> int:
     """Encode an audio file into a latent file, chunk by chunk."""
-    from lincae.io.atomic import check_not_input, check_writable
+    from lincae.files.atomic import check_not_input, check_writable
     from lincae.io.latent_codec import encode_to_file
     from lincae.models.runtime import prepare_for_inference
 
@@ -306,8 +306,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 def cmd_decode(args: argparse.Namespace) -> int:
     """Decode a latent file into audio, chunk by chunk."""
-    from lincae.io.atomic import check_not_input
-    from lincae.io.audiofile import check_output_path
+    from lincae.files.atomic import check_not_input
+    from lincae.files.audiofile import check_output_path
     from lincae.io.latent_codec import decode_to_file
     from lincae.io.latents import read_header
     from lincae.models.runtime import prepare_for_inference
@@ -351,7 +351,7 @@ def parse_gain(text: str, names: list[str]) -> tuple[int, float, bool]:
 def cmd_render(args: argparse.Namespace) -> int:
     """Mix files in latent space (gains, inversion, presets) and write the result through effect chains."""
     from lincae.engine.effects import parse_chain_arg
-    from lincae.io.atomic import check_not_input
+    from lincae.files.atomic import check_not_input
     from lincae.presets import load_preset
     from lincae.rig import Rig, file_sources, parse_pre_args
 
@@ -982,7 +982,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     prepare_process(args.command)  # the sub-commands import PyTorch lazily, after this
     handler: Handler = args.handler
-    from lincae.io.atomic import Terminated, discard_all, restore_signals, stop_on_signals
+    from lincae.files.atomic import Terminated, discard_all, restore_signals, stop_on_signals
     from lincae.io.shutdown import stop_began
     from lincae.models.runtime import keep_freed_memory
 

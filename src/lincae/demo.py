@@ -197,7 +197,7 @@ def write_page(
     out: Path, items: list[DemoItem], stems: dict[str, np.ndarray], sample_rate: int, model_label: str
 ) -> Path:
     """WAVs, spectrograms, ``summary.json`` and ``index.html`` for ``items`` in ``out``."""
-    from lincae.io.audiofile import write_audio
+    from lincae.files.audiofile import write_audio
 
     out.mkdir(parents=True, exist_ok=True)
     rows, summary = [], {"model": model_label, "sample_rate": sample_rate, "items": {}}

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 from lincae.config import names_a_file, parse_json, read_config_text
 from lincae.engine.config import EngineConfig
 from lincae.engine.params import ParameterRegistry, ParameterSpec, mixer_parameters
-from lincae.io.atomic import write_atomically
+from lincae.files.atomic import write_atomically
 from lincae.io.mapping import MidiMapping
 
 if TYPE_CHECKING:

@@ -70,7 +70,7 @@ def parse_pre_args(texts: Sequence[str]) -> dict[int, ChainSpec]:
 
 def file_sources(paths: Sequence[str | Path]) -> list[int]:
     """Channels per source for audio files: stereo files are stereo sources, all others mono."""
-    from lincae.io.audiofile import AudioReader
+    from lincae.files.audiofile import AudioReader
 
     layout = []
     for p in paths:

@@ -1,7 +1,7 @@
 """Reading back multi-stem pieces: :func:`read_piece` and :class:`StemFolder`.
 
 They read the pieces written by :func:`lincae.data.synth.write_synth_dataset` (or any folder of
-equally long stem files) through :mod:`lincae.io.audiofile`, like every other audio file lincae reads.
+equally long stem files) through :mod:`lincae.files.audiofile`, like every other audio file lincae reads.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from lincae.io.audiofile import READ_SUFFIXES, AudioReader, read_mono
+from lincae.files.audiofile import READ_SUFFIXES, AudioReader, read_mono
 
 __all__ = ["StemFolder", "read_piece"]
 

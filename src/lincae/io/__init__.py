@@ -1,1 +1,1 @@
-"""Audio devices, MIDI control and audio files."""
+"""Live and file I/O: audio devices and JACK, MIDI and OSC control, live sessions, recordings, latent files."""

@@ -365,7 +365,7 @@ class Recorder:
         return ""
 
     def _encode_flac(self) -> Path | None:
-        from lincae.io.audiofile import AtomicAudioWriter
+        from lincae.files.audiofile import AtomicAudioWriter
 
         try:
             from pedalboard.io import AudioFile

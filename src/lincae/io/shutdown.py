@@ -8,7 +8,7 @@ of the stop (a second Ctrl-C) it leaves native threads running while the interpr
 crash the process.
 
 :class:`StopRequest` turns the first SIGINT or terminating signal (SIGTERM, SIGHUP, ...; see
-:data:`lincae.io.atomic.TERMINATING_SIGNALS`) into a request that the command's loop sees
+:data:`lincae.files.atomic.TERMINATING_SIGNALS`) into a request that the command's loop sees
 (:attr:`StopRequest.requested`); later signals are counted and otherwise absorbed, and once the
 command is done (:meth:`StopRequest.restore`) ignored until the process ends. Signals that arrive
 together are handled in the order of their numbers (Python's), so the first of them is SIGINT's.
@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType, TracebackType
 from typing import Any
 
-from lincae.io.atomic import TERMINATING_SIGNALS, Terminated, discard_all
+from lincae.files.atomic import TERMINATING_SIGNALS, Terminated, discard_all
 
 __all__ = ["SALVAGE_SECONDS", "STOP_SECONDS", "StopRequest", "StopWatchdog", "stop_began"]
 
@@ -52,14 +52,14 @@ class StopRequest:
     """The first of ``signals`` requests a stop; later ones are absorbed (see the module docstring).
 
     Args:
-        signals: the signals to take (default: SIGINT and :data:`~lincae.io.atomic.TERMINATING_SIGNALS`).
+        signals: the signals to take (default: SIGINT and :data:`~lincae.files.atomic.TERMINATING_SIGNALS`).
             One the process ignores (``nohup`` ignores SIGHUP) stays ignored.
 
     Attributes:
         signum: the signal that requested the stop (``None`` until one came).
         count: signals received, the first included.
         armed: whether the first signal only requests the stop (else it also raises
-            ``KeyboardInterrupt`` or :class:`~lincae.io.atomic.Terminated`).
+            ``KeyboardInterrupt`` or :class:`~lincae.files.atomic.Terminated`).
     """
 
     def __init__(self, signals: Sequence[int] | None = None) -> None:

@@ -23,7 +23,7 @@ from lincae.engine.effects import build_chain
 from lincae.engine.offline import drive, render_batch
 from lincae.engine.params import ParameterRegistry, mixer_parameters
 from lincae.engine.stream import StreamingEngine
-from lincae.io.audiofile import AtomicAudioWriter, AudioReader, check_output_path
+from lincae.files.audiofile import AtomicAudioWriter, AudioReader, check_output_path
 from lincae.models.autoencoder import Autoencoder
 
 Progress = Callable[[int, int], None]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lincae.io.audiofile import AudioFileError, AudioReader, find_audio_files, read_mono
+from lincae.files.audiofile import AudioFileError, AudioReader, find_audio_files, read_mono
 
 MAX_REDRAWS = 20
 

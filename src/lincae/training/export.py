@@ -81,7 +81,7 @@ def compact_checkpoint(source: str | Path, dest: str | Path) -> Path:
     if "critic" in state:  # the adversarial phase's discriminators (Adam), kept the same way
         out["critic"] = {k: v.half() if v.is_floating_point() else v for k, v in state["critic"].items()}
         out["critic_optimizer"] = second_moments(state["critic_optimizer"])
-    from lincae.io.atomic import write_atomically
+    from lincae.files.atomic import write_atomically
 
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from lincae.io.atomic import write_atomically
+from lincae.files.atomic import write_atomically
 from lincae.models.autoencoder import Autoencoder
 from lincae.models.runtime import cpu_has_native_bf16
 from lincae.training.adversarial import ADVERSARIAL_LOSS_NAMES, AdversarialObjective, build_critic, discriminator_loss

@@ -21,6 +21,7 @@ from lincae.engine.effects.catalog import (
 )
 from lincae.engine.effects.plugin_paths import resolve_plugin_path
 from lincae.engine.effects.spec import validate_chain_spec
+from lincae.files.audiofile import AudioFileError, check_audio_file
 
 
 @dataclass
@@ -145,8 +146,6 @@ def _make_builtin(kind: str, params: Mapping[str, Any], where: str) -> Any:
 def _check_parameter_file(kind: str, name: str, value: str, where: str) -> None:
     """A file a built-in reads (``Convolution``'s impulse response) must be whole, real audio: pedalboard
     would otherwise pass the signal through unchanged."""
-    from lincae.io.audiofile import AudioFileError, check_audio_file
-
     try:
         check_audio_file(value)
     except AudioFileError as e:

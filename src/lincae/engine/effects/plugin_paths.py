@@ -36,7 +36,7 @@ from pathlib import Path
 
 from lincae.config import parse_json, read_config_text
 from lincae.engine.effects.catalog import PluginLoadError
-from lincae.io.atomic import write_atomically
+from lincae.files.atomic import write_atomically
 
 __all__ = [
     "ENV_VAR",
