@@ -25,7 +25,7 @@ from lincae.engine.config import EngineConfig
 from lincae.engine.mixer import LatentMixer
 from lincae.engine.offline import window_slice
 from lincae.models.autoencoder import Autoencoder
-from lincae.models.registry import load_model
+from lincae.models.base import load_model
 from lincae.models.runtime import keep_freed_memory
 from lincae.training.config import TrainConfig
 

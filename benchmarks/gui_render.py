@@ -38,8 +38,8 @@ prepare_process("gui")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from lincae.io.audiofile import write_audio  # noqa: E402
-from lincae.models.registry import load_model  # noqa: E402
+from lincae.files.audiofile import write_audio  # noqa: E402
+from lincae.models.base import load_model  # noqa: E402
 from lincae.models.runtime import keep_freed_memory  # noqa: E402
 from lincae.presets import Preset  # noqa: E402
 from lincae.rig import LIVE_THREADS, Rig, offline_threads  # noqa: E402

@@ -47,7 +47,7 @@ def measure(args: argparse.Namespace) -> None:
     from lincae.engine.stream import StreamingEngine
     from lincae.io.live import wait_until
     from lincae.models.autoencoder import Autoencoder
-    from lincae.models.registry import load_model
+    from lincae.models.base import load_model
     from lincae.training.config import TrainConfig
 
     torch.set_num_threads(args.threads)

@@ -60,7 +60,7 @@ def measure(args: argparse.Namespace) -> None:
     from lincae.io.live import wait_until
     from lincae.io.mapping import MidiMapping
     from lincae.io.midi import MidiController
-    from lincae.models.registry import load_model
+    from lincae.models.base import load_model
 
     torch.set_num_threads(args.threads)
     model = load_model(args.model)

@@ -37,7 +37,7 @@ from lincae.engine.mixer import LatentMixer
 from lincae.engine.offline import render
 from lincae.engine.params import ParameterRegistry, mixer_parameters
 from lincae.evaluation.metrics import chroma_correlation
-from lincae.models.registry import load_model
+from lincae.models.base import load_model
 from lincae.models.runtime import keep_freed_memory
 from lincae.presets import list_presets, load_preset
 

@@ -67,7 +67,7 @@ def soak(args: argparse.Namespace) -> None:
     from lincae.engine.cached import make_mixer
     from lincae.engine.params import ParameterRegistry, mixer_parameters
     from lincae.engine.stream import StreamingEngine
-    from lincae.models.registry import load_model
+    from lincae.models.base import load_model
 
     torch.set_num_threads(args.threads)
     model = load_model(args.model, max_batch_size=8)

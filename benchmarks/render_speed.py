@@ -42,7 +42,7 @@ try:
 except ImportError:
     pass
 from lincae.render.files import render_files
-from lincae.models.registry import load_model
+from lincae.models.base import load_model
 from lincae.training.config import TrainConfig
 from lincae.models.autoencoder import Autoencoder
 if sys.argv[3]:

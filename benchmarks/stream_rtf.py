@@ -44,8 +44,8 @@ def main() -> None:
     from lincae.engine.cached import CachedMixer
     from lincae.engine.config import EngineConfig
     from lincae.models.autoencoder import Autoencoder
+    from lincae.models.base import load_model
     from lincae.models.frame_autoencoder import FrameAutoencoder
-    from lincae.models.registry import load_model
     from lincae.training.config import TrainConfig
     from lincae.training.frame_trainer import FrameTrainConfig, is_frame_config
 

@@ -71,7 +71,7 @@ def test_a_bare_model_name_is_shipped_or_official_never_a_folder_here(
     """``--model default`` is the shipped model even beside a folder ``./default``; a folder is named by its path."""
     from conftest import make_tiny_model
 
-    from lincae.models.registry import load_model
+    from lincae.models.base import load_model
 
     make_tiny_model().save_pretrained(tmp_path / "default")
     make_tiny_model().save_pretrained(tmp_path / "tiny")

@@ -641,11 +641,11 @@ def test_the_output_cannot_be_the_input(
 def test_encode_checks_the_output_folder_before_the_work(
     model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import lincae.models.registry as registry
+    import lincae.models.base as base
 
     src = write_audio(tmp_path / "song.wav", noisy_tone(0.5), SR)
     calls: list[object] = []
-    monkeypatch.setattr(registry, "load_model", lambda *a, **k: calls.append(a))  # the work starts with it
+    monkeypatch.setattr(base, "load_model", lambda *a, **k: calls.append(a))  # the work starts with it
     for out in (tmp_path / "missing" / "z.latent", tmp_path):
         assert main(["encode", str(src), "-o", str(out), "--model", str(model_dir)]) == 2
         assert str(out) in error_line(capsys)

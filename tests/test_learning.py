@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lincae.evaluation.metrics import chroma_correlation, mrstft_distance
-from lincae.models.registry import load_model
+from lincae.models.base import load_model
 from lincae.training.config import TrainConfig
 from lincae.training.data import TensorCrops
 from lincae.training.trainer import Trainer

@@ -462,7 +462,7 @@ def test_torchrun_trains_with_two_processes(tmp_path: Path) -> None:
 
 
 def test_export_stores_half_precision_and_loads_as_float32(tmp_path: Path) -> None:
-    from lincae.models.registry import load_model
+    from lincae.models.base import load_model
     from lincae.training.export import export_model
 
     trainer = _trainer(tmp_path / "run", tiny_config(steps=1))

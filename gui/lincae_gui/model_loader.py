@@ -17,7 +17,7 @@ def describe(e: BaseException) -> str:
 
 def load_model(model_id: str) -> Any:
     """The model named ``model_id`` (id, folder or file; empty: the shipped default)."""
-    from lincae.models.registry import load_model as load
+    from lincae.models.base import load_model as load
 
     return load(model_id or "default")
 

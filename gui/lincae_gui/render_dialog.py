@@ -343,6 +343,6 @@ class RenderDialog(QDialog):
 
 
 def _default_loader(model_id: str) -> Any:
-    from lincae.models.registry import load_model
+    from lincae.models.base import load_model
 
     return load_model(model_id or "default")

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from lincae.version import __version__
+
 __all__ = ["Autoencoder", "__version__"]
-__version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from lincae.models.autoencoder import Autoencoder

@@ -101,8 +101,8 @@ def model_name(text: str) -> str:
 
 
 def _load_named_model(text: str, **kwargs: Any) -> LatentAutoencoder:
-    """:func:`lincae.models.registry.load_model` of a model named on the command line (:func:`model_name`)."""
-    from lincae.models.registry import load_model
+    """:func:`lincae.models.base.load_model` of a model named on the command line (:func:`model_name`)."""
+    from lincae.models.base import load_model
 
     return load_model(model_name(text), **kwargs)
 

@@ -31,7 +31,8 @@ from lincae.engine.mixer import LatentMixer
 from lincae.engine.offline import render
 from lincae.engine.params import ParameterRegistry, mixer_parameters
 from lincae.models.autoencoder import Autoencoder
-from lincae.models.registry import DEFAULT_MODEL_ALIAS, ModelNotFoundError, load_model
+from lincae.models.base import load_model
+from lincae.models.registry import DEFAULT_MODEL_ALIAS, ModelNotFoundError
 
 # Used only when no trained model is available: the default model's architecture, random weights.
 SMALL_RANDOM = {

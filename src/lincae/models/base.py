@@ -21,6 +21,8 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from lincae.models import registry
+
 
 class EncoderStream(Protocol):
     """Audio blocks ``[B, n]`` → the latent frames ``[B, C, m]`` they complete (``m`` may be 0)."""
@@ -171,19 +173,22 @@ class LatentAutoencoder(nn.Module):
 
     # ----------------------------------------------------------------- files
     @classmethod
-    def from_pretrained(cls, model_id: str | Path = "default", ckpt_type: str = "last", **kwargs: Any) -> Any:
+    def from_pretrained(
+        cls, model_id: str | Path = registry.DEFAULT_MODEL_ALIAS, ckpt_type: str = "last", **kwargs: Any
+    ) -> LatentAutoencoder:
         """Load a model of either family: an official id (``"m2l"``, ``"lin-cae"``, ``"lin-cae-2"``), a
         shipped model name, a local folder (official layout or ours) or a single file. See
         :mod:`lincae.models.registry`."""
-        from lincae.models.registry import load_pretrained
-
-        return load_pretrained(model_id, ckpt_type=ckpt_type, **kwargs)
+        return registry.load_pretrained(model_id, LatentAutoencoder, ckpt_type=ckpt_type, **kwargs)
 
     def save_pretrained(self, directory: str | Path, metadata: dict[str, Any] | None = None) -> Path:
         """Write ``model.safetensors`` + ``config.json`` (format-versioned) into ``directory``."""
-        from lincae.models.registry import save_pretrained
+        return registry.save_pretrained(self, directory, metadata=metadata)
 
-        return save_pretrained(self, directory, metadata=metadata)
+
+def load_model(model_id: str | Path = registry.DEFAULT_MODEL_ALIAS, **kwargs: Any) -> LatentAutoencoder:
+    """:meth:`LatentAutoencoder.from_pretrained`: the model ``model_id`` names, of either family."""
+    return LatentAutoencoder.from_pretrained(model_id, **kwargs)
 
 
 __all__ = [
@@ -192,5 +197,6 @@ __all__ = [
     "LatentAutoencoder",
     "check_audio",
     "fold_channels",
+    "load_model",
     "unfold_channels",
 ]

@@ -17,26 +17,32 @@ Sources ``from_pretrained`` understands, in the order it tries them:
    its YAML files beside it.
 
 Nothing here unpickles code: ``.pth`` files are read with ``torch.load(weights_only=True)``.
+
+Families. The model classes sit above this module (they derive from :class:`lincae.models.base.
+LatentAutoencoder`, whose ``from_pretrained`` and ``save_pretrained`` come here), so it does not import
+them: :data:`FAMILY_CLASSES` names each family's class by its import path, as a file names its family,
+and :func:`family_class` imports the one a file asks for when a model is built. Loading hands back any
+family; the caller says what it expects (``kind``), which the model is checked against.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import warnings
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 import torch
+from torch import nn
 
 from lincae.config import parse_json, parse_yaml, read_config_text
-from lincae.io.atomic import write_atomically
-from lincae.models.autoencoder import Autoencoder
-from lincae.models.frame_autoencoder import FrameAutoencoder
+from lincae.files.atomic import write_atomically
 from lincae.models.official import OFFICIAL_HASHES, OFFICIAL_REPO, OFFICIAL_SCALE_FACTORS
+from lincae.version import __version__
 
-if TYPE_CHECKING:
-    from lincae.models.base import LatentAutoencoder
+M = TypeVar("M", bound=nn.Module)
 
 DEFAULT_MODEL_ALIAS = "default"
 
@@ -47,6 +53,11 @@ FORMAT_VERSION = 2
 FAMILY_FORMAT_VERSION = {"unet": 1, "framenet": 2}
 #: The top-level config keys that belong to each family.
 FAMILY_KEYS = {"unet": ("frontend", "generator", "diffusion"), "framenet": ("framenet",)}
+#: The class that builds each family, as ``module:Class`` (see the module docstring).
+FAMILY_CLASSES = {
+    "unet": "lincae.models.autoencoder:Autoencoder",
+    "framenet": "lincae.models.frame_autoencoder:FrameAutoencoder",
+}
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 _METADATA_KEY = "lincae_config"
@@ -67,6 +78,25 @@ class ModelNotFoundError(FileNotFoundError):
 
 class ModelDownloadError(OSError):
     """An official model could not be fetched from the Hugging Face Hub."""
+
+
+class Savable(Protocol):
+    """What :func:`save_pretrained` needs of a model: its family, constructor arguments and weights."""
+
+    family: str
+
+    def config_dict(self) -> dict[str, Any]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+
+def family_class(family: str) -> type[nn.Module]:
+    """The class that builds models of ``family`` (a key of :data:`FAMILY_CLASSES`), imported on first use."""
+    module, _, name = FAMILY_CLASSES[family].partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):  # pragma: no cover - a broken table
+        raise TypeError(f"family {family!r}: {FAMILY_CLASSES[family]} is not a model class")
+    return cls
 
 
 # --------------------------------------------------------------------------- shipped models
@@ -90,22 +120,29 @@ def shipped_models() -> dict[str, Path]:
 
 
 # --------------------------------------------------------------------------- loading
-def load_model(model_id: str | Path = DEFAULT_MODEL_ALIAS, **kwargs: Any) -> LatentAutoencoder:
-    """``Autoencoder.from_pretrained``: a model of either family."""
-    return load_pretrained(model_id, **kwargs)
-
-
 def load_pretrained(
     model_id: str | Path,
+    kind: type[M],
     ckpt_type: str = "last",
     cache_dir: str | Path | None = None,
     revision: str | None = None,
     **kwargs: Any,
-) -> LatentAutoencoder:
+) -> M:
     """Resolve ``model_id`` (see the module docstring) and build the model in eval mode on CPU.
 
-    ``kwargs`` override constructor arguments such as ``max_batch_size`` or ``max_chunk_size``.
+    ``kind``: the class the model must be an instance of (:class:`~lincae.models.base.LatentAutoencoder`
+    for any family); ``TypeError`` otherwise. ``kwargs`` override constructor arguments such as
+    ``max_batch_size`` or ``max_chunk_size``.
     """
+    model = _load(model_id, ckpt_type, cache_dir, revision, **kwargs)
+    if not isinstance(model, kind):
+        raise TypeError(f"model {str(model_id)!r} is a {type(model).__name__}, not a {kind.__name__}")
+    return model
+
+
+def _load(
+    model_id: str | Path, ckpt_type: str, cache_dir: str | Path | None, revision: str | None, **kwargs: Any
+) -> nn.Module:
     unknown = sorted(set(kwargs) - _CONSTRUCTOR_KWARGS)
     if unknown:
         raise TypeError(f"unknown argument(s) for from_pretrained: {', '.join(unknown)}")
@@ -170,7 +207,7 @@ def _official_yaml_name(part: str, ckpt_type: str) -> str:
     return f"{part}_kwargs_{ckpt_type}.yaml"
 
 
-def _load_folder(path: Path, ckpt_type: str, **kwargs: Any) -> LatentAutoencoder:
+def _load_folder(path: Path, ckpt_type: str, **kwargs: Any) -> nn.Module:
     if (path / CONFIG_FILE).is_file():
         return _load_lincae_folder(path, **kwargs)
     if (path / _official_weights_name(ckpt_type)).is_file():
@@ -200,7 +237,7 @@ def _load_official_folder(
     weights: Path | None = None,
     name: str | None = None,
     **kwargs: Any,
-) -> LatentAutoencoder:
+) -> nn.Module:
     weights = weights or folder / _official_weights_name(ckpt_type)
     parts: dict[str, dict[str, Any]] = {}
     for part in _PARTS:
@@ -220,7 +257,7 @@ def _load_official_folder(
             f"{folder}: no latent scale factor known for {name!r}; using 1.0 (pass scale_factor=...)", stacklevel=3
         )
     model = _build(
-        Autoencoder,
+        "unet",
         where=str(folder),
         frontend=parts["frontend"],
         generator=parts["generator"],
@@ -281,7 +318,7 @@ def _read_config(path: Path, text: str) -> dict[str, Any]:
     return config
 
 
-def _load_lincae_folder(folder: Path, **kwargs: Any) -> LatentAutoencoder:
+def _load_lincae_folder(folder: Path, **kwargs: Any) -> nn.Module:
     cfg_path = folder / CONFIG_FILE
     config = _read_config(cfg_path, read_config_text(cfg_path))
     weights = folder / WEIGHTS_FILE
@@ -292,7 +329,7 @@ def _load_lincae_folder(folder: Path, **kwargs: Any) -> LatentAutoencoder:
     return model.eval()
 
 
-def _load_safetensors_file(path: Path, **kwargs: Any) -> LatentAutoencoder:
+def _load_safetensors_file(path: Path, **kwargs: Any) -> nn.Module:
     from safetensors import safe_open
 
     try:
@@ -319,7 +356,7 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"cannot read {path}: corrupt or truncated safetensors file: {e}") from e
 
 
-def _from_config(config: dict[str, Any], where: str, **kwargs: Any) -> LatentAutoencoder:
+def _from_config(config: dict[str, Any], where: str, **kwargs: Any) -> nn.Module:
     inference = dict(config.get("inference") or {})
     bad = sorted(set(inference) - _INFERENCE_KEYS)
     if bad:
@@ -328,9 +365,9 @@ def _from_config(config: dict[str, Any], where: str, **kwargs: Any) -> LatentAut
     inference.setdefault("name", config.get("name", Path(where).parent.name))
     inference.setdefault("scale_factor", config.get("scale_factor", 1.0))
     if config.get("family", "unet") == "framenet":
-        return _build(FrameAutoencoder, where=where, framenet=config.get("framenet"), **inference)
+        return _build("framenet", where=where, framenet=config.get("framenet"), **inference)
     return _build(
-        Autoencoder,
+        "unet",
         where=where,
         frontend=config.get("frontend"),
         generator=config.get("generator"),
@@ -339,7 +376,8 @@ def _from_config(config: dict[str, Any], where: str, **kwargs: Any) -> LatentAut
     )
 
 
-def _build(cls: type[LatentAutoencoder], where: str, **kwargs: Any) -> LatentAutoencoder:
+def _build(family: str, where: str, **kwargs: Any) -> nn.Module:
+    cls = family_class(family)
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
@@ -370,15 +408,13 @@ def _load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], where: s
 
 
 # --------------------------------------------------------------------------- saving
-def save_pretrained(model: LatentAutoencoder, target: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+def save_pretrained(model: Savable, target: str | Path, metadata: dict[str, Any] | None = None) -> Path:
     """Save ``model`` as a folder (``config.json`` + ``model.safetensors``), or as one ``.safetensors`` file.
 
     Files are written to temporary names and renamed, so an interrupted save leaves no partial model.
     Returns the path written (the folder, or the file).
     """
     from safetensors.torch import save_file
-
-    from lincae import __version__
 
     target = Path(target)
     config = {

@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from lincae.models.registry import CONFIG_FILE, load_model
+from lincae.models.base import load_model
+from lincae.models.registry import CONFIG_FILE
 
 
 def export_model(
