@@ -206,8 +206,8 @@ def test_changing_the_number_of_sources_leaves_one_master_and_one_dry_wet_knob(w
 
 def test_midi_program_change_loads_the_shipped_preset_of_that_number(window: MainWindow) -> None:
     """Program changes go through the same ProgramRecall as ``lincae live``: values and mappings, same sources."""
-    from lincae.io.programs import ProgramRecall
     from lincae.presets import list_presets
+    from lincae.programs import ProgramRecall
 
     assert isinstance(window.midi.on_program, ProgramRecall)
     program = list_presets().index("half-volume")

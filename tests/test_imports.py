@@ -13,7 +13,7 @@ LIGHT = [
     "lincae.presets",
     "lincae.io.mapping",
     "lincae.io.midi",
-    "lincae.io.programs",
+    "lincae.programs",
     "lincae.engine.params",
     "lincae.engine.config",
     "lincae.models",

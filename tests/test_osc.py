@@ -45,7 +45,7 @@ def rig(jack_server, tmp_path: Path) -> Iterator[Rig]:  # type: ignore[no-untype
         tmp_path / "quiet.json"
     )
     rig = Rig(make_tiny_model(), [1], engine=EngineConfig(sources=[1], **ENGINE))
-    from lincae.io.programs import ProgramRecall
+    from lincae.programs import ProgramRecall
 
     rig.programs = ProgramRecall(rig.registry, [tmp_path / "quiet.json"], num_sources=1)
     rig.start_live(LiveConfig(input_device="system", output_device="system", output_channels=(1,)))
@@ -136,7 +136,7 @@ def test_osc_listens_on_loopback_unless_told_and_a_taken_port_is_one_line(rig: R
 
 
 def test_the_osc_argument_binds_loopback_unless_a_host_is_named() -> None:
-    from lincae.cli import parse_osc_address
+    from lincae.io.osc import parse_osc_address
 
     assert parse_osc_address("9000") == ("127.0.0.1", 9000)
     assert parse_osc_address("0.0.0.0:9001") == ("0.0.0.0", 9001)

@@ -9,8 +9,8 @@ import pytest
 from lincae.engine.params import ParameterRegistry, mixer_parameters
 from lincae.io.mapping import MidiMapping
 from lincae.io.midi import MidiController
-from lincae.io.programs import ProgramRecall
 from lincae.presets import Preset, load_preset
+from lincae.programs import ProgramRecall
 
 
 def write(tmp_path: Path, name: str, preset: Preset) -> str:

@@ -2,9 +2,9 @@
 
 import sys
 
-from lincae.cli import prepare_process
+from lincae.rig import prepare_realtime_process
 
-prepare_process("gui")  # before PyTorch loads, as ``lincae gui`` does
+prepare_realtime_process()  # before PyTorch loads, as ``lincae gui`` does
 
 from lincae_gui.app import main  # noqa: E402
 

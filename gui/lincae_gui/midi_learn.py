@@ -72,7 +72,7 @@ class MidiLearn:
         self._refresh_mapping_labels()
 
     def _on_recalled(self, line: str) -> None:
-        """A program change went through the rig's :class:`~lincae.io.programs.ProgramRecall`."""
+        """A program change went through the rig's :class:`~lincae.programs.ProgramRecall`."""
         if self.rig.programs is not None and self.rig.programs.current is self.rig.preset:
             self.preset_path = None
             self._update_title()

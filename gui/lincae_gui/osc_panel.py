@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from PyQt6.QtCore import QSettings, pyqtSignal
 from PyQt6.QtWidgets import QCheckBox, QHBoxLayout, QLineEdit, QWidget
 
+from lincae.io.osc import parse_osc_address
 from lincae_gui.model_loader import describe
 
 if TYPE_CHECKING:
@@ -23,8 +24,6 @@ DEFAULT_ADDRESS = "127.0.0.1:9000"
 
 def parse_address(text: str) -> tuple[str, int]:
     """``PORT`` or ``HOST:PORT`` → ``(host, port)`` (the host defaults to 127.0.0.1), as ``lincae live --osc``."""
-    from lincae.cli import parse_osc_address
-
     try:
         return parse_osc_address(text.strip())
     except ValueError as e:

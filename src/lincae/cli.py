@@ -536,6 +536,7 @@ def _live(args: argparse.Namespace, stop: StopRequest) -> int:
 
     from lincae.engine.effects import parse_chain_arg
     from lincae.io.live import LiveConfig, parse_sources
+    from lincae.io.osc import parse_osc_address
     from lincae.presets import load_preset
     from lincae.rig import Rig, parse_pre_args
 
@@ -673,14 +674,6 @@ def _stop_live(rig: Rig, midi: MidiController | None, stop: StopRequest) -> tupl
     finally:
         watchdog.cancel()
     return recorded, problems, warnings
-
-
-def parse_osc_address(text: str) -> tuple[str, int]:
-    """``--osc`` ``PORT`` or ``HOST:PORT`` → ``(host, port)``; the host defaults to ``127.0.0.1`` (this machine)."""
-    host, sep, port = text.rpartition(":")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"--osc {text!r}: expected PORT or HOST:PORT, e.g. 9000 or 0.0.0.0:9000")
-    return (host if sep and host else "127.0.0.1"), int(port)
 
 
 def _device_arg(text: str | None) -> int | str | None:
@@ -934,13 +927,13 @@ REALTIME_COMMANDS = frozenset({"live", "gui"})
 def prepare_process(command: str) -> None:
     """Process-wide settings for ``command``; call before PyTorch is imported.
 
-    Real-time commands make idle OpenMP threads sleep (``OMP_WAIT_POLICY=PASSIVE``): threads that spin
-    between parallel regions take the CPU from the audio callbacks of a small machine. Offline
-    commands keep OpenMP's default (a short spin), with which ``lincae render`` runs about 1.3× faster
-    on 2 cores (BENCHMARKS.md). A value the user set is kept either way.
+    Real-time commands make idle OpenMP threads sleep (:func:`lincae.rig.prepare_realtime_process`);
+    offline commands keep OpenMP's default. A value the user set is kept either way.
     """
     if command in REALTIME_COMMANDS:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        from lincae.rig import prepare_realtime_process
+
+        prepare_realtime_process()
 
 
 @contextlib.contextmanager

@@ -25,24 +25,43 @@ from typing import TYPE_CHECKING, Any
 
 from lincae.engine.config import EngineConfig
 from lincae.engine.params import ParameterRegistry, mixer_parameters
+from lincae.io.midi import MidiController
+from lincae.io.osc import OscControl
 from lincae.presets import Preset
+from lincae.programs import ProgramRecall, recall_preset
 
 if TYPE_CHECKING:
     from lincae.engine.stream import StreamingEngine
     from lincae.io.live import LiveConfig, LiveSession
-    from lincae.io.midi import MidiController
-    from lincae.io.osc import OscControl
-    from lincae.io.programs import ProgramRecall
     from lincae.models.autoencoder import Autoencoder
     from lincae.render.files import RenderResult
 
 ChainSpec = list[dict[str, Any]]
 
-__all__ = ["LIVE_THREADS", "ChainSpec", "Rig", "file_sources", "offline_threads", "parse_pre_args"]
+__all__ = [
+    "LIVE_THREADS",
+    "ChainSpec",
+    "Rig",
+    "file_sources",
+    "offline_threads",
+    "parse_pre_args",
+    "prepare_realtime_process",
+]
 
 #: PyTorch threads of the live inference worker: on a small machine a second thread competes with the
 #: audio callbacks for the cores (BENCHMARKS.md, the live soak), so live sessions run one by default.
 LIVE_THREADS = 1
+
+
+def prepare_realtime_process() -> None:
+    """Make idle OpenMP threads sleep (``OMP_WAIT_POLICY=PASSIVE``) in a process that runs live audio
+    (``lincae live``, the GUI); call it before PyTorch is imported. Threads that spin between parallel
+    regions take the CPU from the audio callbacks of a small machine; offline work keeps OpenMP's default
+    (a short spin), with which ``lincae render`` runs about 1.3× faster on 2 cores (BENCHMARKS.md). A
+    value the user set is kept."""
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def offline_threads() -> int:
@@ -274,9 +293,6 @@ class Rig:
             programs: presets for program changes 0, 1, ... (default: the shipped presets, alphabetical).
             report: receives one line per program change (recalled or refused).
         """
-        from lincae.io.midi import MidiController
-        from lincae.io.programs import ProgramRecall
-
         if midi is None:
             midi = MidiController(self.registry, self.mappings, api=api)
         elif midi.registry is not self.registry:
@@ -303,8 +319,6 @@ class Rig:
         interface than 127.0.0.1 only on purpose. :meth:`poll` applies what arrives. ``report`` receives
         one line per program change.
         """
-        from lincae.io.osc import OscControl
-        from lincae.io.programs import ProgramRecall
 
         self.stop_osc()
         if self.programs is None:
@@ -352,8 +366,6 @@ class Rig:
         The engine's sources, windowing and chain plugins stay as built. Returns how many of the preset's
         mappings were left out (parameters this rig lacks).
         """
-        from lincae.io.programs import recall_preset
-
         if preset.num_sources != self.num_sources:
             raise ValueError(f"preset is for {preset.num_sources} source(s), the rig has {self.num_sources}")
         left_out = recall_preset(preset, self.registry, self.midi)

@@ -47,7 +47,7 @@ from typing import Any
 
 from lincae.engine.params import ParameterRegistry
 
-__all__ = ["MAX_RATE", "OscControl", "malformed", "parameter_for"]
+__all__ = ["MAX_RATE", "OscControl", "malformed", "parameter_for", "parse_osc_address"]
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,15 @@ def malformed(dgram: bytes, depth: int = 0) -> str | None:
         return None
     except (osc_types.ParseError, IndexError, ValueError):
         return "cannot be parsed"
+
+
+def parse_osc_address(text: str) -> tuple[str, int]:
+    """``PORT`` or ``HOST:PORT`` (``lincae live --osc``, the GUI's OSC field) → ``(host, port)``; the host
+    defaults to ``127.0.0.1`` (this machine). ``ValueError`` names the text and the form expected."""
+    host, sep, port = text.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--osc {text!r}: expected PORT or HOST:PORT, e.g. 9000 or 0.0.0.0:9000")
+    return (host if sep and host else "127.0.0.1"), int(port)
 
 
 def parameter_for(address: str) -> str | None:
