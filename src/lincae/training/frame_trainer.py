@@ -87,7 +87,12 @@ class FrameLossSection(ConfigBase):
 
 @dataclass(frozen=True)
 class FrameTrainConfig(ConfigBase):
-    """A FrameNet training run (YAML with ``family: framenet``). ``steps`` spans the learning-rate schedule."""
+    """A FrameNet training run (YAML with ``family: framenet``). ``steps`` spans the learning-rate schedule.
+
+    ``critic_examples``: how many of a step's decoded examples the critic judges (the first ones: plain
+    reconstructions; with additivity the mixtures come after them). Discriminators cost far more than the
+    autoencoder on a CPU; a few examples per step keep the adversarial phase affordable there.
+    """
 
     family: str = FAMILY
     model: FrameNetConfig = field(default_factory=FrameNetConfig)
@@ -96,6 +101,7 @@ class FrameTrainConfig(ConfigBase):
     augment: FrameAugmentSection = field(default_factory=FrameAugmentSection)
     loss: FrameLossSection = field(default_factory=FrameLossSection)
     adversarial: AdversarialSection = field(default_factory=AdversarialSection)
+    critic_examples: int = 4
     steps: int = 100_000
     seed: int = 0
     log_every: int = 20
@@ -103,6 +109,7 @@ class FrameTrainConfig(ConfigBase):
     ckpt_minutes: float = 10.0
 
     LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
+        "critic_examples": (1, 4096),
         "steps": (1, 10**9),
         "seed": (0, MAX_SEED),
         "log_every": (1, 10**9),
@@ -326,14 +333,15 @@ class FrameTrainer:
             assert self.critic is not None and self.critic_optimizer is not None
             sec = cfg.adversarial
             self.critic.requires_grad_(True)
-            d_loss = discriminator_loss(self.critic(target), self.critic(y.detach()), sec.loss)
+            n = cfg.critic_examples
+            d_loss = discriminator_loss(self.critic(target[:n]), self.critic(y[:n].detach()), sec.loss)
             self.critic_optimizer.zero_grad(set_to_none=True)
             d_loss.backward()
             self.critic_optimizer.step()
             self.critic.requires_grad_(False)
-            fake = self.critic(y)
+            fake = self.critic(y[:n])
             with torch.no_grad():
-                real = self.critic(target)
+                real = self.critic(target[:n])
             g_adv = generator_loss(fake, sec.loss)
             fm = feature_matching(real, fake)
             loss = loss + sec.adversarial_weight * g_adv + sec.feature_weight * fm
@@ -417,6 +425,26 @@ class FrameTrainer:
         net.load_state_dict(self.net.state_dict())
         self.ema.copy_to(net)
         return net.eval()
+
+
+def compact_checkpoint(source: str | Path, dest: str | Path) -> Path:
+    """A smaller resumable copy of a FrameNet checkpoint, for keeping in a repository.
+
+    The weights and their EMA stay float32; Adam's moments are stored in bfloat16 (the optimiser casts
+    them back when loading); the critic and its optimiser are left out before the adversarial phase
+    starts (the trainer rebuilds them from the seed, as it does at the start).
+    """
+    state = torch.load(source, map_location="cpu", weights_only=True)
+    if state.get("format") != CKPT_FORMAT:
+        raise ValueError(f"{source}: not a FrameNet training checkpoint")
+    for per_param in state["optimizer"]["state"].values():
+        for key in ("exp_avg", "exp_avg_sq"):
+            per_param[key] = per_param[key].to(torch.bfloat16)
+    config = FrameTrainConfig.from_dict(state["config"])
+    if not config.adversarial.active(int(state["step"])):
+        state["critic"] = state["critic_optimizer"] = None
+    Path(dest).parent.mkdir(parents=True, exist_ok=True)
+    return write_atomically(Path(dest), lambda tmp: torch.save(state, tmp))
 
 
 def export_model(net: FrameNet, dest: str | Path, name: str, metadata: dict[str, Any] | None = None) -> Path:
