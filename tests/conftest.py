@@ -35,7 +35,7 @@ torch.set_num_threads(1)
 def _engine_precision_is_float32(monkeypatch: pytest.MonkeyPatch) -> None:
     """``precision: auto`` means bfloat16 on CPUs that compute it natively: tests run the same float32
     everywhere (tests of the precision setting itself patch this back)."""
-    monkeypatch.setattr("lincae.engine.mixer.cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr("lincae.models.precision.cpu_has_native_bf16", lambda: False)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

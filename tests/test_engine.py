@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_tiny_model
-from torch import nn
 
 from lincae.engine.config import EngineConfig
 from lincae.engine.mixer import LatentMixer, crossfade_curves
@@ -18,9 +17,10 @@ from lincae.engine.offline import render, stack_sources
 from lincae.engine.params import ParameterRegistry, mixer_parameters
 from lincae.engine.ringbuffer import RingBuffer
 from lincae.engine.stream import StreamingEngine
+from lincae.models.base import LatentAutoencoder
 
 
-class LinearTestCodec(nn.Module):
+class LinearTestCodec(LatentAutoencoder):
     """A perfectly linear stand-in for the autoencoder: latent frame j holds audio samples j·H..(j+1)·H.
 
     Windows carry ``E`` extra leading samples (as the real model's STFT framing does), which decode to
@@ -28,9 +28,10 @@ class LinearTestCodec(nn.Module):
     input exactly: any error in windowing, crossfades or alignment shows.
     """
 
-    hop_length = 256
-    latent_channels = 256
-    sample_rate = 44100
+    name = "linear"
+    hop_length = 256  # type: ignore[assignment]
+    latent_channels = 256  # type: ignore[assignment]
+    sample_rate = 44100  # type: ignore[assignment]
     extra = 192
 
     def __init__(self, delay_s: float = 0.0) -> None:
@@ -384,20 +385,19 @@ def test_metrics_show_the_mix_latents_after_gains() -> None:
 
 
 def test_engine_precision_bf16_is_close_to_fp32_and_auto_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lincae.engine import mixer as mixer_module
-    from lincae.engine.mixer import resolve_precision
+    from lincae.models import precision as precision_module
 
-    cpu = torch.device("cpu")
-    for native, expected in ((True, "bf16"), (False, "fp32")):
-        monkeypatch.setattr(mixer_module, "cpu_has_native_bf16", lambda native=native: native)
-        assert resolve_precision("auto", cpu) == expected
-        assert resolve_precision("auto", torch.device("cuda")) == "fp32"
-    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    for native, expected in ((True, torch.bfloat16), (False, None)):
+        monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda native=native: native)
+        mixer = LatentMixer(make_tiny_model(), EngineConfig(sources=[1], **CONFIG), device="cpu")
+        assert mixer.autocast_dtype == expected and mixer.precision == ("bf16" if native else "fp32")
     x = tones(1, 9000, 6)
     outs = {}
     for precision in ("fp32", "bf16"):
-        mixer = LatentMixer(make_tiny_model(), EngineConfig(sources=[1], precision=precision, **CONFIG), device="cpu")
-        assert mixer.model.mixed_precision == (precision == "bf16")
+        model = make_tiny_model()
+        mixer = LatentMixer(model, EngineConfig(sources=[1], precision=precision, **CONFIG), device="cpu")
+        assert mixer.precision == precision
+        assert not model.mixed_precision and model.autocast_dtype is None  # the model's own setting is kept
         outs[precision] = render(mixer, [x])
     err = np.sum((outs["bf16"] - outs["fp32"]) ** 2) / np.sum(outs["fp32"] ** 2)
     assert 0 < err < 1e-2, err  # bfloat16 rounding, more than 20 dB below the signal

@@ -613,7 +613,8 @@ def test_the_window_is_a_view_of_its_rig(window: MainWindow, tmp_path: Path) -> 
 def test_renders_run_on_their_own_model_copy_and_thread_count(
     window: MainWindow, qtbot, tmp_path: Path, tiny_model_dir: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    """A render's engine sets the precision of its own model copy; the window's model and threads stay."""
+    """A render runs at its own engine's precision on its own model copy; the window's model (its precision
+    setting included) and threads stay."""
     import torch
 
     from lincae.rig import offline_threads
@@ -633,7 +634,7 @@ def test_renders_run_on_their_own_model_copy_and_thread_count(
         worker = dialog.worker
     assert blocker.args[0], dialog.error
     assert worker is not None and worker.render_model is not model
-    assert worker.render_model.mixed_precision and not model.mixed_precision
+    assert not worker.render_model.mixed_precision and not model.mixed_precision  # bf16 came from a scope
     assert worker.threads == offline_threads() and torch.get_num_threads() == before
     dialog.close()
 

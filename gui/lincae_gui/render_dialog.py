@@ -3,9 +3,10 @@
 The render is a :class:`lincae.rig.Rig` of its own, built from the window rig's preset
 (:meth:`Rig.to_preset`: engine settings, every parameter, the effect chains) for the chosen files, so a
 render sounds like the live mix. It runs on a :class:`RenderWorker` ``QThread`` with a copy of the
-window's model (or one it loads), so the render's engine sets the copy's precision and weight layout,
-never those of the model a live session runs, and with the offline commands' PyTorch thread count
-(:func:`lincae.rig.offline_threads`) while the live worker keeps its one thread. (A ``lincae render``
+window's model (or one it loads), so the render's engine sets the copy's device and weight layout,
+never those of the model a live session runs (its precision is a scope and changes no model), and with
+the offline commands' PyTorch thread count (:func:`lincae.rig.offline_threads`) while the live worker
+keeps its one thread. (A ``lincae render``
 child process was measured too: on a busy two-core machine it ran at 2.6x real time with idle threads
 sleeping and 0.9x with OpenMP's spinning default, against 3.9x for the copy in this process.)
 Progress reaches the progress bar through a queued signal, so the GUI stays responsive. Errors are shown
@@ -93,7 +94,7 @@ class RenderWorker(QThread):
                 self.status.emit(f"Loading model {self.model_id}…")
                 model = self.model_loader(self.model_id)
             else:
-                model = copy.deepcopy(self.model)  # the render's engine sets its precision, not the live one's
+                model = copy.deepcopy(self.model)  # the render's engine prepares this copy, not the live one
             self.render_model = model
             self.status.emit("Rendering…")
             layout = file_sources(self.inputs)

@@ -47,10 +47,11 @@ class CachedMixer(LatentMixer):
             raise ValueError(f"model {model.name!r} cannot stream (its config has streamable: false)")
         super().__init__(model, config, registry, device)
         frames = config.stream_frames
-        self.encoder = self.model.open_encoder_stream(self.num_rows, step_frames=frames)
-        self.decoder = self.model.open_decoder_stream(
-            self.out_channels, config.seed, config.diffusion_steps, step_frames=frames
-        )
+        with self.precision_scope():  # a model may prepare its streams for the precision they run at
+            self.encoder = self.model.open_encoder_stream(self.num_rows, step_frames=frames)
+            self.decoder = self.model.open_decoder_stream(
+                self.out_channels, config.seed, config.diffusion_steps, step_frames=frames
+            )
         self._restart(0)
 
     def _set_geometry(self) -> None:
@@ -81,8 +82,9 @@ class CachedMixer(LatentMixer):
         """Run the streams on silence (first calls allocate, pick kernels and build a model's fused step),
         then restart them where they were: the output is as if this had not run."""
         silence = torch.zeros(self.num_rows, self.step)
-        for _ in range(rounds):
-            self.decoder.push(self.encoder.push(silence)[: self.out_channels])
+        with self.precision_scope():
+            for _ in range(rounds):
+                self.decoder.push(self.encoder.push(silence)[: self.out_channels])
         self._restart(self._next)
 
     @torch.no_grad()
@@ -100,7 +102,8 @@ class CachedMixer(LatentMixer):
             self._restart(k)
         # Every step feeds its S new samples and yields exactly S samples (the stream contract).
         new = np.concatenate(list(windows[:, :, -s:]), axis=-1)
-        z = self.encoder.push(torch.from_numpy(new))  # [rows, C, m]
+        with self.precision_scope():
+            z = self.encoder.push(torch.from_numpy(new))  # [rows, C, m]
         m = z.shape[-1]
         if m * self.hop != n * s:
             raise RuntimeError(f"{n} step(s) gave {m} latent frames, expected {n * s // self.hop}")
@@ -114,7 +117,8 @@ class CachedMixer(LatentMixer):
             ]
         )
         self.last_mix_latents = mixed[:, :, -1].mean(0).numpy()
-        wet = self.decoder.push(mixed).numpy()  # [out, n·S]
+        with self.precision_scope():
+            wet = self.decoder.push(mixed).numpy()  # [out, n·S]
         # Wet fraction per sample: its frame's value (frame f finalises samples [f·hop, (f+1)·hop)).
         w = np.repeat(wets.astype(np.float32), self.hop)
         dry = np.concatenate([self._dry(windows[j, :, :s]) for j in range(n)], axis=-1)

@@ -12,7 +12,10 @@ crossfade with the previous window's held-back tail, so every step finalises ``S
 Both drivers — :mod:`lincae.engine.stream` (live) and :mod:`lincae.engine.offline` — call
 :meth:`LatentMixer.process` (offline: :meth:`LatentMixer.process_many`, many windows per model call)
 with the same windows, so their outputs are equal: exactly window by window, within float rounding in
-batches. The mixer sets the model's precision to the engine's (``EngineConfig.precision``).
+batches. The model runs at the engine's precision (``EngineConfig.precision``, resolved by
+:func:`lincae.models.precision.autocast_dtype_for`) inside the model's
+:meth:`~lincae.models.base.LatentAutoencoder.precision_scope`: the model's own attributes are left as
+they are.
 """
 
 from __future__ import annotations
@@ -27,15 +30,12 @@ import torch
 
 from lincae.engine.config import EngineConfig
 from lincae.engine.params import ParameterRegistry, mixer_parameters, source_coefficients
-from lincae.models.autoencoder import Autoencoder
-from lincae.models.runtime import cpu_has_native_bf16, prepare_for_inference
+from lincae.models.base import LatentAutoencoder
+from lincae.models.precision import autocast, autocast_dtype_for
+from lincae.models.runtime import prepare_for_inference
 
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` → ``bf16`` on a CPU that computes bfloat16 natively, else ``fp32``; others unchanged."""
-    if precision != "auto":
-        return precision
-    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+#: The names of the dtypes an engine runs at (``LatentMixer.precision``).
+_PRECISION_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
 def crossfade_curves(length: int, shape: str) -> tuple[np.ndarray, np.ndarray]:
@@ -87,17 +87,16 @@ class LatentMixer:
 
     def __init__(
         self,
-        model: Autoencoder,
+        model: LatentAutoencoder,
         config: EngineConfig,
         registry: ParameterRegistry | None = None,
         device: str | torch.device | None = None,
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = prepare_for_inference(model, self.device)
-        self.precision = resolve_precision(config.precision, self.device)
-        self.model.mixed_precision = self.precision == "bf16"
-        if self.precision == "bf16":
-            self.model.autocast_dtype = torch.bfloat16
+        #: The dtype the model runs in (``None``: float32), and its name (``fp32``, ``bf16``).
+        self.autocast_dtype = autocast_dtype_for(config.precision, self.device)
+        self.precision = _PRECISION_NAMES[self.autocast_dtype]
         self.config = config
         self.registry = registry or ParameterRegistry(mixer_parameters(config.num_sources))
         self.hop = model.hop_length
@@ -202,11 +201,17 @@ class LatentMixer:
         The mixer's own state (smoothers, crossfade tail) is untouched.
         """
         x = torch.zeros(self.num_rows, self.window, device=self.device)
-        for _ in range(rounds):
-            z = self.model.encode(x)
-            self.model.decode(
-                z[: self.out_channels], full_length=self.window, diffusion_steps=self.config.diffusion_steps, seed=0
-            )
+        with self.precision_scope():
+            for _ in range(rounds):
+                z = self.model.encode(x)
+                self.model.decode(
+                    z[: self.out_channels], full_length=self.window, diffusion_steps=self.config.diffusion_steps, seed=0
+                )
+
+    def precision_scope(self) -> contextlib.AbstractContextManager[None]:
+        """The model at the engine's precision (:attr:`autocast_dtype`), on the calling thread, its own
+        setting untouched: every call the mixer makes to the model runs inside."""
+        return self.model.precision_scope(self.autocast_dtype)
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
@@ -217,7 +222,7 @@ class LatentMixer:
         once per window: about 6 % of a live window's compute on CPU. The weights must not be changed
         in place inside the scope (a new model gets a new mixer).
         """
-        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+        with self.precision_scope(), autocast(self.autocast_dtype, self.device):
             yield
 
     def restart_crossfade(self, tail: np.ndarray) -> None:
@@ -243,7 +248,9 @@ class LatentMixer:
         frames = cfg.window_frames
         values = [self._frame_values(self.window_end(k + j) // self.hop - frames, frames) for j in range(n)]
         coefs = np.stack([c for c, _ in values])  # [n, Z, sources]
-        z = self.model.encode(torch.from_numpy(windows.reshape(n * rows, -1)).to(self.device), max_batch_size=n * rows)
+        audio = torch.from_numpy(windows.reshape(n * rows, -1)).to(self.device)
+        with self.precision_scope():
+            z = self.model.encode(audio, max_batch_size=n * rows)
         if z.shape[-1] != frames:
             raise RuntimeError(f"window gave {z.shape[-1]} latent frames, expected {frames}")
         z = z.reshape(n, rows, *z.shape[1:])  # [n, rows, C, Z]
@@ -259,18 +266,15 @@ class LatentMixer:
         self.last_mix_latents = mixed[-1, :, :, -1].mean(0).cpu().numpy()
         # The output channels of one window share its noise (a dual-mono mix stays dual mono).
         seeds = [cfg.seed + k + j for j in range(n) for _ in range(self.out_channels)]
-        wet = (
-            self.model.decode(
+        with self.precision_scope():
+            decoded = self.model.decode(
                 mixed.reshape(n * self.out_channels, *mixed.shape[2:]),
                 full_length=self.window,
                 diffusion_steps=cfg.diffusion_steps,
                 seeds=seeds,
                 max_batch_size=n * self.out_channels,
             )
-            .cpu()
-            .numpy()
-            .reshape(n, self.out_channels, -1)
-        )  # [n, out, W]
+        wet = decoded.cpu().numpy().reshape(n, self.out_channels, -1)  # [n, out, W]
 
         lo = self.window - self.lookahead - self.step - self.xfade
         hi = self.window - self.lookahead

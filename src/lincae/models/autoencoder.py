@@ -13,8 +13,7 @@ Audio longer than ``max_chunk_size`` is encoded as overlapping chunks, giving ``
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -26,6 +25,7 @@ from lincae.models.base import check_audio as _check_audio
 from lincae.models.config import DiffusionConfig, FrontendConfig, GeneratorConfig
 from lincae.models.frontend import ScaledComplexSTFT
 from lincae.models.official import OFFICIAL_SCALE_FACTORS
+from lincae.models.precision import precision_of
 from lincae.models.sampling import ConsistencySampler
 from lincae.models.unet import UNet
 
@@ -75,13 +75,15 @@ class Autoencoder(LatentAutoencoder):
         frontend, generator, diffusion: configs (or plain dicts of the official constructor arguments).
         max_batch_size: largest batch pushed through the network at once; bigger batches are split.
         diffusion_steps: default number of decoding steps.
-        mixed_precision: run the network under autocast: ``autocast_dtype`` on CUDA, bfloat16 on the CPU.
+        mixed_precision: run the network under autocast (:mod:`lincae.models.precision`): on CUDA in
+            ``autocast_dtype``, on the CPU in bfloat16.
         name: model id, used to look up the official latent scale factor when none is given.
         max_chunk_size: audio longer than this (in samples) is encoded in overlapping chunks.
         overlap_percentage: chunk overlap as a fraction of ``max_chunk_size``.
         scale_factor: multiplies encoder outputs to give latents.
         autocast_dtype: ``torch.float16`` or ``torch.bfloat16`` for ``mixed_precision``; ``None`` (default):
             bfloat16 where the GPU supports it, else float16 (lincae's precision policy, see the README).
+            A caller that owns the precision (the engine) uses :meth:`precision_scope` instead.
     """
 
     def __init__(
@@ -118,6 +120,7 @@ class Autoencoder(LatentAutoencoder):
         if scale_factor is not None:
             check_number(scale_factor, "scale_factor", 0.0, 1e6, above=True)
         _check_size(generator_cfg)
+        precision_of(mixed_precision, autocast_dtype)  # ValueError for a dtype autocast does not take
         self.frontend = ScaledComplexSTFT(frontend_cfg)
         self.generator = UNet(generator_cfg)
         self.diffusion = ConsistencySampler(diffusion_cfg)
@@ -208,17 +211,6 @@ class Autoencoder(LatentAutoencoder):
         }
 
     # ----------------------------------------------------------------- encode
-    @contextlib.contextmanager
-    def _network_context(self) -> Iterator[None]:
-        use_amp = self.mixed_precision and self.device.type in ("cuda", "cpu")
-        dtype = self.autocast_dtype
-        if self.device.type == "cpu":
-            dtype = torch.bfloat16  # what CPU autocast computes well (natively on AVX-512 BF16 / AMX)
-        elif dtype is None:
-            dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-        with torch.autocast(device_type=self.device.type, dtype=dtype, enabled=use_amp):
-            yield
-
     def _batched(self, fn: Any, x: Tensor, max_batch_size: int | None) -> Tensor:
         size = max_batch_size or self.max_batch_size
         if x.shape[0] <= size:

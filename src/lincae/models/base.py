@@ -11,10 +11,19 @@ started together and fed audio from sample ``t0`` on (silence before it) gives b
 audio delayed by :attr:`LatentAutoencoder.stream_delay` samples, within float rounding, whatever the
 block sizes. Latents can be mixed between the two streams. Decoder noise (consistency models) is keyed
 by the absolute frame index, which a decoder stream exposes as its ``frame`` attribute.
+
+**Precision.** A model's own precision comes from its ``mixed_precision`` and ``autocast_dtype``
+(:attr:`LatentAutoencoder.precision`, resolved for its device by :mod:`lincae.models.precision`). A caller
+that owns the precision (the engine) runs the model inside :meth:`LatentAutoencoder.precision_scope`
+instead of changing those attributes; the scope holds on the calling thread only, so one model can serve
+a live engine and a render at different precisions.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,6 +31,12 @@ import torch
 from torch import Tensor, nn
 
 from lincae.models import registry
+from lincae.models.precision import AUTOCAST_DTYPES, autocast, autocast_dtype_for, precision_of
+
+#: The dtypes of the precision scopes open on this thread, innermost last: ``(id(model), dtype)``.
+_SCOPES: contextvars.ContextVar[tuple[tuple[int, torch.dtype | None], ...]] = contextvars.ContextVar(
+    "lincae_precision_scopes", default=()
+)
 
 
 class EncoderStream(Protocol):
@@ -85,6 +100,9 @@ class LatentAutoencoder(nn.Module):
     family: str = "?"
     name: str
     scale_factor: float
+    #: Run the network under autocast (see :attr:`precision`); families set both in ``__init__``.
+    mixed_precision: bool = False
+    autocast_dtype: torch.dtype | None = None
 
     # ----------------------------------------------------------------- description
     @property
@@ -131,6 +149,45 @@ class LatentAutoencoder(nn.Module):
     def config_dict(self) -> dict[str, Any]:
         """Every constructor argument needed to rebuild this model (JSON-serialisable, with ``family``)."""
         raise NotImplementedError
+
+    # ----------------------------------------------------------------- precision
+    @property
+    def precision(self) -> str:
+        """The model's own precision request (:data:`lincae.models.precision.PRECISIONS`): ``fp32`` unless
+        ``mixed_precision``; then ``mixed``, or ``bf16``/``fp16`` as ``autocast_dtype`` says."""
+        return precision_of(self.mixed_precision, self.autocast_dtype)
+
+    def network_dtype(self) -> torch.dtype | None:
+        """The dtype the network runs in now, on this thread: the innermost :meth:`precision_scope`'s, else
+        :attr:`precision` resolved for the model's device (:func:`~lincae.models.precision.autocast_dtype_for`).
+        ``None``: float32."""
+        for owner, dtype in reversed(_SCOPES.get()):
+            if owner == id(self):
+                return dtype
+        return autocast_dtype_for(self.precision, self.device)
+
+    @contextlib.contextmanager
+    def precision_scope(self, dtype: torch.dtype | None) -> Iterator[None]:
+        """Run this model's network in ``dtype`` (``None``: float32) inside the scope, whatever the model's own
+        precision, on the calling thread only; the model's attributes stay as they are.
+
+        For a caller that decides the precision (the engine): resolve it first with
+        :func:`~lincae.models.precision.autocast_dtype_for`. Streams opened inside the scope are prepared
+        for its dtype; their pushes run at the dtype of the scope they are made in.
+        """
+        if dtype is not None and dtype not in AUTOCAST_DTYPES:
+            raise ValueError(f"dtype must be torch.bfloat16, torch.float16 or None (float32), got {dtype!r}")
+        token = _SCOPES.set((*_SCOPES.get(), (id(self), dtype)))
+        try:
+            yield
+        finally:
+            _SCOPES.reset(token)
+
+    @contextlib.contextmanager
+    def _network_context(self) -> Iterator[None]:
+        """The autocast region every forward pass of the network runs in (:meth:`network_dtype`)."""
+        with autocast(self.network_dtype(), self.device):
+            yield
 
     # ----------------------------------------------------------------- streams
     def open_encoder_stream(self, batch: int, step_frames: int | None = None) -> EncoderStream:

@@ -77,12 +77,6 @@ def use_channels_last(model: nn.Module) -> nn.Module:
     return model.to(memory_format=torch.channels_last)
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX tiles); elsewhere it is emulated."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
-
-
 def set_cuda_fp32(tf32: bool = False) -> None:
     """What float32 means on a GPU: without ``tf32``, IEEE float32 for matmuls and cuDNN convolutions.
 
@@ -96,8 +90,8 @@ def set_cuda_fp32(tf32: bool = False) -> None:
 def prepare_for_inference(model: nn.Module, device: str | torch.device = "cpu", tf32: bool = False) -> nn.Module:
     """Eval mode on ``device`` with channels-last weights (what the engine and commands run).
 
-    On CUDA, float32 is made exact (:func:`set_cuda_fp32`) unless ``tf32``; mixed precision is the
-    model's own setting (``Autoencoder(mixed_precision=True)``: bfloat16 autocast where supported).
+    On CUDA, float32 is made exact (:func:`set_cuda_fp32`) unless ``tf32``. Mixed precision is decided by
+    :mod:`lincae.models.precision` (the model's own setting, or the engine's scope).
     """
     model = model.eval().to(device)
     use_channels_last(model)
@@ -118,7 +112,6 @@ def is_channels_last(model: nn.Module) -> bool:
 
 
 __all__ = [
-    "cpu_has_native_bf16",
     "is_channels_last",
     "keep_freed_memory",
     "prepare_for_inference",

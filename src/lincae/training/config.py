@@ -88,6 +88,7 @@ class OptimSection(ConfigBase):
     ``mixed_precision``: bfloat16 autocast on GPUs that support it (float16 with loss scaling on the
     others). ``cpu_bf16``: bfloat16 autocast on the CPU too, used only where the CPU computes bfloat16
     natively (AVX-512 BF16 or AMX); about 1.3× faster steps there, elsewhere it would be slower.
+    :meth:`precision` says what they ask for; :mod:`lincae.models.precision` decides the dtype.
     """
 
     lr: float = 1e-4
@@ -121,6 +122,16 @@ class OptimSection(ConfigBase):
         _check(0.0 < self.ema_decay < 1.0, "optim.ema_decay", f"must be in (0, 1), got {self.ema_decay}")
         _check(self.ema_every >= 1, "optim.ema_every", "must be >= 1")
         _check(self.grad_clip is None or self.grad_clip > 0, "optim.grad_clip", "must be > 0 or null")
+
+    def precision(self, device_type: str) -> str:
+        """The precision (:data:`lincae.models.precision.PRECISIONS`) training asks for on a ``cuda`` or
+        ``cpu`` device: ``mixed`` on a GPU with ``mixed_precision``, ``auto`` (bfloat16 where native) on a
+        CPU with ``cpu_bf16``, else ``fp32``."""
+        if device_type == "cuda":
+            return "mixed" if self.mixed_precision else "fp32"
+        if device_type == "cpu":
+            return "auto" if self.cpu_bf16 else "fp32"
+        return "fp32"
 
 
 @dataclass(frozen=True)

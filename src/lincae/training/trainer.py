@@ -33,7 +33,7 @@ from torch import Tensor
 
 from lincae.files.atomic import write_atomically
 from lincae.models.autoencoder import Autoencoder
-from lincae.models.runtime import cpu_has_native_bf16
+from lincae.models.precision import autocast, autocast_dtype_for
 from lincae.training.adversarial import ADVERSARIAL_LOSS_NAMES, AdversarialObjective, build_critic, discriminator_loss
 from lincae.training.augment import AugmentedBatch, augment
 from lincae.training.config import TrainConfig
@@ -217,11 +217,7 @@ class Trainer:
             torch.optim.Adam(self.critic.parameters(), lr=adv.lr, betas=adv.betas) if self.critic is not None else None
         )
         self.critic_has_gradients = False  # whether this step's forward_backward trained the discriminators
-        self.amp_dtype: torch.dtype | None = None
-        if o.mixed_precision and self.device.type == "cuda":
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        elif o.cpu_bf16 and self.device.type == "cpu" and cpu_has_native_bf16():
-            self.amp_dtype = torch.bfloat16
+        self.amp_dtype = autocast_dtype_for(o.precision(self.device.type), self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.sigma_weights = lognormal_weights(self.model.diffusion.config)
         self.step = 0
@@ -380,9 +376,7 @@ class Trainer:
         return values
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+        return autocast(self.amp_dtype, self.device)
 
     # ------------------------------------------------------------------ the loop
     def fit(
