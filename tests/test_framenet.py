@@ -170,3 +170,23 @@ def test_the_engine_streams_it_and_a_half_gain_is_half_the_audio() -> None:
     np.testing.assert_allclose(outs[0], expected, atol=2e-6, rtol=1e-4)
     np.testing.assert_allclose(outs[1], 0.5 * outs[0], atol=1e-6, rtol=1e-4)
     assert np.abs(expected).max() > 1e-3
+
+
+def test_the_engine_sets_its_precision_without_touching_the_model() -> None:
+    """``EngineConfig.precision`` decides how a FrameNet model computes in the engine (bfloat16 stays
+    within 1 % of float32's energy), and the model's own setting is left as it was."""
+    x = (0.1 * np.random.default_rng(0).standard_normal((1, 4000))).astype(np.float32)
+    outs = {}
+    for precision in ("fp32", "bf16"):
+        model = make_frame_model()
+        cfg = EngineConfig(sources=[1], precision=precision, mode="stream", stream_frames=2)
+        outs[precision] = render(CachedMixer(model, cfg, device="cpu"), [x])
+        assert not model.mixed_precision
+    mixed = make_frame_model()
+    mixed.mixed_precision = True
+    assert mixed.network_dtype() == torch.bfloat16
+    cfg = EngineConfig(sources=[1], precision="fp32", mode="stream", stream_frames=2)
+    assert np.array_equal(render(CachedMixer(mixed, cfg, device="cpu"), [x]), outs["fp32"])
+    assert not np.array_equal(outs["bf16"], outs["fp32"])
+    err = np.sum((outs["bf16"] - outs["fp32"]) ** 2) / np.sum(outs["fp32"] ** 2)
+    assert err < 1e-2, err

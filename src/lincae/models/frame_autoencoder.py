@@ -14,8 +14,7 @@ the piece, so latents are never chunked (``[B, C, Z]`` for any length).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -80,6 +79,7 @@ class FrameAutoencoder(LatentAutoencoder):
         self.name = name
         self.scale_factor = float(scale_factor if scale_factor is not None else 1.0)
         self.mixed_precision = mixed_precision
+        self.autocast_dtype = torch.bfloat16  # FrameNet's mixed precision: bfloat16 on every device
         self.max_chunk_size = max_chunk_size
         self.max_batch_size = max_batch_size
         self.diffusion_steps = diffusion_steps
@@ -131,11 +131,6 @@ class FrameAutoencoder(LatentAutoencoder):
             "inference": {"max_chunk_size": self.max_chunk_size},
             "name": self.name,
         }
-
-    @contextlib.contextmanager
-    def _network_context(self) -> Iterator[None]:
-        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.mixed_precision):
-            yield
 
     # ----------------------------------------------------------------- streams
     def open_encoder_stream(self, batch: int, step_frames: int | None = None) -> FrameEncoderStream:
@@ -210,7 +205,8 @@ class FrameAutoencoder(LatentAutoencoder):
 class _AutocastEncoderStream(FrameEncoderStream):
     def __init__(self, model: FrameAutoencoder, batch: int, onnx_frames: int | None) -> None:
         self.model = model
-        super().__init__(model.net, batch, model.scale_factor, None if model.mixed_precision else onnx_frames)
+        onnx = onnx_frames if model.network_dtype() is None else None  # ONNX Runtime runs float32 only
+        super().__init__(model.net, batch, model.scale_factor, onnx)
 
     def push(self, audio: Tensor) -> Tensor:
         with self.model._network_context():
@@ -220,7 +216,8 @@ class _AutocastEncoderStream(FrameEncoderStream):
 class _AutocastDecoderStream(FrameDecoderStream):
     def __init__(self, model: FrameAutoencoder, batch: int, onnx_frames: int | None) -> None:
         self.model = model
-        super().__init__(model.net, batch, model.scale_factor, None if model.mixed_precision else onnx_frames)
+        onnx = onnx_frames if model.network_dtype() is None else None  # ONNX Runtime runs float32 only
+        super().__init__(model.net, batch, model.scale_factor, onnx)
 
     def push(self, z: Tensor) -> Tensor:
         with self.model._network_context():

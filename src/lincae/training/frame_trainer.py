@@ -35,7 +35,7 @@ from torch import Tensor
 
 from lincae.config import MAX_SEED, ConfigBase, parse_yaml, read_config_text
 from lincae.evaluation.reference import mel_filterbank
-from lincae.io.atomic import write_atomically
+from lincae.files.atomic import write_atomically
 from lincae.models.framenet import FAMILY, FrameNet, FrameNetConfig
 from lincae.training.adversarial import build_critic, discriminator_loss, feature_matching, generator_loss
 from lincae.training.config import AdversarialSection, DataSection, OptimSection
