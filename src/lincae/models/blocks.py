@@ -328,6 +328,15 @@ class UpsampleConv(nn.Module):
         return self.c(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
+#: Frames per slice of :class:`UpsampleFreqConv` on long maps without autograd (4 MB of its ×4 map per slice
+#: at 32 channels × 512 rows, against 107 MB for a 10 s chunk whole; 64 frames slice a probe of 1 s too).
+_UPSAMPLE_SLICE_FRAMES = 64
+
+
+def _is_channels_last(x: Tensor) -> bool:
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
 class UpsampleFreqConv(nn.Module):
     """Nearest ×4 upsampling along frequency followed by a (5, 1) convolution (``per_frame``: see above)."""
 
@@ -343,7 +352,22 @@ class UpsampleFreqConv(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.normalize:
             x = self.norm(x)
-        return freq_conv(self.c, F.interpolate(x, scale_factor=(4, 1), mode="nearest"))
+        n = x.shape[-1]
+        if torch.is_grad_enabled() or n <= 2 * _UPSAMPLE_SLICE_FRAMES:
+            return freq_conv(self.c, F.interpolate(x, scale_factor=(4, 1), mode="nearest"))
+        # Without autograd, a long map is upsampled and convolved a slice of frames at a time (the kernel
+        # does not mix frames): the ×4 map, the largest of the UNet, is never made whole.
+        layout = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
+        out: Tensor | None = None
+        for t in range(0, n, _UPSAMPLE_SLICE_FRAMES):
+            part = x[..., t : t + _UPSAMPLE_SLICE_FRAMES].contiguous(memory_format=layout)
+            part = self.c(F.interpolate(part, scale_factor=(4, 1), mode="nearest"))
+            if out is None:
+                b, c, f = part.shape[:3]
+                out = torch.empty((b, c, f, n), dtype=part.dtype, device=part.device, memory_format=layout)
+            out[..., t : t + part.shape[-1]] = part
+        assert out is not None
+        return out
 
 
 class GaussianFourierProjection(nn.Module):
@@ -487,13 +511,24 @@ class ResBlock(nn.Module):
             return F.interpolate(x, scale_factor=2, mode="nearest")
         return x
 
+    def _activate(self, x: Tensor, in_place: bool) -> Tensor:
+        """The block's activation; ``in_place`` overwrites ``x`` (only a tensor this block made itself)."""
+        if not in_place:
+            return self.activation(x)
+        if isinstance(self.activation, nn.LeakyReLU):
+            return F.leaky_relu(x, self.activation.negative_slope, inplace=True)
+        return F.silu(x, inplace=True)
+
     def forward(self, x: Tensor, time_emb: Tensor | None = None) -> Tensor:
+        # Without autograd (inference), the activations and the residual sum overwrite maps this block made
+        # itself instead of allocating new ones: the same values, with fewer full-size maps alive at a time.
+        lean = not torch.is_grad_enabled()
         y = x
         if self.normalize:
             x = self.norm1(x)
         if self.normalize_residual:
             y = x
-        x = self._resample(self.activation(x))
+        x = self._resample(self._activate(x, lean and self.normalize and not self.normalize_residual))
         y = self._resample(y)
         if time_emb is None:
             x = self.conv1(x)
@@ -510,10 +545,14 @@ class ResBlock(nn.Module):
             x = self.conv1(x) + (emb[:, :, None, None] if self.use_2d else emb[:, :, None])
         if self.normalize:
             x = self.norm2(x)
-        x = self.activation(x)
+        x = self._activate(x, lean)
         if x.shape[-1] <= self.min_res_dropout:
             x = self.dropout(x)
-        x = self.conv2(x) + self.res_conv(y)
+        if lean:
+            x = self.conv2(x)  # the activation is dropped before the sum is made
+            x = x.add_(self.res_conv(y))
+        else:
+            x = self.conv2(x) + self.res_conv(y)
         if self.attention:
             x = self.att(x)
         return x

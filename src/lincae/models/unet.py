@@ -45,6 +45,10 @@ def preconditioning(sigma: Tensor, sigma_min: float, sigma_data: float) -> tuple
     return c_skip.reshape(-1, 1, 1, 1), c_out.reshape(-1, 1, 1, 1), c_in.reshape(-1, 1, 1, 1)
 
 
+_SQRT2 = math.sqrt(2.0)
+_SQRT3 = math.sqrt(3.0)
+
+
 def _bottleneck_activation(name: str) -> nn.Module:
     return nn.Tanh() if name == "tanh" else nn.Identity()
 
@@ -334,6 +338,7 @@ class UNet(nn.Module):
         x: Tensor,
         sigma: float | Tensor | None = None,
         pyramid_latents: list[Tensor] | None = None,
+        release_pyramid: bool = False,
     ) -> Tensor:
         """One consistency step: noisy representation ``x: [B, 2, F, N]`` at noise ``sigma`` → clean estimate.
 
@@ -342,6 +347,11 @@ class UNet(nn.Module):
             x: noisy representation, ``N = Z * 2 ** temporal_downsamples`` frames.
             sigma: noise level, a scalar or ``[B]`` (default ``sigma_max``).
             pyramid_latents: precomputed ``decoder(latents)``, to reuse across steps.
+            release_pyramid: empty the list ``pyramid_latents`` level by level as each is last used (a
+                sampler's last step), so that the levels' memory is freed during the step.
+
+        Without autograd, the skip and pyramid sums are made in place in maps this step made itself (the
+        same values, fewer full-size maps at a time).
         """
         if sigma is None:
             sigma = self.sigma_max
@@ -360,6 +370,9 @@ class UNet(nn.Module):
             if latents is None:
                 raise ValueError("forward_generator needs latents or pyramid_latents")
             pyramid_latents = self.decoder(latents)
+        # In place (no autograd), only into maps made below: a convolution's output, or the bottom
+        # block's output, which is also the last skip (then ``x += x``). The sums keep their order.
+        lean = not torch.is_grad_enabled()
 
         x = self.conv_inp(c_in * x)
         if self.frequency_scaling:
@@ -370,7 +383,9 @@ class UNet(nn.Module):
         last = len(self.layers_list) - 1
         for i, n_layers in enumerate(self.layers_list):
             for _ in range(n_layers):
-                x = (x + self.down_layers[k](pyramid_latents[i])) / math.sqrt(2.0)
+                cond = self.down_layers[k](pyramid_latents[i])
+                x = cond.add_(x).div_(_SQRT2) if lean else (x + cond) / _SQRT2
+                del cond
                 x = self.down_layers[k + 1](x, time_emb)
                 skips.append(x)
                 k += 2
@@ -379,17 +394,31 @@ class UNet(nn.Module):
                 k += 1
 
         k = 0
+        top = len(pyramid_latents) - 1  # the coarsest level (pops below leave the others' places)
         for i, n_layers in enumerate(reversed(self.layers_list)):
+            level = pyramid_latents[top - i]
             for _ in range(n_layers):
-                d = self.up_layers[k](pyramid_latents[-i - 1])
-                x = (x + skips.pop() + d) / math.sqrt(3.0)
+                skip = skips.pop()
+                if lean:
+                    x = x.add_(skip)
+                    del skip
+                    x = x.add_(self.up_layers[k](level)).div_(_SQRT3)
+                else:
+                    x = (x + skip + self.up_layers[k](level)) / _SQRT3
                 x = self.up_layers[k + 1](x, time_emb)
                 k += 2
+            del level
+            if release_pyramid and i != last:
+                pyramid_latents.pop()  # the coarsest level left: its last use was this one
             if i != last:
                 x = self.up_layers[k](x)
                 k += 1
 
-        x = (x + self.conv_decoded(pyramid_latents[0])) / math.sqrt(2.0)
+        cond = self.conv_decoded(pyramid_latents[0])
+        if release_pyramid:
+            pyramid_latents.clear()
+        x = x.add_(cond).div_(_SQRT2) if lean else (x + cond) / _SQRT2
+        del cond
         x = self.activation_out(self.norm_out(x))
         if self.frequency_scaling:
             x = (1.0 + scale_w_out) * x
