@@ -8,8 +8,9 @@ tighter budget or with a larger model.
 
 from __future__ import annotations
 
+import pytest
 import torch
-from conftest import TINY_FRONTEND, TINY_GENERATOR
+from conftest import TINY_FRONTEND, TINY_GENERATOR, make_tiny_model
 
 from lincae import Autoencoder
 from lincae.models.blocks import UpsampleFreqConv
@@ -71,3 +72,40 @@ def test_a_long_frequency_upsampling_runs_in_slices_with_the_same_values() -> No
             sliced = layer(x)
         torch.testing.assert_close(sliced, whole, rtol=0, atol=1e-6)
         assert sliced.is_contiguous(memory_format=layout)
+
+
+# -- noise groups: drawn for max_batch_size items, or noise_batch_size, whatever the network's batch --------------
+
+
+def _network_batches(model: Autoencoder) -> list[int]:
+    """Batch sizes the latent upsampler (once per network pass of the decode) is called with, from now on."""
+    sizes: list[int] = []
+    model.generator.decoder.register_forward_pre_hook(lambda _m, args: sizes.append(args[0].shape[0]))
+    return sizes
+
+
+@pytest.mark.parametrize(("steps", "shared"), [(1, False), (1, True), (2, False), (2, True)])
+def test_noise_groups_do_not_depend_on_the_network_batch(steps: int, shared: bool) -> None:
+    """``decode(max_batch_size=1, noise_batch_size=4)`` is ``decode(max_batch_size=4)``, run one item at a time."""
+    torch.manual_seed(5)
+    z, chunked = torch.randn(5, 64, 12), torch.randn(2, 3, 64, 12)  # groups of 4 and 1; of 4 and 2
+    reference = make_tiny_model(max_batch_size=4, diffusion_steps=steps, max_chunk_size=2048)
+    model = make_tiny_model(max_batch_size=4, diffusion_steps=steps, max_chunk_size=2048)
+    batches = _network_batches(model)
+    for lat, length in ((z, None), (chunked, 5000)):
+        expected = reference.decode(lat, length, generator=torch.Generator().manual_seed(3), shared_noise=shared)
+        got = model.decode(
+            lat,
+            length,
+            generator=torch.Generator().manual_seed(3),
+            shared_noise=shared,
+            max_batch_size=1,
+            noise_batch_size=4,
+        )
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-7)  # the network's batch: float rounding only
+    assert set(batches) == {1}
+    if not shared:  # (shared noise restarts every group from the generator's state: groups do not matter)
+        # The noise groups are what make the output: a decode that draws for groups of one differs.
+        g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+        other = model.decode(z, generator=g1, max_batch_size=1)
+        assert (other - reference.decode(z, generator=g2)).abs().max() > 1e-4

@@ -262,6 +262,7 @@ class Autoencoder(LatentAutoencoder):
         seed: int | None = None,
         shared_noise: bool = False,
         seeds: Sequence[int] | None = None,
+        noise_batch_size: int | None = None,
     ) -> Tensor:
         """Latents ``[B, C, Z]`` or chunked ``[B, N, C, Z]`` → audio ``[B, T]``.
 
@@ -276,6 +277,12 @@ class Autoencoder(LatentAutoencoder):
             seeds: one seed per item of ``[B, C, Z]`` latents: item ``i`` decodes exactly as
                 ``decode(z[i:i+1], seed=seeds[i])`` would, whatever the batch (items with equal seeds
                 get equal noise).
+            max_batch_size: items (or chunks) through the network at once (default :attr:`max_batch_size`).
+                With ``generator`` (or neither), the noise is drawn for groups of that many items, so the
+                output depends on it, unless ``noise_batch_size`` is given.
+            noise_batch_size: draw the noise for groups of this many items instead: the output is that of
+                ``decode(..., max_batch_size=noise_batch_size)``, computed ``max_batch_size`` items at a time
+                (less memory, the same audio).
 
         A streamable model decoding with ``seed`` or ``seeds`` draws each frame's noise from that seed and
         the frame's index (:func:`lincae.models.streaming.frame_noise`, shared by the items of a batch), so
@@ -306,19 +313,33 @@ class Autoencoder(LatentAutoencoder):
 
         start = generator.get_state() if shared_noise and generator is not None else None
 
+        network_batch = max_batch_size or self.max_batch_size
+        if noise_batch_size is not None:
+            check_int(noise_batch_size, "noise_batch_size", 1, 1 << 20)
+        noise_batch = noise_batch_size or network_batch
+
         def run(lat: Tensor) -> Tensor:
+            """One group of noise draws, through the network ``network_batch`` items at a time."""
             if start is not None:
                 generator.set_state(start)  # type: ignore[union-attr]
-            with self._network_context():
-                rep = self.diffusion.sample(
-                    self.generator,
-                    lat / self.scale_factor,
-                    steps,
-                    generator,
-                    shared_noise,
-                    self._frame_noise(frame_seed, lat),
-                )
-            return self.frontend.to_waveform(rep.float())
+            reps = self.diffusion.pieces(
+                self.generator,
+                lat / self.scale_factor,
+                steps,
+                generator,
+                shared_noise,
+                self._frame_noise(frame_seed, lat),
+                max_batch_size=network_batch,
+            )
+            audio = []
+            while True:
+                with self._network_context():
+                    rep = next(reps, None)
+                if rep is None:
+                    break
+                audio.append(self.frontend.to_waveform(rep.float()))
+                del rep
+            return audio[0] if len(audio) == 1 else torch.cat(audio)
 
         grad = torch.enable_grad() if self.enable_grad_denoise else torch.no_grad()
         with grad:
@@ -340,7 +361,7 @@ class Autoencoder(LatentAutoencoder):
                     parts.append(self.frontend.to_waveform(rep.float()))
                 return _fit_length(torch.cat(parts), full_length)
             if z.dim() == 3:
-                audio = self._batched(run, z, max_batch_size)
+                audio = self._batched(run, z, noise_batch)
                 return _fit_length(audio, full_length)
             if full_length is None:
                 raise ValueError("decoding chunked latents needs full_length: model.decode(z, full_length=T)")
@@ -348,7 +369,7 @@ class Autoencoder(LatentAutoencoder):
                 raise ValueError("chunked latents need max_chunk_size set on the model (in samples)")
             b, n = z.shape[:2]
             chunk_len, step = self._chunk_geometry()
-            chunks = self._batched(run, z.reshape(b * n, *z.shape[2:]), max_batch_size)[..., :chunk_len]
+            chunks = self._batched(run, z.reshape(b * n, *z.shape[2:]), noise_batch)[..., :chunk_len]
             audio = overlap_add_crossfade(chunks.reshape(b, n, -1), step, chunk_len, full_length)
             return _fit_length(audio, full_length)
 
