@@ -33,6 +33,8 @@ RATE = (8000, 384_000)
 MAX_BLOCK = 4096  # LiveConfig.max_block
 MAX_THREADS = 1024
 MAX_BATCH = 1024
+#: Peak resident memory of ``lincae encode`` / ``lincae decode`` unless ``--memory-mb`` says otherwise, MB.
+DEFAULT_MEMORY_MB = 1000
 
 
 def _int_in(lo: int, hi: int) -> Callable[[str], int]:
@@ -52,6 +54,17 @@ def _int_in(lo: int, hi: int) -> Callable[[str], int]:
 
 def _num(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
+def _add_memory_mb(p: argparse.ArgumentParser) -> None:
+    """``--memory-mb`` of ``lincae encode`` and ``lincae decode``."""
+    p.add_argument(
+        "--memory-mb",
+        type=_int_in(200, 1 << 20),
+        default=DEFAULT_MEMORY_MB,
+        help="peak memory of the process, in MB: fewer chunks go through the model at once where needed "
+        f"(the same output; default {DEFAULT_MEMORY_MB})",
+    )
 
 
 def _seconds(lo: float, hi: float) -> Callable[[str], float]:
@@ -295,7 +308,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     check_not_input(out, [args.input])
     check_writable(out, args.overwrite)  # before any work
     model = prepare_for_inference(_load_named_model(args.model, max_batch_size=args.batch))
-    header = encode_to_file(model, args.input, out, chunk_seconds=args.chunk_seconds)
+    header = encode_to_file(model, args.input, out, chunk_seconds=args.chunk_seconds, memory_mb=args.memory_mb)
     print(
         f"wrote {out}: latents {tuple(header.shape)} of {header.length / header.sample_rate:.2f} s, "
         f"{header.channels} channel(s), model {header.model}",
@@ -317,7 +330,14 @@ def cmd_decode(args: argparse.Namespace) -> int:
     read_header(args.input)  # a bad file is refused before the model loads
     model = prepare_for_inference(_load_named_model(args.model, max_batch_size=args.batch))
     header, rate = decode_to_file(
-        model, args.input, out, rate=args.rate, seed=args.seed, force=args.force, overwrite=args.overwrite
+        model,
+        args.input,
+        out,
+        rate=args.rate,
+        seed=args.seed,
+        force=args.force,
+        overwrite=args.overwrite,
+        memory_mb=args.memory_mb,
     )
     print(f"wrote {out}: {header.length / header.sample_rate:.2f} s at {rate} Hz", file=sys.stderr)
     return 0
@@ -843,7 +863,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         help="longer audio is encoded in overlapping chunks",
     )
-    p.add_argument("--batch", type=_int_in(1, MAX_BATCH), default=4, help="max batch size through the model")
+    p.add_argument(
+        "--batch", type=_int_in(1, MAX_BATCH), default=4, help="most chunks through the model at once (see --memory-mb)"
+    )
+    _add_memory_mb(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(handler=cmd_encode)
 
@@ -853,7 +876,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="default", help="the model that made the latents")
     p.add_argument("--rate", type=_int_in(*RATE), help="output sample rate (default: the original file's)")
     p.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0, help="decoder noise seed")
-    p.add_argument("--batch", type=_int_in(1, MAX_BATCH), default=4, help="max batch size through the model")
+    p.add_argument(
+        "--batch",
+        type=_int_in(1, MAX_BATCH),
+        default=4,
+        help="chunks whose decoder noise is drawn together (changes the audio; --memory-mb decides how many "
+        "go through the model at once)",
+    )
+    _add_memory_mb(p)
     p.add_argument("--force", action="store_true", help="decode with a model other than the one that encoded")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(handler=cmd_decode)

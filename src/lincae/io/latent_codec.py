@@ -4,13 +4,17 @@ Encoding reads the audio one chunk window at a time and writes each chunk's late
 file at its place (:class:`LatentWriter` writes the safetensors layout itself, header first); decoding
 reads the latent file's chunks lazily, decodes them, joins them with the same crossfaded overlap-add as
 :meth:`Autoencoder.decode` and streams the audio (resampled on the fly) into the output file. Peak
-memory depends on the chunk length and the batch size, not on the length of the audio
-(``benchmarks/encode_decode_memory.py``).
+memory depends on the chunk length and on how many chunks go through the model at once, not on the
+length of the audio. With ``memory_mb``, that number comes from the budget: the model's pass over one
+chunk is measured on a short probe (:func:`lincae.models.memory.fit_budget`), and as many chunks go
+through at once as fit beside what the process already holds (``benchmarks/encode_decode_memory.py``).
 
 The results equal the in-memory :func:`~lincae.io.latents.encode_file` / :func:`~lincae.io.latents.
 decode_latents` (to float rounding): decoding draws its noise in the same order, batch by batch over
 the chunks of channel 1, then channel 2, ...; so a multichannel decode keeps each finished channel in a
-temporary raw file beside the output and interleaves them at the end.
+temporary raw file beside the output and interleaves them at the end. The noise is drawn for groups of
+the model's ``max_batch_size`` chunks whatever the budget (the network then runs the group in pieces), so
+the budget changes the memory, not the audio.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, ClassVar, NoReturn
@@ -34,6 +39,7 @@ from lincae.io.latents import (
     model_fingerprint,
     read_header,
 )
+from lincae.models.memory import MB, Budget, Pass, fit_budget
 from lincae.models.runtime import release_freed_memory
 
 if TYPE_CHECKING:
@@ -132,11 +138,15 @@ def encode_to_file(
     out: str | Path,
     chunk_seconds: float = 10.0,
     progress: Progress | None = None,
+    memory_mb: float | None = None,
 ) -> LatentHeader:
     """Encode ``audio_path`` (each channel as mono) into the latent file ``out``, chunk by chunk.
 
     Audio longer than ``chunk_seconds`` becomes ``N`` overlapping chunks ``[channels, N, 64, Z]``, as
     :func:`~lincae.io.latents.encode_file` makes them; shorter audio is one ``[channels, 64, Z]``.
+    ``memory_mb``: the process's peak resident memory to stay within (MB of 2**20 bytes), by passing fewer
+    chunks through the model at once than its ``max_batch_size`` where needed (the same latents, to float
+    rounding); ``None``: ``max_batch_size`` at once.
     """
     from lincae.io.audiofile import AudioReader
 
@@ -165,7 +175,8 @@ def encode_to_file(
         )
         if t <= chunk_len:
             audio = reader.read(t + 1)
-            z = model.encode(torch.from_numpy(audio))
+            items = _items_per_pass(model, t, "encode", memory_mb, model.max_batch_size)
+            z = model.encode(torch.from_numpy(audio), max_batch_size=items)
             header = LatentHeader(shape=tuple(z.shape), max_chunk_size=0, **fields)  # type: ignore[arg-type]
             writer = LatentWriter(out, header)
             try:
@@ -184,6 +195,7 @@ def encode_to_file(
             **fields,  # type: ignore[arg-type]
         )
         per_batch = max(1, model.max_batch_size // channels)
+        items = _items_per_pass(model, chunk_len, "encode", memory_mb, per_batch * channels)
         writer = LatentWriter(out, header)
         try:
             windows = _windows(reader, channels, chunk_len, step, count)
@@ -193,7 +205,7 @@ def encode_to_file(
                 x = torch.from_numpy(np.stack(group, axis=1).reshape(channels * len(group), chunk_len))
                 model.max_chunk_size = None  # each window is one chunk
                 try:
-                    z = model.encode(x).reshape(channels, len(group), model.latent_channels, -1)
+                    z = model.encode(x, max_batch_size=items).reshape(channels, len(group), model.latent_channels, -1)
                 finally:
                     model.max_chunk_size = chunk_len
                 if z.shape[-1] != z_frames:  # the file's layout was fixed from the model's formula
@@ -209,6 +221,26 @@ def encode_to_file(
         finally:
             writer.abort()
     return header
+
+
+def _items_per_pass(model: Autoencoder, samples: int, what: Pass, memory_mb: float | None, most: int) -> int:
+    """Signals of ``samples`` samples per model call within ``memory_mb`` (at most ``most``; ``most`` without one).
+
+    Warns (once per job) when a single one needs more than the budget leaves: it then goes through alone.
+    """
+    if memory_mb is None:
+        return most
+    budget: Budget = fit_budget(model, samples, what, int(memory_mb * MB), most)
+    if not budget.fits:
+        seconds = samples / model.sample_rate
+        hint = "shorter chunks need less" if what == "encode" else "the chunk length was chosen when encoding"
+        warnings.warn(
+            f"{what} of one {seconds:.3g} s chunk with model {model.name!r} needs about "
+            f"{budget.item_bytes / MB:.0f} MB, more than the {max(0, budget.free_bytes) // MB} MB that a budget of "
+            f"{memory_mb:g} MB leaves beside what is already in use: it goes through alone, over budget ({hint})",
+            stacklevel=3,
+        )
+    return budget.items
 
 
 def _check_for_model(header: LatentHeader, model: Autoencoder, force: bool, where: str) -> None:
@@ -278,10 +310,12 @@ def decode_to_file(
     force: bool = False,
     overwrite: bool = False,
     progress: Progress | None = None,
+    memory_mb: float | None = None,
 ) -> tuple[LatentHeader, int]:
     """Decode the latent file into the audio file ``out`` at ``rate`` (default: the original file's).
 
-    Returns the header and the rate written.
+    ``memory_mb`` as for :func:`encode_to_file` (the same audio whatever it is: the noise is drawn for the
+    model's ``max_batch_size`` chunks at a time either way). Returns the header and the rate written.
     """
     from lincae.io.audiofile import AtomicAudioWriter, check_output_path
     from lincae.io.latents import MAX_RATE, MIN_RATE
@@ -299,10 +333,13 @@ def decode_to_file(
             sink = _Resampling(writer, header.sample_rate, rate)
             if not header.chunked:
                 z = torch.stack([latents.read(c, 0) for c in range(channels)])
-                audio = model.decode(z, full_length=length, generator=generator).numpy()
-                sink.write(audio)
+                batch = model.max_batch_size
+                items = _items_per_pass(model, length, "decode", memory_mb, batch)
+                audio = model.decode(z, full_length=length, generator=generator, **_pieces(model, items, batch))
+                sink.write(audio.numpy())
             else:
-                _decode_chunks(model, latents, header, generator, sink, Path(out), progress)
+                items = _items_per_pass(model, header.chunk_geometry()[0], "decode", memory_mb, model.max_batch_size)
+                _decode_chunks(model, latents, header, generator, sink, Path(out), progress, items)
             sink.finish()
     return header, rate
 
@@ -355,6 +392,13 @@ class _LatentReader:
         self._file.close()
 
 
+def _pieces(model: Autoencoder, items: int, batch: int) -> dict[str, int]:
+    """``decode`` arguments that run ``items`` signals at a time with the noise of groups of ``batch``."""
+    if items >= batch or getattr(model, "family", None) != "unet":  # FrameNet decodes draw no noise
+        return {"max_batch_size": batch}
+    return {"max_batch_size": items, "noise_batch_size": batch}
+
+
 def _decode_chunks(
     model: Autoencoder,
     latents: _LatentReader,
@@ -363,8 +407,10 @@ def _decode_chunks(
     sink: _Resampling,
     out: Path,
     progress: Progress | None,
+    per_pass: int,
 ) -> None:
-    """Decode ``[C, N, 64, Z]`` in today's batch order (channel-major), streaming each channel's audio."""
+    """Decode ``[C, N, 64, Z]`` in today's batch order (channel-major), streaming each channel's audio;
+    ``per_pass`` chunks through the network at a time (the noise of ``max_batch_size`` at a time)."""
     channels, count = header.shape[0], header.shape[1]
     chunk_len, step = header.chunk_geometry()
     batch = model.max_batch_size
@@ -378,7 +424,8 @@ def _decode_chunks(
             for lo in range(0, total, batch):
                 items = [(i // count, i % count) for i in range(lo, min(lo + batch, total))]
                 z = torch.stack([latents.read(c, k) for c, k in items])
-                decoded = model.decode(z, generator=generator, max_batch_size=batch)[..., :chunk_len].numpy()
+                decoded = model.decode(z, generator=generator, **_pieces(model, per_pass, batch))
+                decoded = decoded[..., :chunk_len].numpy()
                 for (c, k), chunk in zip(items, decoded, strict=True):
                     ready = joins[c].add(k, chunk)[: max(0, header.length - written[c])]
                     if raw is None:
