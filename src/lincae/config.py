@@ -126,6 +126,14 @@ class ConfigBase:
             )
         return cls(**values)
 
+    @classmethod
+    def from_yaml(cls: type[T], path: str | os.PathLike[str]) -> T:
+        """Build from a YAML file read with the caps of :func:`read_config_text` (a mapping at the top)."""
+        values = parse_yaml(read_config_text(path), str(path)) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        return cls.from_dict(values, where=str(path))
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-serialisable mapping of every field."""
         return dataclasses.asdict(self)  # type: ignore[call-overload]

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
 
-from lincae.config import MAX_SEED, ConfigBase, parse_yaml, read_config_text
+from lincae.config import MAX_SEED, ConfigBase
 from lincae.models.config import DiffusionConfig, FrontendConfig, GeneratorConfig
 
 CONFIG_VERSION = 2
@@ -402,14 +401,6 @@ class TrainConfig(ConfigBase):
         if isinstance(values, dict):
             values = migrate(values)
         return super().from_dict(values, where=where)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> TrainConfig:
-        path = Path(path)
-        values = parse_yaml(read_config_text(path), str(path)) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level")
-        return cls.from_dict(values, where=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)  # type: ignore[call-overload]

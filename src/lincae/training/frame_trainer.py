@@ -33,7 +33,7 @@ import torch
 import yaml
 from torch import Tensor
 
-from lincae.config import MAX_SEED, ConfigBase, parse_yaml, read_config_text
+from lincae.config import MAX_SEED, ConfigBase
 from lincae.evaluation.reference import mel_filterbank
 from lincae.files.atomic import write_atomically
 from lincae.models.framenet import FAMILY, FrameNet, FrameNetConfig
@@ -131,14 +131,6 @@ class FrameTrainConfig(ConfigBase):
         self.check_fields()
         if self.family != FAMILY:
             raise ValueError(f"family must be {FAMILY!r} for this trainer, got {self.family!r}")
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> FrameTrainConfig:
-        path = Path(path)
-        values = parse_yaml(read_config_text(path), str(path)) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level")
-        return cls.from_dict(values, where=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
