@@ -1,12 +1,13 @@
 """Peak memory (RSS) and wall time of ``lincae encode`` and ``lincae decode`` for long inputs.
 
     PYTHONPATH=src python benchmarks/encode_decode_memory.py --minutes 1 10 120 [--model default]
-        [--channels 2] [--threads 1]
+        [--channels 2] [--threads 1] [--memory-mb 1000] [--batch 4]
 
 For each length, a FLAC of generated music-like audio (tones with decaying envelopes and a little noise,
 44.1 kHz, 16-bit) is written into a temporary folder, then encoded and decoded by the ``lincae`` command
 in fresh processes; each process's peak RSS is read from the kernel when it exits (``wait4``). With
-chunked streaming, the peaks should not grow with the length.
+chunked streaming, the peaks should not grow with the length, and they should stay within the commands'
+``--memory-mb`` (passed on when given; else their default).
 """
 
 from __future__ import annotations
@@ -62,8 +63,18 @@ def main() -> None:
     parser.add_argument("--model", default="default", help="model id, folder or file")
     parser.add_argument("--channels", type=int, default=2, help="channels of the generated input")
     parser.add_argument("--threads", type=int, default=1, help="OpenMP/PyTorch threads of each process")
+    parser.add_argument("--memory-mb", type=int, help="the commands' --memory-mb (default: theirs)")
+    parser.add_argument("--batch", type=int, help="the commands' --batch (default: theirs)")
     args = parser.parse_args()
-    print(f"# CPU: {cpu_name()}; {os.cpu_count()} cores; threads per process: {args.threads}; model {args.model}")
+    options = []
+    if args.memory_mb is not None:
+        options += ["--memory-mb", str(args.memory_mb)]
+    if args.batch is not None:
+        options += ["--batch", str(args.batch)]
+    print(
+        f"# CPU: {cpu_name()}; {os.cpu_count()} cores; threads per process: {args.threads}; model {args.model}; "
+        f"options: {' '.join(options) or 'the defaults'}"
+    )
     print("| input | command | wall s | × real time | peak RSS MB |")
     print("|---|---|---:|---:|---:|")
     with tempfile.TemporaryDirectory(prefix="lincae-mem-") as tmp:
@@ -73,10 +84,12 @@ def main() -> None:
             make_input(audio, minutes, args.channels)
             results = {
                 "encode": run(
-                    ["encode", str(audio), "-o", str(latent), "--model", args.model, "--overwrite"], args.threads
+                    ["encode", str(audio), "-o", str(latent), "--model", args.model, "--overwrite", *options],
+                    args.threads,
                 ),
                 "decode": run(
-                    ["decode", str(latent), "-o", str(out), "--model", args.model, "--overwrite"], args.threads
+                    ["decode", str(latent), "-o", str(out), "--model", args.model, "--overwrite", *options],
+                    args.threads,
                 ),
             }
             for command, r in results.items():

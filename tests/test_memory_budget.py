@@ -208,6 +208,32 @@ def test_the_commands_take_a_memory_budget(tmp_path: Path, capsys: pytest.Captur
     assert "--memory-mb: must be an integer in [200, 1048576]" in capsys.readouterr().err
 
 
+def test_only_a_budget_asked_for_warns_when_one_chunk_is_over_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """This test process already holds more than 200 MB: a chunk is over any budget of 200 MB. Asked for,
+    the command says so in one line; with the default budget it goes through quietly. The audio is the same
+    (to float rounding)."""
+    model_dir = make_tiny_model().save_pretrained(tmp_path / "model")
+    rng = np.random.default_rng(1)
+    src = write_audio(tmp_path / "in.wav", 0.1 * rng.standard_normal((1, 44100), np.float32), 44100)
+    capsys.readouterr()
+    outputs = []
+    for name, extra in (("asked", ["--memory-mb", "200"]), ("default", [])):
+        latent = tmp_path / f"{name}.latent"
+        model = ["--model", str(model_dir), *extra]
+        assert main(["encode", str(src), "-o", str(latent), "--chunk-seconds", "0.5", *model]) == 0
+        assert main(["decode", str(latent), "-o", str(tmp_path / f"{name}.wav"), "--seed", "3", *model]) == 0
+        warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+        if name == "default":
+            assert warned == []
+        else:
+            assert [line.split(":")[0] for line in warned] == ["lincae encode", "lincae decode"], warned
+            assert "over budget" in warned[0] and "budget of 200 MB" in warned[0]
+        outputs.append(read_audio(tmp_path / f"{name}.wav", 44100))
+    np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-5)  # batched apart: float rounding only
+
+
 def test_a_decode_in_pieces_holds_one_piece_of_activations() -> None:
     """The tensors alive at the peak: four items through the network at once against one at a time."""
     model = make_tiny_model(max_batch_size=4)

@@ -61,10 +61,21 @@ def _add_memory_mb(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--memory-mb",
         type=_int_in(200, 1 << 20),
-        default=DEFAULT_MEMORY_MB,
+        default=None,
         help="peak memory of the process, in MB: fewer chunks go through the model at once where needed "
-        f"(the same output; default {DEFAULT_MEMORY_MB})",
+        f"(the same output; default {DEFAULT_MEMORY_MB}). Given, a chunk that alone needs more is warned of",
     )
+
+
+@contextlib.contextmanager
+def _memory_budget(args: argparse.Namespace) -> Iterator[float]:
+    """The budget in MB of ``--memory-mb``; the default one goes over quietly where one chunk needs more."""
+    from lincae.models.memory import OverBudgetWarning
+
+    with warnings.catch_warnings():
+        if args.memory_mb is None:
+            warnings.simplefilter("ignore", OverBudgetWarning)
+        yield DEFAULT_MEMORY_MB if args.memory_mb is None else args.memory_mb
 
 
 def _seconds(lo: float, hi: float) -> Callable[[str], float]:
@@ -308,7 +319,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     check_not_input(out, [args.input])
     check_writable(out, args.overwrite)  # before any work
     model = prepare_for_inference(_load_named_model(args.model, max_batch_size=args.batch))
-    header = encode_to_file(model, args.input, out, chunk_seconds=args.chunk_seconds, memory_mb=args.memory_mb)
+    with _memory_budget(args) as memory_mb:
+        header = encode_to_file(model, args.input, out, chunk_seconds=args.chunk_seconds, memory_mb=memory_mb)
     print(
         f"wrote {out}: latents {tuple(header.shape)} of {header.length / header.sample_rate:.2f} s, "
         f"{header.channels} channel(s), model {header.model}",
@@ -329,16 +341,17 @@ def cmd_decode(args: argparse.Namespace) -> int:
     out = check_output_path(args.output, args.overwrite)
     read_header(args.input)  # a bad file is refused before the model loads
     model = prepare_for_inference(_load_named_model(args.model, max_batch_size=args.batch))
-    header, rate = decode_to_file(
-        model,
-        args.input,
-        out,
-        rate=args.rate,
-        seed=args.seed,
-        force=args.force,
-        overwrite=args.overwrite,
-        memory_mb=args.memory_mb,
-    )
+    with _memory_budget(args) as memory_mb:
+        header, rate = decode_to_file(
+            model,
+            args.input,
+            out,
+            rate=args.rate,
+            seed=args.seed,
+            force=args.force,
+            overwrite=args.overwrite,
+            memory_mb=memory_mb,
+        )
     print(f"wrote {out}: {header.length / header.sample_rate:.2f} s at {rate} Hz", file=sys.stderr)
     return 0
 

@@ -39,7 +39,7 @@ from lincae.io.latents import (
     model_fingerprint,
     read_header,
 )
-from lincae.models.memory import MB, Budget, Pass, fit_budget
+from lincae.models.memory import MB, Budget, OverBudgetWarning, Pass, fit_budget
 from lincae.models.runtime import release_freed_memory
 
 if TYPE_CHECKING:
@@ -238,6 +238,7 @@ def _items_per_pass(model: Autoencoder, samples: int, what: Pass, memory_mb: flo
             f"{what} of one {seconds:.3g} s chunk with model {model.name!r} needs about "
             f"{budget.item_bytes / MB:.0f} MB, more than the {max(0, budget.free_bytes) // MB} MB that a budget of "
             f"{memory_mb:g} MB leaves beside what is already in use: it goes through alone, over budget ({hint})",
+            OverBudgetWarning,
             stacklevel=3,
         )
     return budget.items

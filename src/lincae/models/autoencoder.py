@@ -26,6 +26,7 @@ from lincae.models.config import DiffusionConfig, FrontendConfig, GeneratorConfi
 from lincae.models.frontend import ScaledComplexSTFT
 from lincae.models.official import OFFICIAL_SCALE_FACTORS
 from lincae.models.precision import precision_of
+from lincae.models.runtime import release_freed_memory
 from lincae.models.sampling import ConsistencySampler
 from lincae.models.unet import UNet
 
@@ -339,6 +340,8 @@ class Autoencoder(LatentAutoencoder):
                     break
                 audio.append(self.frontend.to_waveform(rep.float()))
                 del rep
+                if network_batch < lat.shape[0]:  # pieces to save memory: their freed pages go back
+                    release_freed_memory()
             return audio[0] if len(audio) == 1 else torch.cat(audio)
 
         grad = torch.enable_grad() if self.enable_grad_denoise else torch.no_grad()

@@ -48,6 +48,12 @@ class TensorPeak(TorchDispatchMode):
     made until its last tensor is freed. Tensors made before the block (inputs, weights) are not counted.
     """
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # Else PyTorch wraps __torch_dispatch__ to keep torch.compile out of it, which imports torch._dynamo
+        # (and sympy: about 75 MB that stay resident) on the first operation; nothing here is compiled.
+        return False
+
     def __init__(self) -> None:
         super().__init__()
         self.live: dict[tuple[int, int], list[int]] = {}  # (address, bytes) -> [bytes, tensors alive]
@@ -119,6 +125,10 @@ def pass_bytes(model: LatentAutoencoder, samples: int, what: Pass) -> int:
     return math.ceil(peak * scale)
 
 
+class OverBudgetWarning(UserWarning):
+    """One item of a pass needs more memory than the budget leaves: it goes through alone, over budget."""
+
+
 class Budget(NamedTuple):
     """How many items one pass may take at once within a memory budget (:func:`fit_budget`)."""
 
@@ -170,6 +180,7 @@ __all__ = [
     "PROBE_SECONDS",
     "RESERVE_BYTES",
     "Budget",
+    "OverBudgetWarning",
     "TensorPeak",
     "fit_budget",
     "pass_bytes",
