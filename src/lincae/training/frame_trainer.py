@@ -348,7 +348,7 @@ class FrameTrainer:
         if step % cfg.optim.ema_every == 0:
             self.ema.update(self.net)
         self.step += 1
-        stats.update(loss=float(loss), lr=lr)
+        stats.update(loss=float(loss.detach()), lr=lr)
         return stats
 
     @torch.no_grad()
