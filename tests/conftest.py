@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 import torch
@@ -25,6 +26,18 @@ TINY_GENERATOR = dict(
 )
 TINY_FRONTEND = dict(hop_size=32, sample_rate=44100)
 
+
+# A test runner started in the background of a non-interactive shell ignores SIGINT and SIGQUIT (under
+# nohup, SIGHUP too), and its children inherit that: the `lincae live` the signal tests start would then,
+# rightly, ignore them too. The runner takes them back, so its children start with the default actions.
+_DEFAULTS = (
+    (signal.SIGINT, signal.default_int_handler),
+    (signal.SIGQUIT, signal.SIG_DFL),
+    (signal.SIGHUP, signal.SIG_DFL),
+)
+for _sig, _action in _DEFAULTS:
+    if signal.getsignal(_sig) is signal.SIG_IGN:
+        signal.signal(_sig, _action)
 
 # Test models are tiny: one thread is as fast, and it keeps parallel jobs on small machines from
 # oversubscribing the cores.
