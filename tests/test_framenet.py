@@ -7,11 +7,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import make_tiny_model
 from stream_contract import assert_stream_contract, run_streams
 
 from lincae import Autoencoder
 from lincae.engine.cached import CachedMixer, make_mixer
 from lincae.engine.config import EngineConfig
+from lincae.engine.mixer import LatentMixer
 from lincae.engine.offline import render
 from lincae.engine.params import ParameterRegistry, mixer_parameters
 from lincae.models.frame_autoencoder import FrameAutoencoder
@@ -190,3 +192,22 @@ def test_the_engine_sets_its_precision_without_touching_the_model() -> None:
     assert not np.array_equal(outs["bf16"], outs["fp32"])
     err = np.sum((outs["bf16"] - outs["fp32"]) ** 2) / np.sum(outs["fp32"] ** 2)
     assert err < 1e-2, err
+
+
+@pytest.mark.skipif(not onnx_available(), reason="needs ONNX Runtime (lincae[onnx])")
+def test_auto_precision_streams_framenet_in_float32_where_onnx_runtime_runs_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CPU that computes bfloat16 natively, ``precision: auto`` is bfloat16 for whole windows, but a
+    FrameNet stream stays float32: its step then runs in ONNX Runtime, several times faster. A UNet keeps
+    the common policy in both."""
+    monkeypatch.setattr("lincae.models.precision.cpu_has_native_bf16", lambda: True)
+    model = make_frame_model()
+    stream = CachedMixer(
+        model, EngineConfig(sources=[1], precision="auto", mode="stream", stream_frames=1), device="cpu"
+    )
+    windows = LatentMixer(model, EngineConfig(sources=[1], precision="auto", window_frames=40), device="cpu")
+    assert (stream.precision, windows.precision) == ("fp32", "bf16")
+    with stream.session():
+        stream.process_many(0, np.zeros((1, 1, stream.window), np.float32))
+    assert stream.encoder.backend == stream.decoder.backend == "onnxruntime"
+    unet = make_tiny_model()
+    assert unet.auto_dtype("cpu", streaming=True) == unet.auto_dtype("cpu") == torch.bfloat16

@@ -24,6 +24,7 @@ import contextlib
 import math
 import time
 from collections.abc import Iterator
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -85,6 +86,9 @@ class LatentMixer:
         device: ``"cpu"``, ``"cuda"``... (default: CUDA when present).
     """
 
+    #: Whether the model runs step by step on new audio (its streamed step) rather than on whole windows.
+    streaming: ClassVar[bool] = False
+
     def __init__(
         self,
         model: LatentAutoencoder,
@@ -95,7 +99,11 @@ class LatentMixer:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = prepare_for_inference(model, self.device)
         #: The dtype the model runs in (``None``: float32), and its name (``fp32``, ``bf16``).
-        self.autocast_dtype = autocast_dtype_for(config.precision, self.device)
+        self.autocast_dtype = (
+            self.model.auto_dtype(self.device, streaming=self.streaming)
+            if config.precision == "auto"
+            else autocast_dtype_for(config.precision, self.device)
+        )
         self.precision = _PRECISION_NAMES[self.autocast_dtype]
         self.config = config
         self.registry = registry or ParameterRegistry(mixer_parameters(config.num_sources))

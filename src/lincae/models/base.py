@@ -157,6 +157,12 @@ class LatentAutoencoder(nn.Module):
         ``mixed_precision``; then ``mixed``, or ``bf16``/``fp16`` as ``autocast_dtype`` says."""
         return precision_of(self.mixed_precision, self.autocast_dtype)
 
+    def auto_dtype(self, device: torch.device | str, streaming: bool = False) -> torch.dtype | None:
+        """What a caller's ``precision: auto`` resolves to for this model on ``device`` (``None``: float32);
+        ``streaming``: for the streamed step rather than whole windows. The common policy
+        (:func:`~lincae.models.precision.autocast_dtype_for`) unless a family's fastest path is float32."""
+        return autocast_dtype_for("auto", device)
+
     def network_dtype(self) -> torch.dtype | None:
         """The dtype the network runs in now, on this thread: the innermost :meth:`precision_scope`'s, else
         :attr:`precision` resolved for the model's device (:func:`~lincae.models.precision.autocast_dtype_for`).

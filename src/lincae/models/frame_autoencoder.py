@@ -22,7 +22,7 @@ from torch import Tensor
 
 from lincae.config import check_int, check_number
 from lincae.models.base import LatentAutoencoder, check_audio
-from lincae.models.frame_step import FrameDecoderStream, FrameEncoderStream
+from lincae.models.frame_step import FrameDecoderStream, FrameEncoderStream, onnx_available
 from lincae.models.framenet import FAMILY, FrameNet, FrameNetConfig
 
 #: Most parameters a FrameNet configuration may ask for.
@@ -200,6 +200,14 @@ class FrameAutoencoder(LatentAutoencoder):
         if audio.shape[-1] >= length:
             return audio[:, :length]
         return torch.nn.functional.pad(audio, (0, length - audio.shape[-1]))
+
+    def auto_dtype(self, device: torch.device | str, streaming: bool = False) -> torch.dtype | None:
+        """Float32 for a stream on the CPU where ONNX Runtime is installed: its float32 step is several times
+        faster than a bfloat16 one in PyTorch, even on CPUs that compute bfloat16 natively
+        (``benchmarks/stream_rtf.py``); else the common policy."""
+        if streaming and torch.device(device).type == "cpu" and onnx_available():
+            return None
+        return super().auto_dtype(device, streaming)
 
 
 class _AutocastEncoderStream(FrameEncoderStream):

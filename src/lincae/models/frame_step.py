@@ -63,6 +63,42 @@ def _block_step(block: ConvNeXtBlock, x: Tensor, history: Tensor) -> tuple[Tenso
     return x + (block.gamma * y).transpose(1, 2), full[..., x.shape[-1] :]
 
 
+class _ChannelNorm(torch.autograd.Function):
+    """LayerNorm over the channels of ``[B, C, 1]``: one ONNX ``LayerNormalization`` over axis 1, with no
+    transposes around it (the lean one-frame graph keeps its activations channels-first)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
+        """``weight``, ``bias``: ``[C, 1]``, the shape ONNX wants for normalising ``[C, 1]``."""
+        return F.layer_norm(x.transpose(1, 2), (x.shape[1],), weight[:, 0], bias[:, 0], eps).transpose(1, 2)
+
+    @staticmethod
+    def symbolic(g: Any, x: Any, weight: Any, bias: Any, eps: float) -> Any:
+        return g.op("LayerNormalization", x, weight, bias, axis_i=1, epsilon_f=eps)
+
+
+def _channel_norm(norm: nn.LayerNorm, x: Tensor) -> Tensor:
+    return _ChannelNorm.apply(x, norm.weight[:, None], norm.bias[:, None], norm.eps)  # type: ignore[no-any-return]
+
+
+def _pointwise(linear: nn.Linear, x: Tensor, gain: Tensor | None = None) -> Tensor:
+    """``linear`` over the channels of ``[B, C, m]`` as a 1×1 convolution, its output scaled by ``gain``."""
+    weight, bias = linear.weight, linear.bias
+    if gain is not None:
+        weight, bias = gain[:, None] * weight, gain * bias
+    return F.conv1d(x, weight[:, :, None], bias)
+
+
+def _lean_block_step(block: ConvNeXtBlock, x: Tensor, history: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`_block_step` for one frame, ``x: [B, C, 1]``, in eight ONNX nodes: the norm over axis 1
+    and 1×1 convolutions instead of transposes and reshaped matrix products, ``γ`` folded into the
+    second one's weights."""
+    full = torch.cat((history, x), dim=-1)
+    y = F.conv1d(full, block.dwconv.weight, block.dwconv.bias, groups=x.shape[1])
+    y = F.gelu(_pointwise(block.pwconv1, _channel_norm(block.norm, y)))  # type: ignore[arg-type]
+    return x + _pointwise(block.pwconv2, y, block.gamma), full[..., 1:]  # type: ignore[arg-type]
+
+
 def _level_step(power: Tensor, history: Tensor, frames: int, eps: float) -> tuple[Tensor, Tensor]:
     """Running level of ``power: [B, 1, m]`` continuing ``history: [B, 1, L − 1]`` → ``[B, 1, m]``, history."""
     full = torch.cat((history, power), dim=-1)
@@ -84,10 +120,13 @@ class EncoderStep(nn.Module):
         self.register_buffer("window", scale, persistent=False)
         self.register_buffer("dft_real", scale[:, None] * cos, persistent=False)
         self.register_buffer("dft_imag", scale[:, None] * sin, persistent=False)
+        self.register_buffer("dft", torch.cat((self.dft_real, self.dft_imag), dim=-1), persistent=False)
 
     def forward(self, audio: Tensor, buffer: Tensor, level: Tensor, *histories: Tensor) -> tuple[Tensor, ...]:
         cfg, enc, m = self.config, self.encoder, self.frames
         full = torch.cat((buffer, audio), dim=-1)
+        if torch.onnx.is_in_onnx_export() and m == 1:
+            return self._lean_forward(full, level, histories)
         if torch.onnx.is_in_onnx_export():  # a static graph: slices and the DFT as matrix products
             frames = torch.stack([full[:, i * cfg.hop : i * cfg.hop + cfg.n_fft] for i in range(m)], dim=1)
             re, im = frames @ self.dft_real, frames @ self.dft_imag  # [B, m, bins]
@@ -107,6 +146,24 @@ class EncoderStep(nn.Module):
         z = enc.proj(enc.norm(x.transpose(1, 2))).transpose(1, 2) * lev
         return (z, full[:, m * cfg.hop :], level, *new_histories)
 
+    def _lean_forward(self, full: Tensor, level: Tensor, histories: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        """The one-frame step as exported: ``full [B, n_fft]`` is the frame; one DFT product gives
+        ``[re | im]``; activations stay ``[B, C, 1]``."""
+        cfg, enc, bins = self.config, self.encoder, self.config.n_fft // 2 + 1
+        spec = full @ self.dft  # [B, 2·bins]
+        power = 2.0 * spec.square().mean(-1, keepdim=True)[:, None]  # [B, 1, 1]: the mean over bins of re² + im²
+        lev, level = _level_step(power, level, cfg.level_frames, cfg.eps)
+        spec = spec / lev[:, 0]
+        sq = spec.square()
+        gain = torch.pow(sq[:, :bins] + sq[:, bins:] + 1e-12, 0.5 * (cfg.compress - 1.0))
+        x = enc.embed((spec * torch.cat((gain, gain), dim=-1))[:, :, None])  # [B, C, 1]
+        new_histories = []
+        for block, history in zip(enc.blocks, histories, strict=True):
+            x, history = _lean_block_step(block, x, history)  # type: ignore[arg-type]
+            new_histories.append(history)
+        z = _pointwise(enc.proj, _channel_norm(enc.norm, x)) * lev
+        return (z, full[:, cfg.hop :], level, *new_histories)
+
 
 class DecoderStep(nn.Module):
     """``(latents [B, latent_channels, m], level [B, 1, L − 1], tail [B, fade], *histories)`` →
@@ -120,15 +177,23 @@ class DecoderStep(nn.Module):
         real, imag = _idft_basis(self.config.synthesis)
         self.register_buffer("idft_real", real * decoder.window, persistent=False)
         self.register_buffer("idft_imag", imag * decoder.window, persistent=False)
+        self.register_buffer("idft", torch.cat((self.idft_real, self.idft_imag)).T.contiguous(), persistent=False)
 
     def forward(self, z: Tensor, level: Tensor, tail: Tensor, *histories: Tensor) -> tuple[Tensor, ...]:
         cfg, dec, m = self.config, self.decoder, self.frames
         lev, level = _level_step(z.square().mean(1, keepdim=True), level, cfg.level_frames, cfg.eps)
         x = dec.embed(z / lev)
         new_histories = []
+        lean = torch.onnx.is_in_onnx_export() and m == 1
         for block, history in zip(dec.blocks, histories, strict=True):
-            x, history = _block_step(block, x, history)  # type: ignore[arg-type]
+            x, history = (_lean_block_step if lean else _block_step)(block, x, history)  # type: ignore[arg-type]
             new_histories.append(history)
+        if lean:  # [B, 2·bins, 1] → one inverse-DFT product of [mag·cos | mag·sin] (window included)
+            out = _pointwise(dec.head, _channel_norm(dec.norm, x))
+            mag = torch.exp(torch.clamp(out[:, : dec.bins], max=8.0)) * lev
+            phase = out[:, dec.bins :]
+            frames = (self.idft @ torch.cat((mag * torch.cos(phase), mag * torch.sin(phase)), dim=1)).transpose(1, 2)
+            return self._overlap_add(frames, level, tail, new_histories)
         out = dec.head(dec.norm(x.transpose(1, 2)))  # [B, m, 2·bins]
         log_mag, phase = out[..., : dec.bins], out[..., dec.bins :]
         mag = torch.exp(torch.clamp(log_mag, max=8.0)) * lev.transpose(1, 2)
@@ -136,13 +201,18 @@ class DecoderStep(nn.Module):
             frames = (mag * torch.cos(phase)) @ self.idft_real + (mag * torch.sin(phase)) @ self.idft_imag
         else:
             frames = torch.fft.irfft(torch.polar(mag, phase), n=cfg.synthesis, dim=-1) * dec.window  # [B, m, S]
+        return self._overlap_add(frames, level, tail, new_histories)
+
+    def _overlap_add(self, frames: Tensor, level: Tensor, tail: Tensor, histories: list[Tensor]) -> tuple[Tensor, ...]:
+        """Windowed synthesis frames ``[B, m, S]`` and the previous tail → the step's outputs."""
+        cfg, m = self.config, frames.shape[1]
         # Overlap-add (hop < S <= 2·hop): each frame's first hop, then its last S − hop samples a hop later.
-        b, hop, fade = z.shape[0], cfg.hop, cfg.fade
+        b, hop, fade = frames.shape[0], cfg.hop, cfg.fade
         head = F.pad(frames[..., :hop], (0, 0, 0, 1))  # [B, m + 1, hop]
         rest = F.pad(frames[..., hop:], (0, hop - fade, 1, 0))  # [B, m + 1, hop]
         audio = (head + rest).reshape(b, (m + 1) * hop)
         audio = torch.cat((audio[:, :fade] + tail, audio[:, fade:]), dim=-1)
-        return (audio[:, : m * hop], level, audio[:, m * hop : m * hop + fade], *new_histories)
+        return (audio[:, : m * hop], level, audio[:, m * hop : m * hop + fade], *histories)
 
 
 class _OnnxStep:
@@ -182,22 +252,29 @@ class _OnnxStep:
         runner = cls(session, names)
         with torch.no_grad():
             want = step(*example)
-        got = runner(*example)
+        try:
+            got = runner(*example)
+        except Exception:  # a runtime that builds the session but cannot run a node of it
+            return None
         worst = max(float((a - b).abs().max()) / max(1.0, float(a.abs().max())) for a, b in zip(want, got, strict=True))
-        if worst > ONNX_TOLERANCE:
+        if not worst <= ONNX_TOLERANCE:  # NaN too
             return None
         return runner
 
 
-def _random_state(shapes: list[tuple[int, ...]], seed: int) -> tuple[Tensor, ...]:
+def _random_state(shapes: list[tuple[int, ...]], seed: int, powers: int) -> tuple[Tensor, ...]:
+    """Random step inputs of ``shapes``; input ``powers`` (a running level's history of powers) is >= 0."""
     gen = torch.Generator().manual_seed(seed)
-    return tuple(0.1 * torch.randn(s, generator=gen) for s in shapes)
+    state = [0.1 * torch.randn(s, generator=gen) for s in shapes]
+    state[powers] = state[powers].abs()
+    return tuple(state)
 
 
 class _Stream:
     """What the encoder and decoder streams share: a step per frame count, on PyTorch or ONNX Runtime."""
 
     backend = "torch"
+    level_input = 0  #: which step input is the running level's history
 
     def __init__(self, net: FrameNet, batch: int, scale: float, onnx_frames: int | None) -> None:
         self.net = net
@@ -221,7 +298,7 @@ class _Stream:
         if frames == self.onnx_frames and device.type == "cpu":
             if not self._onnx_tried:
                 self._onnx_tried = True
-                example = _random_state(self._input_shapes(frames), 0)
+                example = _random_state(self._input_shapes(frames), 0, self.level_input)
                 self._onnx = _OnnxStep.build(self._step(frames), example)
                 if self._onnx is not None:
                     self.backend = "onnxruntime"
@@ -245,6 +322,8 @@ class FrameEncoderStream(_Stream):
     Frame ``k`` completes with sample ``(k + 1)·hop − 1``. ``onnx_frames``: run steps of that many
     frames in ONNX Runtime where it is installed (the live engine's step), others in PyTorch.
     """
+
+    level_input = 2
 
     def __init__(self, net: FrameNet, batch: int, scale: float = 1.0, onnx_frames: int | None = None) -> None:
         super().__init__(net, batch, scale, onnx_frames)
@@ -286,6 +365,8 @@ class FrameDecoderStream(_Stream):
 
     ``onnx_frames`` as for :class:`FrameEncoderStream`.
     """
+
+    level_input = 1
 
     def __init__(self, net: FrameNet, batch: int, scale: float = 1.0, onnx_frames: int | None = None) -> None:
         super().__init__(net, batch, scale, onnx_frames)
