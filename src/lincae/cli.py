@@ -34,7 +34,9 @@ MAX_BLOCK = 4096  # LiveConfig.max_block
 MAX_THREADS = 1024
 MAX_BATCH = 1024
 #: Peak resident memory of ``lincae encode`` / ``lincae decode`` unless ``--memory-mb`` says otherwise, MB.
-DEFAULT_MEMORY_MB = 1000
+#: The default budget of lincae encode / decode: the estimate of a pass leaves the allocator's growth over a
+#: long job out, so the peaks stay within 1000 MB with room for it (BENCHMARKS.md).
+DEFAULT_MEMORY_MB = 800
 
 
 def _int_in(lo: int, hi: int) -> Callable[[str], int]:
@@ -892,9 +894,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--batch",
         type=_int_in(1, MAX_BATCH),
-        default=4,
-        help="chunks whose decoder noise is drawn together (changes the audio; --memory-mb decides how many "
-        "go through the model at once)",
+        default=1,
+        help="chunks whose decoder noise is drawn together (changes the audio; more hold more memory; "
+        "--memory-mb decides how many go through the model at once)",
     )
     _add_memory_mb(p)
     p.add_argument("--force", action="store_true", help="decode with a model other than the one that encoded")
