@@ -13,6 +13,7 @@ from lincae.training.frame_trainer import (
     FrameTrainConfig,
     FrameTrainer,
     compact_checkpoint,
+    critic_rows,
     export_checkpoint,
 )
 from lincae.training.losses import multi_resolution_stft
@@ -109,3 +110,14 @@ def test_the_adversarial_phase_trains_the_critic_beside_the_model(tmp_path: Path
     stats = trainer.train_step()
     assert {"disc", "adversarial", "feature"} <= set(stats) and all(math.isfinite(v) for v in stats.values())
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.critic.parameters(), strict=True))
+
+
+def test_the_critic_judges_mixtures_as_well_as_reconstructions() -> None:
+    """With additivity the decoded batch is 16 reconstructions then 16 mixtures: half the critic's
+    examples are mixtures (the odd one a reconstruction); without mixtures, the first ones; never more
+    than there are."""
+    assert critic_rows(4, 16, 32).tolist() == [0, 1, 16, 17]
+    assert critic_rows(5, 16, 32).tolist() == [0, 1, 2, 16, 17]
+    assert critic_rows(4, 16, 16).tolist() == [0, 1, 2, 3]
+    assert critic_rows(1, 16, 32).tolist() == [0]
+    assert critic_rows(100, 16, 32).tolist() == list(range(32))

@@ -89,9 +89,10 @@ class FrameLossSection(ConfigBase):
 class FrameTrainConfig(ConfigBase):
     """A FrameNet training run (YAML with ``family: framenet``). ``steps`` spans the learning-rate schedule.
 
-    ``critic_examples``: how many of a step's decoded examples the critic judges (the first ones: plain
-    reconstructions; with additivity the mixtures come after them). Discriminators cost far more than the
-    autoencoder on a CPU; a few examples per step keep the adversarial phase affordable there.
+    ``critic_examples``: how many of a step's decoded examples the critic judges (:func:`critic_rows`: half
+    of them mixtures where additivity makes any, so the critic's detail does not cost linearity).
+    Discriminators cost far more than the autoencoder on a CPU; a few examples per step keep the
+    adversarial phase affordable there.
     """
 
     family: str = FAMILY
@@ -203,6 +204,17 @@ def make_batch(audio: Tensor, aug: FrameAugmentSection, gen: torch.Generator) ->
     negate = torch.rand(n, generator=gen) < aug.negate_prob
     gains = torch.where(negate, -gains, gains)
     return StepBatch(audio, mix, gains, targets * gains[:, None])
+
+
+def critic_rows(examples: int, batch: int, decoded: int) -> Tensor:
+    """Which of ``decoded`` examples the critic judges: ``examples`` of them (at most ``decoded``), the first
+    plain reconstructions and, where additivity decodes mixtures after the ``batch`` reconstructions, as
+    many of the first mixtures (the odd one a reconstruction)."""
+    n = min(examples, decoded)
+    if decoded <= batch:
+        return torch.arange(n)
+    mixtures = min(n // 2, decoded - batch)
+    return torch.cat((torch.arange(n - mixtures), batch + torch.arange(mixtures)))
 
 
 def decoder_latents(z: Tensor, sb: StepBatch) -> Tensor:
@@ -325,15 +337,16 @@ class FrameTrainer:
             assert self.critic is not None and self.critic_optimizer is not None
             sec = cfg.adversarial
             self.critic.requires_grad_(True)
-            n = cfg.critic_examples
-            d_loss = discriminator_loss(self.critic(target[:n]), self.critic(y[:n].detach()), sec.loss)
+            rows = critic_rows(cfg.critic_examples, sb.audio.shape[0], y.shape[0])
+            y_c, target_c = y[rows], target[rows]
+            d_loss = discriminator_loss(self.critic(target_c), self.critic(y_c.detach()), sec.loss)
             self.critic_optimizer.zero_grad(set_to_none=True)
             d_loss.backward()
             self.critic_optimizer.step()
             self.critic.requires_grad_(False)
-            fake = self.critic(y[:n])
+            fake = self.critic(y_c)
             with torch.no_grad():
-                real = self.critic(target[:n])
+                real = self.critic(target_c)
             g_adv = generator_loss(fake, sec.loss)
             fm = feature_matching(real, fake)
             loss = loss + sec.adversarial_weight * g_adv + sec.feature_weight * fm
