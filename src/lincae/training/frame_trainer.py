@@ -350,7 +350,7 @@ class FrameTrainer:
             g_adv = generator_loss(fake, sec.loss)
             fm = feature_matching(real, fake)
             loss = loss + sec.adversarial_weight * g_adv + sec.feature_weight * fm
-            stats.update(disc=float(d_loss), adversarial=float(g_adv), feature=float(fm))
+            stats.update(disc=float(d_loss.detach()), adversarial=float(g_adv.detach()), feature=float(fm.detach()))
         if not torch.isfinite(loss):
             raise FloatingPointError(f"the loss became {float(loss)} at step {step}")
         self.optimizer.zero_grad(set_to_none=True)
