@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
 import torch
 
 from lincae.models.frame_autoencoder import FrameAutoencoder
@@ -121,3 +122,22 @@ def test_the_critic_judges_mixtures_as_well_as_reconstructions() -> None:
     assert critic_rows(4, 16, 16).tolist() == [0, 1, 2, 3]
     assert critic_rows(1, 16, 32).tolist() == [0]
     assert critic_rows(100, 16, 32).tolist() == list(range(32))
+
+
+def test_an_interrupted_run_keeps_its_last_whole_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C (or SIGTERM under lincae train) in step 3 saves the run at step 3 and goes on up; the run
+    then resumes from there."""
+    config = _config(steps=8)
+    trainer = _trainer(tmp_path / "run", config)
+    step = trainer.train_step
+
+    def interrupted() -> dict[str, float]:
+        if trainer.step == 3:
+            raise KeyboardInterrupt
+        return step()
+
+    monkeypatch.setattr(trainer, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert torch.load(tmp_path / "run" / "last.ckpt", weights_only=True)["step"] == 3
+    assert _trainer(tmp_path / "run", config).step == 3

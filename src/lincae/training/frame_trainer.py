@@ -35,7 +35,7 @@ from torch import Tensor
 
 from lincae.config import MAX_SEED, ConfigBase
 from lincae.evaluation.reference import mel_filterbank
-from lincae.files.atomic import write_atomically
+from lincae.files.atomic import Terminated, write_atomically
 from lincae.models.framenet import FAMILY, FrameNet, FrameNetConfig
 from lincae.training.adversarial import build_critic, discriminator_loss, feature_matching, generator_loss
 from lincae.training.config import AdversarialSection, DataSection, OptimSection
@@ -384,7 +384,9 @@ class FrameTrainer:
         }
 
     def fit(self, deadline: float | None = None, until: int | None = None) -> None:
-        """Train until ``steps`` (or ``until``) or the monotonic ``deadline``; checkpoint on the way and at the end."""
+        """Train until ``steps`` (or ``until``) or the monotonic ``deadline``; checkpoint on the way, at the end,
+        and when interrupted (Ctrl-C, or a terminating signal under ``lincae train``), before the interruption
+        goes on up."""
         cfg = self.config
         last_save = time.monotonic()
         end = min(cfg.steps, until or cfg.steps)
@@ -393,34 +395,38 @@ class FrameTrainer:
         t_log = time.monotonic()
         cpu0 = time.process_time()
         base = self.cpu_seconds
-        while self.step < end:
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            stats = self.train_step()
-            self.cpu_seconds = base + time.process_time() - cpu0
-            for k, v in stats.items():
-                sums[k] = sums.get(k, 0.0) + v
-            count += 1
-            if self.step % cfg.log_every == 0:
-                now = time.monotonic()
-                rec = {k: v / count for k, v in sums.items()}
-                rec.update(step=self.step, cpu_hours=self.cpu_seconds / 3600, sec_per_step=(now - t_log) / count)
-                self._log(rec)
-                if self.progress:
-                    print(
-                        json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in rec.items()}), flush=True
-                    )
-                sums, count, t_log = {}, 0, now
-            if self.step % cfg.val_every == 0:
-                val = self.validate()
-                if val:
-                    val.update(step=self.step, cpu_hours=self.cpu_seconds / 3600)
-                    self._log(val)
+        try:
+            while self.step < end:
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                stats = self.train_step()
+                self.cpu_seconds = base + time.process_time() - cpu0
+                for k, v in stats.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                count += 1
+                if self.step % cfg.log_every == 0:
+                    now = time.monotonic()
+                    rec = {k: v / count for k, v in sums.items()}
+                    rec.update(step=self.step, cpu_hours=self.cpu_seconds / 3600, sec_per_step=(now - t_log) / count)
+                    self._log(rec)
                     if self.progress:
-                        print(json.dumps(val), flush=True)
-            if time.monotonic() - last_save >= 60 * cfg.ckpt_minutes:
-                self.save()
-                last_save = time.monotonic()
+                        shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in rec.items()}
+                        print(json.dumps(shown), flush=True)
+                    sums, count, t_log = {}, 0, now
+                if self.step % cfg.val_every == 0:
+                    val = self.validate()
+                    if val:
+                        val.update(step=self.step, cpu_hours=self.cpu_seconds / 3600)
+                        self._log(val)
+                        if self.progress:
+                            print(json.dumps(val), flush=True)
+                if time.monotonic() - last_save >= 60 * cfg.ckpt_minutes:
+                    self.save()
+                    last_save = time.monotonic()
+        except (KeyboardInterrupt, Terminated):  # Ctrl-C, SIGTERM: keep what was trained
+            self.batches.close()
+            self.save()
+            raise
         self.batches.close()
         self.save()
 
