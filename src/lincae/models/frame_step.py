@@ -118,9 +118,8 @@ class EncoderStep(nn.Module):
         cos, sin = _dft_basis(self.config.n_fft)
         scale = encoder.window * (2.0 / encoder.window.sum())
         self.register_buffer("window", scale, persistent=False)
-        self.register_buffer("dft_real", scale[:, None] * cos, persistent=False)
-        self.register_buffer("dft_imag", scale[:, None] * sin, persistent=False)
-        self.register_buffer("dft", torch.cat((self.dft_real, self.dft_imag), dim=-1), persistent=False)
+        # [n_fft, 2·bins]: ``frame @ dft`` is ``[re | im]`` of the windowed frame's rfft
+        self.register_buffer("dft", scale[:, None] * torch.cat((cos, sin), dim=-1), persistent=False)
 
     def forward(self, audio: Tensor, buffer: Tensor, level: Tensor, *histories: Tensor) -> tuple[Tensor, ...]:
         cfg, enc, m = self.config, self.encoder, self.frames
@@ -129,7 +128,8 @@ class EncoderStep(nn.Module):
             return self._lean_forward(full, level, histories)
         if torch.onnx.is_in_onnx_export():  # a static graph: slices and the DFT as matrix products
             frames = torch.stack([full[:, i * cfg.hop : i * cfg.hop + cfg.n_fft] for i in range(m)], dim=1)
-            re, im = frames @ self.dft_real, frames @ self.dft_imag  # [B, m, bins]
+            spec = frames @ self.dft  # [B, m, 2·bins]
+            re, im = spec[..., : spec.shape[-1] // 2], spec[..., spec.shape[-1] // 2 :]
         else:
             spec = torch.fft.rfft(full.unfold(-1, cfg.n_fft, cfg.hop) * self.window, dim=-1)
             re, im = spec.real, spec.imag
@@ -175,9 +175,8 @@ class DecoderStep(nn.Module):
         self.config: FrameNetConfig = decoder.config
         self.frames = frames
         real, imag = _idft_basis(self.config.synthesis)
-        self.register_buffer("idft_real", real * decoder.window, persistent=False)
-        self.register_buffer("idft_imag", imag * decoder.window, persistent=False)
-        self.register_buffer("idft", torch.cat((self.idft_real, self.idft_imag)).T.contiguous(), persistent=False)
+        # [S, 2·bins]: ``idft @ [re | im]`` is the windowed synthesis frame (irfft, window included)
+        self.register_buffer("idft", (torch.cat((real, imag)) * decoder.window).T.contiguous(), persistent=False)
 
     def forward(self, z: Tensor, level: Tensor, tail: Tensor, *histories: Tensor) -> tuple[Tensor, ...]:
         cfg, dec, m = self.config, self.decoder, self.frames
@@ -198,7 +197,7 @@ class DecoderStep(nn.Module):
         log_mag, phase = out[..., : dec.bins], out[..., dec.bins :]
         mag = torch.exp(torch.clamp(log_mag, max=8.0)) * lev.transpose(1, 2)
         if torch.onnx.is_in_onnx_export():  # the inverse DFT as matrix products (window included)
-            frames = (mag * torch.cos(phase)) @ self.idft_real + (mag * torch.sin(phase)) @ self.idft_imag
+            frames = torch.cat((mag * torch.cos(phase), mag * torch.sin(phase)), dim=-1) @ self.idft.T
         else:
             frames = torch.fft.irfft(torch.polar(mag, phase), n=cfg.synthesis, dim=-1) * dec.window  # [B, m, S]
         return self._overlap_add(frames, level, tail, new_histories)
