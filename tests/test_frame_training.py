@@ -101,6 +101,21 @@ def test_the_compact_checkpoint_resumes_and_leaves_the_critic_out_before_its_pha
     assert again.step == 6
 
 
+def test_lincae_export_compacts_a_framenet_checkpoint_that_resumes(tmp_path: Path) -> None:
+    from lincae.cli import main
+
+    config = _config(steps=4)
+    trainer = _trainer(tmp_path / "run", config)
+    trainer.fit(until=2)
+    assert main(["export", str(tmp_path / "run" / "last.ckpt"), str(tmp_path / "keep" / "last.ckpt")]) == 0
+    state = torch.load(tmp_path / "keep" / "last.ckpt", weights_only=True)
+    assert state["format"] == "lincae.frame-train-checkpoint" and state["step"] == 2
+    again = _trainer(tmp_path / "keep", config)
+    torch.testing.assert_close(again.net.state_dict(), trainer.net.state_dict())
+    again.fit()
+    assert again.step == 4
+
+
 def test_the_adversarial_phase_trains_the_critic_beside_the_model(tmp_path: Path) -> None:
     config = _config(steps=3, adversarial={"enabled": True, "start": 1, "periods": [2], "stft_fft_sizes": [256]})
     trainer = _trainer(tmp_path, config)

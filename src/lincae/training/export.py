@@ -51,11 +51,15 @@ def compact_checkpoint(source: str | Path, dest: str | Path) -> Path:
     needs the float32 exponent), and its first moments are left out: they rebuild within a few dozen
     steps, while the second moments take thousands. For the default model this is about a third of
     the full checkpoint. Resuming from it is close to, not bit-identical with, resuming from
-    ``source``; :meth:`lincae.training.trainer.Trainer.load_checkpoint` reads both.
+    ``source``; :meth:`lincae.training.trainer.Trainer.load_checkpoint` reads both. A FrameNet run's
+    checkpoint goes to :func:`lincae.training.frame_trainer.compact_checkpoint`.
     """
+    from lincae.training import frame_trainer
     from lincae.training.trainer import CKPT_FORMAT, CKPT_VERSION
 
     state = torch.load(source, map_location="cpu", weights_only=True)
+    if state.get("format") == frame_trainer.CKPT_FORMAT:  # a FrameNet run keeps its own compact form
+        return frame_trainer.compact_checkpoint(source, dest)
     if state.get("format") != CKPT_FORMAT or state.get("format_version") != CKPT_VERSION:
         raise ValueError(f"{source}: not a lincae training checkpoint of version {CKPT_VERSION}")
 
