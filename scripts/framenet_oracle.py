@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -49,18 +50,6 @@ def load_net(source: Path) -> FrameNet:
     return load_model(source).net.eval()
 
 
-def decoder_spectra(net: FrameNet, z: Tensor) -> tuple[Tensor, Tensor]:
-    """The decoder's synthesis spectra for latents ``[B, C, N]``: magnitude and phase ``[B, N, bins]``."""
-    dec = net.decoder
-    level = dec.level(z.square().mean(1, keepdim=True))
-    x = dec.embed(z / level)
-    for block in dec.blocks:
-        x = block(x)
-    out = dec.head(dec.norm(x.transpose(1, 2)))
-    log_mag, phase = out.split(dec.bins, dim=-1)
-    return torch.exp(log_mag.clamp(max=8.0)) * level.transpose(1, 2), phase
-
-
 def true_spectra(net: FrameNet, audio: Tensor, frames: int) -> tuple[Tensor, Tensor]:
     """The spectra of the clip's own samples under each synthesis frame: magnitude and phase ``[B, N, bins]``."""
     cfg = net.config
@@ -73,8 +62,7 @@ def true_spectra(net: FrameNet, audio: Tensor, frames: int) -> tuple[Tensor, Ten
 def synthesize(net: FrameNet, mag: Tensor, phase: Tensor, length: int) -> Tensor:
     """Audio ``[B, length]`` from synthesis spectra, as :meth:`FrameNet.decode` makes it."""
     cfg = net.config
-    frames = torch.fft.irfft(torch.polar(mag, phase), n=cfg.synthesis, dim=-1) * net.decoder.window
-    return overlap_add(frames, cfg.hop)[:, cfg.fade : cfg.fade + length]
+    return overlap_add(net.decoder.synthesize(mag, phase), cfg.hop)[:, cfg.fade : cfg.fade + length]
 
 
 def scores(estimate: Tensor, reference: Tensor) -> dict[str, float]:
@@ -102,21 +90,20 @@ def main(argv: list[str] | None = None) -> int:
     length = min(c.shape[-1] for c in clips)
     ref = torch.stack([c[:length] for c in clips])
     z = net.encode(ref)
-    mag, phase = decoder_spectra(net, z)
+    mag, phase = net.decoder.spectra(z)
     t_mag, t_phase = true_spectra(net, ref, z.shape[-1])
     gl = MelGriffinLim(sample_rate=rate)
     decoded = net.decode(z)[:, :length]
-    signals = {
-        "model": decoded,
-        "true_mag": synthesize(net, t_mag, phase, length),
-        "true_phase": synthesize(net, mag, t_phase, length),
-        "exact": synthesize(net, t_mag, t_phase, length),
-        "mel_gl": gl.decode(gl.encode(ref), length),
-        "model_mel_gl": gl.decode(gl.encode(decoded), length),
+    signals: dict[str, Callable[[], Tensor]] = {  # built only when scored (Griffin-Lim takes a while)
+        "model": lambda: decoded,
+        "true_mag": lambda: synthesize(net, t_mag, phase, length),
+        "true_phase": lambda: synthesize(net, mag, t_phase, length),
+        "exact": lambda: synthesize(net, t_mag, t_phase, length),
+        "mel_gl": lambda: gl.decode(gl.encode(ref), length),
+        "model_mel_gl": lambda: gl.decode(gl.encode(decoded), length),
     }
-    if args.only:
-        signals = {k: v for k, v in signals.items() if k in args.only}
-    table = {name: scores(sig[:, :length], ref) for name, sig in signals.items()}
+    wanted = [name for name in signals if not args.only or name in args.only]
+    table = {name: scores(signals[name](), ref) for name in wanted}
     keys = ["visqol", "mrstft", "hf_mrstft", "hf_harmonics"]
     print(f"{'signal':<12}" + "".join(f"{k:>14}" for k in keys))
     for name, row in table.items():

@@ -1,4 +1,4 @@
-"""scripts/framenet_oracle.py: its replica of the decoder and its exact frames match the model."""
+"""scripts/framenet_oracle.py: its synthesis from the decoder's spectra and its exact frames match the model."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def test_the_oracle_rebuilds_the_decoders_output_and_the_clip_from_their_frames(
     audio = torch.randn(2, 1000, generator=torch.Generator().manual_seed(0)) * 0.1
     with torch.no_grad():
         z = net.encode(audio)
-        mag, phase = oracle.decoder_spectra(net, z)
+        mag, phase = net.decoder.spectra(z)
         rebuilt = oracle.synthesize(net, mag, phase, audio.shape[-1])
         decoded = net.decode(z)[:, : audio.shape[-1]]
         t_mag, t_phase = oracle.true_spectra(net, audio, z.shape[-1])

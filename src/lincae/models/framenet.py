@@ -240,17 +240,24 @@ class FrameDecoder(nn.Module):
         self.norm = nn.LayerNorm(config.channels, eps=1e-6)
         self.head = nn.Linear(config.channels, 2 * self.bins)
 
-    def forward(self, z: Tensor) -> Tensor:
+    def spectra(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """Latents ``[B, latent_channels, N]`` → magnitude and phase ``[B, N, bins]`` of the synthesis frames."""
         level = self.level(z.square().mean(1, keepdim=True))  # [B, 1, N]
         x = self.embed(z / level)
         for block in self.blocks:
             x = block(x)
         out = self.head(self.norm(x.transpose(1, 2)))  # [B, N, 2·bins]
         log_mag, phase = out.split(self.bins, dim=-1)
-        mag = torch.exp(log_mag.clamp(max=8.0)) * level.transpose(1, 2)
+        return torch.exp(log_mag.clamp(max=8.0)) * level.transpose(1, 2), phase
+
+    def synthesize(self, mag: Tensor, phase: Tensor) -> Tensor:
+        """Magnitude and phase ``[B, N, bins]`` → windowed synthesis frames ``[B, N, synthesis]``."""
         spec = torch.polar(mag, phase) if not torch.is_autocast_enabled() else torch.polar(mag.float(), phase.float())
         frames = torch.fft.irfft(spec, n=self.config.synthesis, dim=-1)
         return frames * self.window
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.synthesize(*self.spectra(z))
 
 
 def frame_audio(audio: Tensor, config: FrameNetConfig, frames: int) -> Tensor:
